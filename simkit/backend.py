@@ -1,0 +1,210 @@
+"""The array backend: the only module that imports CuPy or Numba.
+
+A :class:`Backend` is a value chosen once per run and passed to everything that touches arrays:
+
+==========  =============================================================================
+``numpy``   plain NumPy; every kernel runs its readable ``xp`` reference (what a teacher
+            steps through)
+``numba``   NumPy arrays; kernels run their Numba-compiled twins on the CPU
+``cupy``    CuPy arrays on a GPU; kernels run their CUDA twins
+``auto``    CuPy if a GPU is usable, else Numba if it imports, else NumPy
+==========  =============================================================================
+
+The choice comes from the ``--backend`` flag, else the ``SIMKIT_BACKEND`` environment variable,
+else ``auto``; ``SIMKIT_DISABLE_JIT=1`` turns ``numba`` (and an ``auto`` that would pick it)
+into ``numpy``. :func:`get_backend` says once, in one line on stderr, what it chose and why.
+
+Kernels
+-------
+A hot loop is a :class:`Kernel`: a readable reference written with ``xp`` array operations, a
+plain-Python loop version that this module compiles with ``numba.njit`` (its "Numba twin"), and
+the source of a CuPy ``ElementwiseKernel`` (its "CUDA twin"). Modules that define kernels never
+import Numba or CuPy themselves; :meth:`Backend.kernel` builds the twin for the chosen backend
+and caches it. Parity tests check that the twins match the reference.
+
+Random numbers are never drawn here: weights and noise are drawn on the host with
+``numpy.random.Generator`` streams and moved with :meth:`Backend.asarray`, so one seed gives the
+same network on every backend.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from simkit.errors import UserError
+
+BACKENDS = ("auto", "numpy", "numba", "cupy")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A hot loop with a readable reference and fast twins.
+
+    Parameters
+    ----------
+    name : str
+        Kernel name (for messages and caches).
+    reference : callable
+        ``reference(xp, *args)``: plain array code; it is the definition. Arguments are the
+        inputs (arrays and scalars) followed by the outputs, which are written in place: the
+        order of a ``cupy.ElementwiseKernel`` call, shared by all three twins.
+    loop : callable
+        The same computation as explicit loops over flat arrays, in the subset of Python that
+        Numba compiles; called with the same arguments minus ``xp``.
+    cuda : tuple of str, optional
+        ``(in_params, out_params, operation)`` of a ``cupy.ElementwiseKernel`` over the
+        same arguments; ``None`` falls back to the reference on CuPy.
+    """
+
+    name: str
+    reference: Callable
+    loop: Callable
+    cuda: tuple | None = None
+
+
+@dataclass
+class Backend:
+    """The chosen array library, dtype and compiled kernels of one run."""
+
+    name: str                      # 'numpy' | 'numba' | 'cupy'
+    xp: object                     # the array namespace: numpy or cupy
+    dtype: np.dtype
+    reason: str = ""
+    _kernels: dict = field(default_factory=dict, repr=False)
+
+    def asarray(self, a, dtype=None):
+        """Move a host array (or scalar) to the device in the run's dtype (or ``dtype``)."""
+        return self.xp.asarray(a, dtype=self.dtype if dtype is None else dtype)
+
+    def to_host(self, a):
+        """Return ``a`` as a NumPy array (a no-op on the CPU backends)."""
+        return a.get() if self.name == "cupy" else np.asarray(a)
+
+    def synchronize(self):
+        """Wait for queued GPU work (for honest timings); a no-op on the CPU."""
+        if self.name == "cupy":
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def kernel(self, k: Kernel) -> Callable:
+        """The callable that runs kernel ``k`` on this backend (built once, then cached)."""
+        if k.name not in self._kernels:
+            self._kernels[k.name] = _build(self, k)
+        return self._kernels[k.name]
+
+    def describe(self) -> str:
+        """One line: backend, dtype, device."""
+        return f"{self.name} ({np.dtype(self.dtype).name}) on {device_name(self)}"
+
+
+def _build(bk: Backend, k: Kernel) -> Callable:
+    if bk.name == "numba":
+        import numba
+        compiled = numba.njit(cache=True)(k.loop)
+        return lambda *args: compiled(*[_flat(a) for a in args])
+    if bk.name == "cupy" and k.cuda is not None:
+        import cupy
+        elementwise = cupy.ElementwiseKernel(*k.cuda, name=f"simkit_{k.name}")
+        return elementwise
+    xp = bk.xp
+    return lambda *args: k.reference(xp, *args)
+
+
+def _flat(a):
+    """A flat view of an array (Numba twins loop over 1-D arrays); scalars pass through."""
+    return a.reshape(-1) if isinstance(a, np.ndarray) else a
+
+
+def device_name(bk: Backend) -> str:
+    """Human-readable device: the GPU's name, or the CPU."""
+    if bk.name == "cupy":
+        import cupy
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"]
+        return f"GPU {dev.id} ({name.decode() if isinstance(name, bytes) else name})"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def _cupy_usable() -> tuple[bool, str]:
+    try:
+        import cupy
+        n = cupy.cuda.runtime.getDeviceCount()
+        if n < 1:
+            return False, "CuPy found no GPU"
+        cupy.zeros(1).sum()  # a real launch: catches a broken driver or toolkit
+        return True, f"CuPy sees {n} GPU(s)"
+    except ImportError:
+        return False, "CuPy is not installed"
+    except Exception as exc:  # driver/runtime errors come in many types
+        return False, f"CuPy cannot use a GPU ({type(exc).__name__})"
+
+
+def _numba_usable() -> tuple[bool, str]:
+    if os.environ.get("SIMKIT_DISABLE_JIT", "") not in ("", "0"):
+        return False, "SIMKIT_DISABLE_JIT is set"
+    try:
+        import numba  # noqa: F401
+        return True, "Numba is installed"
+    except ImportError:
+        return False, "Numba is not installed"
+
+
+def resolve_name(name: str | None = None) -> tuple[str, str]:
+    """Turn a requested backend into a concrete one; returns ``(name, reason)``."""
+    requested = name or os.environ.get("SIMKIT_BACKEND") or "auto"
+    if requested not in BACKENDS:
+        raise UserError(f"unknown backend {requested!r}; allowed: {', '.join(BACKENDS)}")
+    if requested == "numpy":
+        return "numpy", "requested"
+    if requested == "cupy":
+        ok, why = _cupy_usable()
+        if not ok:
+            raise UserError(f"backend 'cupy' requested but {why}; use --backend numba or numpy "
+                            "(pip install 'simkit[gpu]' for CuPy)")
+        return "cupy", "requested"
+    if requested == "numba":
+        ok, why = _numba_usable()
+        return ("numba", "requested") if ok else ("numpy", f"fallback: {why}")
+    ok, why = _cupy_usable()
+    if ok:
+        return "cupy", f"auto: {why}"
+    ok2, why2 = _numba_usable()
+    if ok2:
+        return "numba", f"auto: {why}; {why2}"
+    return "numpy", f"auto: {why}; {why2}"
+
+
+_announced: set = set()
+
+
+def get_backend(name: str | None = None, dtype: str = "float64", announce: bool = True) -> Backend:
+    """Choose the backend (see the module docstring) and say once what was chosen and why."""
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    chosen, reason = resolve_name(name)
+    if chosen == "cupy":
+        import cupy as xp
+    else:
+        xp = np
+    bk = Backend(chosen, xp, np.dtype(dtype), reason)
+    key = (chosen, reason)
+    if announce and key not in _announced:
+        _announced.add(key)
+        print(f"simkit: backend {bk.describe()} [{reason}]", file=sys.stderr)
+    return bk
+
+
+def versions() -> dict:
+    """Versions of the array libraries present (for run.json and ``simkit info``)."""
+    out = {"python": sys.version.split()[0], "numpy": np.__version__}
+    for mod in ("scipy", "numba", "cupy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            out[mod] = None
+    return out

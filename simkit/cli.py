@@ -1,0 +1,91 @@
+"""The ``simkit`` command: subcommands, global options, and one-line errors.
+
+``simkit train``     train a network with any rule on any data set (``--resume DIR`` continues)
+``simkit run_bp``    the strong_dfc ``run_bp.py`` command line, verbatim
+``simkit list``      rules, data sets, figures and paper commands
+``simkit info``      backend, device, versions, data found
+``simkit data``      ``fetch NAME`` / ``check``
+
+Bad input prints one line, ``simkit: error: ...``, and exits with status 2. Ctrl-C exits with
+status 130 after saying how to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from simkit.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (what is wrong, and where to look) and exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand takes (kebab-case, simkit's own)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("simkit options")
+    g.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default=None,
+                   help="array backend (default: SIMKIT_BACKEND, else auto: cupy > numba > numpy)")
+    g.add_argument("--data-dir", default=None,
+                   help="folder with the data sets (default: SIMKIT_DATA, else ./data)")
+    g.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars even when output is not a terminal")
+    g.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
+    return p
+
+
+def build_parser() -> Parser:
+    from simkit.commands import info, run_bp, train
+    from simkit.data import register_cli as register_data
+
+    parser = Parser(prog="simkit", description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog="Run 'simkit COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parent = common_options()
+    train.register(sub, parent)
+    run_bp.register(sub, parent)
+    info.register(sub, parent)
+    register_data(sub_with_parent(sub, parent))
+    return parser
+
+
+def sub_with_parent(sub, parent):
+    """A view of ``sub`` whose ``add_parser`` adds the common options (for other modules)."""
+    class _Sub:
+        def add_parser(self, name, **kw):
+            kw.setdefault("parents", [parent])
+            return sub.add_parser(name, **kw)
+    return _Sub()
+
+
+def _version() -> str:
+    from simkit import __version__
+    return f"simkit {__version__}"
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"simkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "resume_hint", None)
+        print("\nsimkit: interrupted" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``simkit``: each module has ``register(subparsers, parent)``."""

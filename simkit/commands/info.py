@@ -1,0 +1,52 @@
+"""``simkit info`` (backend, device, versions, data found) and ``simkit list``."""
+from __future__ import annotations
+
+from simkit.backend import get_backend, versions
+
+
+def register(sub, parent):
+    p = sub.add_parser("info", parents=[parent], help="backend, device, versions and data found")
+    p.set_defaults(func=info)
+    p = sub.add_parser("list", parents=[parent], help="rules, data sets, figures and paper commands")
+    p.add_argument("what", nargs="?", choices=("rules", "datasets", "figures", "commands"),
+                   help="list only this")
+    p.set_defaults(func=listing)
+
+
+def info(args) -> int:
+    from simkit import __version__
+    from simkit.data import check, resolve_data_dir
+    bk = get_backend(args.backend, announce=False)
+    print(f"simkit {__version__}")
+    print(f"backend: {bk.describe()} [{bk.reason}]")
+    print("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions().items()))
+    print(f"data dir: {resolve_data_dir(args.data_dir)}")
+    for name, status, message in check(args.data_dir):
+        print(f"  {name:<16} {status:<8} {message}")
+    return 0
+
+
+PAPER_COMMANDS = {
+    "run_bp": "strong_dfc run_bp.py (Meulemans et al. 2021/2022): backprop baseline",
+}
+FIGURES: dict = {}
+
+
+def listing(args) -> int:
+    from simkit.data import DATASETS
+    from simkit.rules import RULES
+    sections = {
+        "rules": {k: v[0] for k, v in RULES.items()},
+        "datasets": DATASETS,
+        "figures": FIGURES,
+        "commands": PAPER_COMMANDS,
+    }
+    for name, items in sections.items():
+        if args.what and args.what != name:
+            continue
+        print(f"{name}:")
+        for key, text in items.items():
+            print(f"  {key:<22} {text}")
+        if not items:
+            print("  (none yet)")
+    return 0

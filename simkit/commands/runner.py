@@ -1,0 +1,95 @@
+"""Run a resolved configuration in a run directory (shared by every training subcommand)."""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from simkit.backend import get_backend, versions
+from simkit.experiment import build, load_splits, resolve_config
+from simkit.results import RunDir
+from simkit.train import Trainer
+
+
+def default_out_dir(cfg) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}_{cfg['rule']}_{cfg['dataset']}_s{cfg['seed']}"
+
+
+def progress_setting(args):
+    """None: bars only on a terminal; True: always; False: never."""
+    if getattr(args, "quiet", False):
+        return False
+    return True if getattr(args, "progress", None) else None
+
+
+def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra_info=None):
+    """Train ``cfg`` in ``out_dir`` (a new run, or ``resume`` the one there); returns the summary."""
+    run = RunDir(out_dir)
+    if resume:
+        info = run.read_info()
+        cfg = resolve_config(info["config"])
+        if args is not None and getattr(args, "backend", None):
+            cfg["backend"] = args.backend
+    bk = get_backend(cfg["backend"], cfg["dtype"])
+    splits, ds = load_splits(bk, cfg)
+    net, rule, opt, loss, streams = build(bk, cfg, ds)
+    quiet = bool(getattr(args, "quiet", False))
+    trainer = Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
+                      shuffle_seed=int(streams[1].generate_state(1)[0]),
+                      progress=progress_setting(args), log=None if quiet else print,
+                      on_batch=on_batch)
+    if args is not None:
+        args.resume_hint = f"simkit train --resume {shlex.quote(str(out_dir))}"
+    if resume:
+        trainer.resume()
+        if not quiet:
+            print(f"simkit: resuming {out_dir} after epoch {trainer.epoch}", file=sys.stderr)
+    else:
+        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
+                    "data": {"name": ds.name, "task": ds.task,
+                             "n_train": len(splits["train"]), "n_test": len(splits["test"]),
+                             "n_val": len(splits["val"]) if "val" in splits else 0,
+                             "meta": {k: str(v) for k, v in ds.meta.items()}},
+                    **(extra_info or {})})
+    summary = trainer.fit()
+    if not quiet:
+        print(format_summary(summary, out_dir))
+    return summary
+
+
+def format_summary(summary: dict, out_dir) -> str:
+    keys = [k for k in summary if k.startswith(("acc_", "loss_"))]
+    parts = [f"{k} {100 * summary[k]:.2f}%" if k.startswith("acc_") else f"{k} {summary[k]:.4g}"
+             for k in keys if summary[k] is not None]
+    if "avg_time_per_epoch" in summary:
+        parts.append(f"{summary['avg_time_per_epoch']:.2f} s/epoch")
+    return f"done: {', '.join(parts)}; results in {out_dir}"
+
+
+def parse_number_or_list(text, what):
+    """``'0.1'`` -> 0.1; ``'[0.1,0.2]'`` or ``'0.1,0.2'`` -> [0.1, 0.2] (DFC's per-layer lists)."""
+    from simkit.errors import UserError
+    s = str(text).strip().strip("[]").replace(" ", "")
+    try:
+        vals = [float(v) for v in s.split(",") if v]
+    except ValueError:
+        raise UserError(f"{what} must be a number or a list of numbers like [0.1,0.2], got {text!r}")
+    if not vals:
+        raise UserError(f"{what} is empty")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def parse_sizes(text, what="size_hidden"):
+    from simkit.errors import UserError
+    s = str(text).strip().strip("[]").replace(" ", "")
+    try:
+        sizes = [int(v) for v in s.split(",") if v]
+    except ValueError:
+        raise UserError(f"{what} must be comma-separated positive integers like 256,256, got {text!r}")
+    if any(n < 1 for n in sizes):
+        raise UserError(f"{what} must be positive integers, got {text!r}")
+    return sizes
+
+

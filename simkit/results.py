@@ -1,0 +1,136 @@
+"""Run directories: ``run.json``, ``metrics.csv``, ``checkpoint.npz``; every write is atomic.
+
+A run directory holds
+
+``run.json``        the resolved configuration, exact command, seed, backend, device, versions,
+                    git commit, status (``running``, ``finished``, ``interrupted``, ``failed``),
+                    and a summary of the results
+``metrics.csv``     long format ``epoch,split,metric,layer,value`` (``layer`` empty for whole-net
+                    metrics); one block of rows per finished epoch, epoch 0 = before training
+``checkpoint.npz``  everything needed to resume after the last finished epoch; read with
+                    ``allow_pickle=False``
+
+Each file is written to a temporary name in the same folder and renamed over the old one
+(``os.replace``), so a crash or Ctrl-C leaves either the old or the new file, never half of one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from simkit.errors import UserError
+
+METRIC_FIELDS = ("epoch", "split", "metric", "layer", "value")
+
+
+def atomic_write_bytes(path: Path, data: bytes):
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj):
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def save_arrays(path: Path, arrays: dict):
+    """Atomically save a dict of host arrays as an uncompressed ``.npz``."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: Path) -> dict:
+    """Read an ``.npz`` written by :func:`save_arrays` (no pickles admitted)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run or restore the file")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+class RunDir:
+    """One run's folder and its three files."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    run_json = property(lambda self: self.path / "run.json")
+    metrics_csv = property(lambda self: self.path / "metrics.csv")
+    checkpoint = property(lambda self: self.path / "checkpoint.npz")
+
+    def exists(self) -> bool:
+        return self.run_json.exists()
+
+    def create(self, info: dict):
+        """Start a new run here; refuses to overwrite an existing one."""
+        if self.exists():
+            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or "
+                            "choose another --out-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        info = dict(info, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    command=sys.argv, git_commit=git_commit())
+        atomic_write_json(self.run_json, info)
+        self.write_metrics([])
+
+    def read_info(self) -> dict:
+        if not self.exists():
+            raise UserError(f"no run to resume in {self.path} (run.json missing)")
+        try:
+            return json.loads(self.run_json.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{self.run_json} is corrupt ({exc}); start a new run")
+
+    def update_info(self, **fields):
+        info = self.read_info()
+        info.update(fields)
+        atomic_write_json(self.run_json, info)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_csv.exists():
+            return []
+        with open(self.metrics_csv, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def write_metrics(self, rows: list[dict]):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in METRIC_FIELDS})
+        atomic_write_bytes(self.metrics_csv, buf.getvalue().encode())
+
+    def save_checkpoint(self, arrays: dict):
+        save_arrays(self.checkpoint, arrays)
+
+    def load_checkpoint(self) -> dict | None:
+        return load_arrays(self.checkpoint) if self.checkpoint.exists() else None

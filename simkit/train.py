@@ -1,0 +1,233 @@
+"""The training loop: minibatches, evaluation, progress, checkpoints and resume.
+
+One epoch visits the training set once in an order drawn from the run's shuffle stream,
+``default_rng([shuffle_seed, epoch])``: the order of epoch ``e`` depends on nothing but the seed
+and ``e``, so a resumed run replays exactly the epochs an uninterrupted run would have.
+
+For each minibatch: forward pass (cached state) -> loss gradient ``dL/dy`` -> the rule's weight
+gradients -> clipping -> optimiser step. Train loss and accuracy are the means over the epoch's
+minibatches (as the original codes report them); validation and test are plain forward passes
+after each epoch. Epoch 0 is an evaluation before any training.
+
+After every epoch the run directory gets its metrics and a checkpoint (atomically). A Ctrl-C or
+a crash loses only the unfinished epoch; ``--resume`` continues after the last finished one.
+A NaN or inf loss stops the run with :class:`~simkit.errors.NumericalError`, keeping the last
+good checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from simkit.errors import NumericalError
+from simkit.optim import clip_grads
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # tqdm is a dependency, but the loop must not need it
+    tqdm = None
+
+
+def epoch_order(seed_seq_entropy: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of ``n`` training samples for ``epoch`` (host int64)."""
+    return np.random.default_rng([seed_seq_entropy, epoch]).permutation(n)
+
+
+class Trainer:
+    """Runs a configured experiment; see the module docstring."""
+
+    def __init__(self, bk, cfg, net, rule, opt, loss, splits, *, run=None, shuffle_seed=0,
+                 progress=None, log=print, on_batch=None):
+        self.bk, self.cfg, self.net, self.rule, self.opt, self.loss = bk, cfg, net, rule, opt, loss
+        self.splits, self.run, self.shuffle_seed = splits, run, shuffle_seed
+        self.progress, self.log, self.on_batch = progress, log, on_batch
+        self.rows: list[dict] = []
+        self.epoch = 0
+        self.epoch_seconds: list[float] = []
+
+    # ----------------------------------------------------------------------------- evaluation
+    def evaluate(self, split) -> dict:
+        """Mean loss (and accuracy for classification) of a plain forward pass over a split."""
+        xp, n, bs = self.bk.xp, len(split), int(self.cfg["eval_batch_size"])
+        loss_sum, correct = 0.0, 0
+        for i in range(0, n, bs):
+            y = self.net.predict(split.x[i:i + bs])
+            t = split.t[i:i + bs]
+            loss_sum += self.loss.value(xp, y, t) * y.shape[0]
+            if split.labels is not None:
+                correct += int((self.bk.to_host(y.argmax(axis=1)) == split.labels[i:i + bs]).sum())
+        out = {"loss": loss_sum / n}
+        if split.labels is not None:
+            out["acc"] = correct / n
+        return out
+
+    # ----------------------------------------------------------------------------- training
+    def train_step(self, x, t):
+        """One minibatch; returns ``(loss, outputs)``."""
+        xp = self.bk.xp
+        cache = self.net.forward(x)
+        y = cache.y
+        dL_dy = self.loss.grad(xp, y, t)
+        grads = self.rule.grads(self.net, cache, dL_dy, t=t, loss=self.loss)
+        clip_grads(self.bk, grads, float(self.cfg["clip"]), self.cfg["clip_mode"])
+        self.opt.step(self.net.params(), grads)
+        return self.loss.value(xp, y, t), y
+
+    def train_epoch(self, epoch: int) -> dict:
+        tr = self.splits["train"]
+        n, bs = len(tr), int(self.cfg["batch_size"])
+        order = epoch_order(self.shuffle_seed, epoch, n)
+        batches = range(0, n, bs)
+        if int(self.cfg.get("max_batches", 0)) > 0:
+            batches = batches[:int(self.cfg["max_batches"])]
+            n = min(n, len(batches) * bs)
+        bar = None
+        if tqdm is not None and self.progress is not False:
+            bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch",
+                       disable=None if self.progress is None else False, file=sys.stderr,
+                       mininterval=0.5)
+        loss_sum, correct = 0.0, 0
+        for k, i in enumerate(batches):
+            idx = order[i:i + bs]
+            dev_idx = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
+            loss, y = self.train_step(tr.x[dev_idx], tr.t[dev_idx])
+            loss_sum += loss * len(idx)
+            if tr.labels is not None:
+                correct += int((self.bk.to_host(y.argmax(axis=1)) == tr.labels[idx]).sum())
+            if bar is not None:
+                bar.update(1)
+                if k % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}")
+            if self.on_batch is not None:
+                self.on_batch(epoch, k)
+            if not math.isfinite(loss):
+                raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {k}: the run "
+                                     "diverged; lower the learning rate (last good checkpoint kept)")
+        if bar is not None:
+            bar.close()
+        out = {"loss": loss_sum / n}
+        if tr.labels is not None:
+            out["acc"] = correct / n
+        return out
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    def record(self, epoch: int, split: str, metrics: dict, layer=""):
+        for name, value in metrics.items():
+            self.rows.append({"epoch": epoch, "split": split, "metric": name, "layer": layer,
+                              "value": repr(float(value))})
+
+    def evaluate_all(self, epoch: int, train_metrics: dict | None):
+        results = {"train": train_metrics if train_metrics is not None
+                   else self.evaluate(self.splits["train"])}
+        for name in ("val", "test"):
+            if name in self.splits:
+                results[name] = self.evaluate(self.splits[name])
+        for split, metrics in results.items():
+            self.record(epoch, split, metrics)
+        if hasattr(self.rule, "epoch_metrics"):
+            for layer, metrics in self.rule.epoch_metrics(self.net).items():
+                self.record(epoch, "train", metrics, layer=str(layer))
+        return results
+
+    def summary(self) -> dict:
+        """``acc_test_last``, ``acc_test_best``, ``acc_test_val_best`` (test accuracy at the epoch
+        of best validation accuracy, as the DFC paper reports), mean seconds per epoch."""
+        def series(split, metric):
+            return {int(r["epoch"]): float(r["value"]) for r in self.rows
+                    if r["split"] == split and r["metric"] == metric and r["layer"] == ""}
+        out = {"epochs_done": self.epoch}
+        metric = "acc" if self.splits["test"].labels is not None else "loss"
+        test, val = series("test", metric), series("val", metric)
+        trained = {e: v for e, v in test.items() if e > 0}
+        if trained:
+            out[f"{metric}_test_last"] = trained[max(trained)]
+            out[f"{metric}_test_best"] = (max if metric == "acc" else min)(trained.values())
+        val_trained = {e: v for e, v in val.items() if e > 0}
+        if val_trained and trained:
+            pick = max if metric == "acc" else min
+            best_epoch = pick(val_trained, key=lambda e: val_trained[e])
+            out[f"{metric}_test_val_best"] = trained.get(best_epoch)
+            out["epoch_val_best"] = best_epoch
+        if self.epoch_seconds:
+            out["avg_time_per_epoch"] = float(np.mean(self.epoch_seconds))
+        return out
+
+    def checkpoint_arrays(self) -> dict:
+        arrays = {"meta.epoch": np.asarray(self.epoch),
+                  "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float)}
+        for prefix, obj in (("net", self.net), ("opt", self.opt), ("rule", self.rule)):
+            for k, v in obj.state_dict().items():
+                arrays[f"{prefix}.{k}"] = v
+        return arrays
+
+    def restore(self, arrays: dict):
+        def part(prefix):
+            return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
+        self.net.load_state_dict(part("net"))
+        self.opt.load_state_dict(part("opt"))
+        self.rule.load_state_dict(part("rule"))
+        self.epoch = int(arrays["meta.epoch"])
+        self.epoch_seconds = [float(s) for s in arrays["meta.epoch_seconds"]]
+
+    def save(self, status="running"):
+        if self.run is None:
+            return
+        self.run.write_metrics(self.rows)
+        self.run.save_checkpoint(self.checkpoint_arrays())
+        self.run.update_info(status=status, summary=self.summary())
+
+    # ----------------------------------------------------------------------------- main loop
+    def resume(self):
+        """Load the run directory's checkpoint and metrics up to its last finished epoch."""
+        arrays = self.run.load_checkpoint()
+        if arrays is not None:
+            self.restore(arrays)
+            self.rows = [r for r in self.run.read_metrics() if int(r["epoch"]) <= self.epoch]
+
+    def fit(self) -> dict:
+        """Train until ``cfg['epochs']``; returns the summary."""
+        epochs = int(self.cfg["epochs"])
+        try:
+            if self.epoch == 0 and not self.rows:
+                self.log_epoch(0, self.evaluate_all(0, None), None)
+                self.save()
+            while self.epoch < epochs:
+                e = self.epoch + 1
+                if hasattr(self.rule, "begin_epoch"):
+                    self.rule.begin_epoch(e)
+                t0 = time.perf_counter()
+                train_metrics = self.train_epoch(e)
+                self.bk.synchronize()
+                seconds = time.perf_counter() - t0
+                results = self.evaluate_all(e, train_metrics)
+                self.epoch = e
+                self.epoch_seconds.append(seconds)
+                self.save()
+                self.log_epoch(e, results, seconds)
+        except KeyboardInterrupt:
+            if self.run is not None:
+                self.run.update_info(status="interrupted")
+            raise
+        except NumericalError as exc:
+            if self.run is not None:
+                self.run.update_info(status="failed", reason=str(exc))
+            raise
+        if self.run is not None:
+            self.run.update_info(status="finished", summary=self.summary())
+        return self.summary()
+
+    def log_epoch(self, epoch, results, seconds):
+        if self.log is None:
+            return
+        parts = [f"epoch {epoch:>3}/{self.cfg['epochs']}"]
+        for split, m in results.items():
+            txt = f"{split} loss {m['loss']:.4f}"
+            if "acc" in m:
+                txt += f" acc {100 * m['acc']:.2f}%"
+            parts.append(txt)
+        if seconds is not None:
+            parts.append(f"{seconds:.2f} s")
+        self.log("  ".join(parts))

@@ -1,0 +1,28 @@
+"""Shared test helpers (not a test module)."""
+import numpy as np
+
+from simkit.backend import get_backend
+
+
+def numpy_backend(dtype="float64"):
+    return get_backend("numpy", dtype, announce=False)
+
+
+def numba_backend(dtype="float64"):
+    return get_backend("numba", dtype, announce=False)
+
+
+def finite_difference(f, x, eps=1e-6):
+    """Central differences of the scalar function ``f`` at the array ``x`` (modified in place)."""
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g

@@ -1,0 +1,92 @@
+"""Backend choice, and parity of every kernel's twins with its reference."""
+import numpy as np
+import pytest
+
+from simkit import backend
+from simkit.errors import UserError
+from simkit.kernels.adam import ADAM
+
+KERNEL_CASES = {
+    "adam_step": (ADAM, lambda rng, n: (rng.normal(size=n), 1e-3, 0.9, 0.999, 1e-8, 0.19, 0.002, 0.01,
+                                        rng.normal(size=n), rng.normal(size=n), rng.uniform(size=n))),
+}
+
+
+def test_unknown_backend_lists_the_allowed_ones():
+    with pytest.raises(UserError, match="allowed: auto, numpy, numba, cupy"):
+        backend.get_backend("torch", announce=False)
+
+
+def test_unknown_dtype_is_a_user_error():
+    with pytest.raises(UserError, match="allowed: float64, float32"):
+        backend.get_backend("numpy", "float16", announce=False)
+
+
+def test_environment_variable_selects_the_backend(monkeypatch):
+    monkeypatch.setenv("SIMKIT_BACKEND", "numpy")
+    assert backend.get_backend(announce=False).name == "numpy"
+
+
+def test_disable_jit_turns_numba_into_numpy(monkeypatch):
+    monkeypatch.setenv("SIMKIT_DISABLE_JIT", "1")
+    bk = backend.get_backend("numba", announce=False)
+    assert bk.name == "numpy" and "SIMKIT_DISABLE_JIT" in bk.reason
+
+
+def test_auto_without_gpu_picks_numba(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy_usable", lambda: (False, "CuPy is not installed"))
+    monkeypatch.delenv("SIMKIT_BACKEND", raising=False)
+    monkeypatch.delenv("SIMKIT_DISABLE_JIT", raising=False)
+    bk = backend.get_backend("auto", announce=False)
+    assert bk.name == "numba" and "CuPy is not installed" in bk.reason
+
+
+def test_requesting_cupy_without_gpu_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy_usable", lambda: (False, "CuPy is not installed"))
+    with pytest.raises(UserError, match="use --backend numba or numpy"):
+        backend.get_backend("cupy", announce=False)
+
+
+def test_choice_is_announced_once(capsys, monkeypatch):
+    monkeypatch.setattr(backend, "_announced", set())
+    backend.get_backend("numpy")
+    backend.get_backend("numpy")
+    err = capsys.readouterr().err
+    assert err.count("simkit: backend numpy") == 1
+
+
+def test_float32_backend_moves_arrays_in_float32():
+    bk = backend.get_backend("numpy", "float32", announce=False)
+    assert bk.asarray([1.0, 2.0]).dtype == np.float32
+
+
+def _run(bk, kernel, args):
+    args = [bk.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    bk.kernel(kernel)(*args)
+    return [bk.to_host(a) for a in args if not np.isscalar(a)]
+
+
+@pytest.mark.parametrize("name", KERNEL_CASES)
+@pytest.mark.parametrize("shape", [(7,), (33, 5)])
+def test_numba_twin_matches_reference(name, shape):
+    kernel, make_args = KERNEL_CASES[name]
+    args = make_args(np.random.default_rng(0), shape)
+    ref = _run(backend.get_backend("numpy", announce=False), kernel, [np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
+    fast = _run(backend.get_backend("numba", announce=False), kernel, [np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
+    for r, f in zip(ref, fast):
+        np.testing.assert_allclose(f, r, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", KERNEL_CASES)
+def test_cupy_twin_matches_reference(name):
+    pytest.importorskip("cupy")
+    ok, why = backend._cupy_usable()
+    if not ok:
+        pytest.skip(why)
+    kernel, make_args = KERNEL_CASES[name]
+    args = make_args(np.random.default_rng(0), (33, 5))
+    ref = _run(backend.get_backend("numpy", announce=False), kernel, [np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
+    gpu = _run(backend.get_backend("cupy", announce=False), kernel, [np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
+    for r, g in zip(ref, gpu):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-14)
