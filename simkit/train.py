@@ -65,13 +65,13 @@ class Trainer:
         return out
 
     # ----------------------------------------------------------------------------- training
-    def train_step(self, x, t):
-        """One minibatch; returns ``(loss, outputs)``."""
+    def train_step(self, x, t, idx=None, epoch=0):
+        """One minibatch (``idx``: its sample indices in the training set); returns ``(loss, y)``."""
         xp = self.bk.xp
         cache = self.net.forward(x)
         y = cache.y
         dL_dy = self.loss.grad(xp, y, t)
-        grads = self.rule.grads(self.net, cache, dL_dy, t=t, loss=self.loss)
+        grads = self.rule.grads(self.net, cache, dL_dy, t=t, loss=self.loss, idx=idx, epoch=epoch)
         clip_grads(self.bk, grads, float(self.cfg["clip"]), self.cfg["clip_mode"])
         self.opt.step(self.net.params(), grads)
         return self.loss.value(xp, y, t), y
@@ -93,7 +93,7 @@ class Trainer:
         for k, i in enumerate(batches):
             idx = order[i:i + bs]
             dev_idx = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
-            loss, y = self.train_step(tr.x[dev_idx], tr.t[dev_idx])
+            loss, y = self.train_step(tr.x[dev_idx], tr.t[dev_idx], dev_idx, epoch)
             loss_sum += loss * len(idx)
             if tr.labels is not None:
                 correct += int((self.bk.to_host(y.argmax(axis=1)) == tr.labels[idx]).sum())

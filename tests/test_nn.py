@@ -124,3 +124,11 @@ def test_discrete_uniform_draws_only_the_given_values():
 def test_impossible_layer_sizes_are_a_user_error():
     with pytest.raises(UserError, match="impossible layer sizes"):
         MLP(numpy_backend(), [784, 0, 10], rng=np.random.default_rng(0))
+
+
+def test_angle_and_norm_ratio():
+    from simkit.metrics import angle_deg, norm_ratio
+    assert angle_deg(np, np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(45.0)
+    assert angle_deg(np, np.array([1.0, 2.0]), np.array([-2.0, -4.0])) == pytest.approx(180.0)
+    assert angle_deg(np, np.zeros(2), np.ones(2)) == 90.0
+    assert norm_ratio(np, np.array([3.0, 4.0]), np.array([0.0, 1.0])) == pytest.approx(5.0)
