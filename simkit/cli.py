@@ -40,7 +40,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> Parser:
-    from simkit.commands import info, run_bp, train
+    from simkit.commands import command_modules
     from simkit.data import register_cli as register_data
 
     parser = Parser(prog="simkit", description=__doc__.split("\n\n")[0],
@@ -49,9 +49,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     parent = common_options()
-    train.register(sub, parent)
-    run_bp.register(sub, parent)
-    info.register(sub, parent)
+    for module in command_modules():
+        module.register(sub, parent)
     register_data(sub_with_parent(sub, parent))
     return parser
 

@@ -37,6 +37,7 @@ DEFAULTS = {
     "output_activation": None,    # None: what the loss expects (linear for ce/mse, sigmoid for bce)
     "loss": "ce",                 # ce | mse | bce
     "init": "xavier_normal",
+    "init_kw": {},                # initialiser options, e.g. {"a": 2.236} for kaiming_uniform
     "bias": True,
     "bias_init": "zeros",         # zeros | fan_in
     "epochs": 10,
@@ -126,7 +127,8 @@ def build(bk, cfg, ds):
     loss = get_loss(cfg["loss"])
     sizes = [ds.n_in, *[int(n) for n in cfg["hidden"]], ds.n_out]
     net = MLP(bk, sizes, cfg["hidden_activation"], cfg["output_activation"] or loss.output_activation,
-              rng=np.random.default_rng(streams[0]), init=cfg["init"], bias=cfg["bias"], bias_init=cfg["bias_init"])
+              rng=np.random.default_rng(streams[0]), init=cfg["init"], bias=cfg["bias"], bias_init=cfg["bias_init"],
+              init_kw=cfg["init_kw"])
     rule = make_rule(cfg["rule"], **cfg["rule_opts"])
     if hasattr(rule, "setup"):
         rule.setup(net, rng=np.random.default_rng(streams[2]))

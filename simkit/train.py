@@ -52,16 +52,23 @@ class Trainer:
     def evaluate(self, split) -> dict:
         """Mean loss (and accuracy for classification) of a plain forward pass over a split."""
         xp, n, bs = self.bk.xp, len(split), int(self.cfg["eval_batch_size"])
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, abs_err, rel_err = 0.0, 0, 0.0, 0.0
         for i in range(0, n, bs):
             y = self.net.predict(split.x[i:i + bs])
             t = split.t[i:i + bs]
             loss_sum += self.loss.value(xp, y, t) * y.shape[0]
             if split.labels is not None:
                 correct += int((self.bk.to_host(y.argmax(axis=1)) == split.labels[i:i + bs]).sum())
+            else:
+                err = xp.abs(y - t)
+                abs_err += float(err.sum())
+                rel_err += float((err / xp.maximum(xp.abs(t), 1.17e-6)).sum())
         out = {"loss": loss_sum / n}
         if split.labels is not None:
             out["acc"] = correct / n
+        else:   # mean absolute (percentage) error over all outputs, torchmetrics' MAE and MAPE
+            out["mae"] = abs_err / split.t.size
+            out["mape"] = rel_err / split.t.size
         return out
 
     # ----------------------------------------------------------------------------- training

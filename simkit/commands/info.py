@@ -26,20 +26,20 @@ def info(args) -> int:
     return 0
 
 
-PAPER_COMMANDS = {
-    "run_bp": "strong_dfc run_bp.py (Meulemans et al. 2021/2022): backprop baseline",
-}
 FIGURES: dict = {}
 
 
 def listing(args) -> int:
+    from simkit.commands import command_modules
     from simkit.data import DATASETS
     from simkit.rules import RULES
+    papers = {m.__name__.rsplit(".", 1)[1]: m.PAPER_COMMAND for m in command_modules()
+              if hasattr(m, "PAPER_COMMAND")}
     sections = {
         "rules": {k: v[0] for k, v in RULES.items()},
         "datasets": DATASETS,
         "figures": FIGURES,
-        "commands": PAPER_COMMANDS,
+        "commands": papers,
     }
     for name, items in sections.items():
         if args.what and args.what != name:

@@ -27,6 +27,7 @@ from simkit.commands.runner import execute, parse_number_or_list, parse_sizes
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
 
+PAPER_COMMAND = "strong_dfc run_bp.py (Meulemans et al. 2021/2022): the backprop baseline"
 DATASETS = {  # the original's name -> (simkit data set, standardisation)
     "mnist": ("mnist", "mnist"),
     "fashion_mnist": ("fashion_mnist", "none"),
