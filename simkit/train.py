@@ -206,7 +206,8 @@ class Trainer:
                 if hasattr(self.rule, "begin_epoch"):
                     self.rule.begin_epoch(e)
                 t0 = time.perf_counter()
-                train_metrics = self.train_epoch(e)
+                with np.errstate(over="ignore", invalid="ignore"):   # a NaN loss is reported below
+                    train_metrics = self.train_epoch(e)
                 self.bk.synchronize()
                 seconds = time.perf_counter() - t0
                 results = self.evaluate_all(e, train_metrics)

@@ -1,0 +1,119 @@
+"""The command line: every user error is one line and exit status 2; the paper command parses."""
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from simkit.cli import build_parser, main
+from simkit.commands.run_bp import dfc_config
+
+PUBLISHED_BP = ('--epochs=40 --clip_grad_norm=1.0 --lr="0.002" --optimizer="Adam" --adam_beta1=0.9 '
+                '--adam_beta2=0.999 --adam_epsilon="0.002" --dataset="mnist" --size_hidden="256,256,256" '
+                '--hidden_activation="tanh" --initialization="xavier_normal"')
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(list(argv)))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def one_error_line(err):
+    lines = [line for line in err.strip().splitlines() if not line.startswith("simkit: backend")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_published_bp_command_translates_to_the_original_settings():
+    args = build_parser().parse_args(["run_bp", *shlex.split(PUBLISHED_BP)])
+    cfg = dfc_config(args)
+    assert cfg["optimizer"] == "adam" and cfg["lr"] == 0.002 and cfg["eps"] == 0.002
+    assert (cfg["beta1"], cfg["beta2"]) == (0.9, 0.999)
+    assert cfg["clip"] == 1.0 and cfg["clip_mode"] == "per_layer"
+    assert cfg["hidden"] == [256, 256, 256] and cfg["hidden_activation"] == "tanh"
+    assert cfg["dtype"] == "float32" and cfg["val_size"] == 5000 and cfg["standardize"] == "mnist"
+    assert cfg["batch_size"] == 128 and cfg["epochs"] == 40 and cfg["seed"] == 42
+
+
+def test_run_bp_defaults_are_the_original_scripts():
+    cfg = dfc_config(build_parser().parse_args(["run_bp"]))
+    assert cfg["optimizer"] == "sgd" and cfg["lr"] == 0.1 and cfg["epochs"] == 2
+    assert (cfg["beta1"], cfg["beta2"]) == (0.99, 0.99) and cfg["hidden"] == [5]
+    assert cfg["hidden_activation"] == "linear" and cfg["clip"] == -1.0
+
+
+def test_per_layer_learning_rates_parse():
+    cfg = dfc_config(build_parser().parse_args(["run_bp", "--lr", "[0.1,0.2]", "--size_hidden", "4"]))
+    assert cfg["lr"] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--optimizer", "adagrad"], "allowed: SGD, Adam, RMSprop"),
+    (["train", "--rule", "hebb"], "unknown rule 'hebb'"),
+    (["train", "--dataset", "imagenet"], "imagenet"),
+    (["train", "--hidden", "0,5"], "positive integers"),
+    (["train", "--hidden", "a"], "comma-separated positive integers"),
+    (["train", "--epochs", "0"], "epochs must be a positive integer"),
+    (["train", "--activation", "swish"], "unknown activation"),
+    (["train", "--set", "learning_rate=0.1"], "unknown configuration key"),
+    (["train", "--backend", "torch"], "invalid choice"),
+    (["train", "--resume", "/nonexistent/run"], "no run to resume"),
+    (["run_bp", "--optimizer", "Adagrad"], "invalid choice"),
+    (["run_bp", "--no_such_flag"], "unrecognized arguments"),
+    (["run_bp", "--lr", "fast"], "--lr must be a number"),
+    (["run_bp", "--target_class_value", "1.5"], "target_class_value must be in (0, 1]"),
+    (["run_bp", "--dataset", "mnist_autoencoder"], "invalid choice"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, needle):
+    code, _, err = run_cli(capsys, *argv, "--out-dir" if argv[0] == "train" else "--out_dir",
+                           str(tmp_path / "run"), "--backend" if "--backend" not in argv else "--quiet",
+                           *(["numpy"] if "--backend" not in argv else []))
+    assert code == 2
+    assert needle in one_error_line(err)
+
+
+def test_missing_data_names_the_files_and_exits_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                           "--out-dir", str(tmp_path / "run"), "--backend", "numpy")
+    assert code == 2
+    assert "train-images-idx3-ubyte" in one_error_line(err)
+
+
+def test_corrupt_data_exits_2(capsys, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"\x00\x00\x08\x03not an idx file")
+    code, _, err = run_cli(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                           "--out-dir", str(tmp_path / "run"), "--backend", "numpy")
+    assert code == 2 and "simkit: error:" in one_error_line(err)
+
+
+def test_list_and_info(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "bp" in out and "mnist5k" in out and "run_bp" in out
+    code, out, _ = run_cli(capsys, "info", "--backend", "numpy")
+    assert code == 0 and "backend: numpy" in out and "data dir:" in out
+
+
+def test_train_runs_end_to_end_from_the_command_line(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "train", "--hidden", "16", "--epochs", "1", "--max-batches", "5",
+                           "--out-dir", str(tmp_path / "r"), "--backend", "numpy")
+    assert code == 0 and "acc_test_last" in out
+    assert (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("SIMKIT_DATA"), reason="needs the real MNIST (SIMKIT_DATA)")
+def test_run_bp_published_command_smoke_test_on_mnist(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "run_bp", *shlex.split(PUBLISHED_BP), "--test",
+                           "--out_dir", str(tmp_path / "r"), "--backend", "numpy")
+    assert code == 0 and "acc_test_last" in out
+
+
+def test_python_dash_m_simkit_works():
+    out = subprocess.run([sys.executable, "-m", "simkit", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "run_bp" in out.stdout
