@@ -1,0 +1,367 @@
+"""``simkit f3``: F³'s ``start_training.py`` command line, verbatim, with its defaults.
+
+Flügel et al. 2023 (arXiv:2304.13372), ``Helmholtz-AI-Energy/f3``; research note
+``f3_dfa_bdfa.md`` §1-2. The flags and defaults are the original's (``--mode f3``,
+``--error_info one_hot_target``, ``--initialization_method kaiming_uniform``, ``--lr 1.5e-4``,
+``--batch_size 50``, ``--seed 1``, ``--epochs`` required, ...). What the original does, simkit does:
+
+* network ``[D] + [width]*depth + [C]``: tanh hidden layers, a sigmoid output with BCE (mean over
+  N·C) for classification, a linear output with MSE for regression; PyTorch's ``Linear`` init
+  :math:`\\mathcal U(\\pm 1/\\sqrt{\\text{fan-in}})` for weights and biases; one Adam for all layers
+  (betas 0.9/0.999, eps 1e-8);
+* ``--mode bp`` is :mod:`~simkit.rules.bp`, ``llo`` :mod:`~simkit.rules.llo`, ``f3``
+  :mod:`~simkit.rules.f3` with ``--error_info`` and the feedback initialisation flags;
+* data: MNIST standardised with (x - 0.1307)/0.3081; CIFAR-10 per channel with F³'s
+  means/stds; SGEMM and Wine Quality (``wine_quality_regression``) as F³ prepares them;
+* results: besides simkit's run directory, the original's CSV
+  ``<output_path>/<YYYY>/<YYYY>-<M>/<YYYY-MM-DD>/<YYYY-MM-DD--HH-MM-SS>-<output_name>-<uuid8>.csv``
+  with a train and a test evaluation row at epoch 0 and after every epoch (loss summed over
+  outputs, AUROC, multilabel F1, correct, accuracy in %, or MAPE/MAE for regression), every flag as
+  a string column, ``init_method`` and ``result_filename``.
+
+Fixed bugs of the original (none changes a number): it reads ``config.model`` without defining
+``--model`` (here ``--model`` exists and only its default, none, is accepted); ``--dry_run`` stops
+after one batch and then fails to write its CSV (here it writes it); the CSV is written after
+every epoch instead of only at the end. ``--device`` is recorded but the array backend comes from
+``--backend`` (the original defaults to ``cuda`` and fails on CPU-only machines). Data sets
+``susy``, ``kdd``, ``census_income`` and ``wine_quality_classification`` are not available.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import math
+import pathlib
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from simkit.backend import get_backend, versions
+from simkit.commands.runner import default_out_dir, format_summary, progress_setting
+from simkit.errors import UserError
+from simkit.experiment import build, load_splits, resolve_config
+from simkit.results import RunDir, atomic_write_bytes
+from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
+from simkit.rules.feedback import METHODS
+from simkit.train import Trainer
+
+PAPER_COMMAND = "F3 start_training.py (Fluegel et al. 2023): BP, LLO, DFA, DRTP and F3 variants"
+DATASETS = {  # the original's name -> (simkit data set, standardisation, loss name in the CSV)
+    "mnist": ("mnist", "mnist", "binary_cross_entropy"),
+    "cifar10": ("cifar10", "none", "binary_cross_entropy"),
+    "sgemm": ("sgemm", "none", "mse_loss"),
+    "wine_quality_regression": ("wine_quality", "none", "mse_loss"),
+}
+UNAVAILABLE = ("susy", "kdd", "census_income", "wine_quality_classification")
+CIFAR_MEAN = np.array([125.3, 123.0, 113.9]) / 255.0
+CIFAR_STD = np.array([63.0, 62.1, 66.7]) / 255.0
+F3_INIT_METHODS = tuple(m for m in METHODS if m != "rfb_mag")
+
+
+def add_original_flags(p):
+    """``start_training.py``'s options, in its order, with its defaults."""
+    a = p.add_argument
+    a("--depth", type=int, help="The model depth")
+    a("--width", type=int, help="The model width = number of neurons in the FC layers")
+    a("--mode", type=str, default="f3", choices=["f3", "bp", "llo"], help="The training mode.")
+    a("--initialization_method", type=str, default="kaiming_uniform", choices=list(F3_INIT_METHODS),
+      help="The initialization method for the feedback weights")
+    a("--scalar", type=float, default=1.0, help="parameter of the constant-based initialisations")
+    a("--discrete_values", type=float, default=[-1, 0, 1], nargs="+",
+      help="values of discrete_uniform / cartesian_product")
+    a("--device", type=str, default="cuda", help="recorded only; simkit picks the array backend "
+      "from --backend")
+    a("--dataset", type=str, default="mnist", choices=list(DATASETS) + list(UNAVAILABLE))
+    a("--epochs", type=int, required=True, help="The number of epochs to train")
+    a("--batch_size", type=int, default=50)
+    a("--test_batch_size", type=int, default=1000)
+    a("--lr", type=float, default=1.5 * 1e-4)
+    a("--dry_run", type=bool, default=False, help="any non-empty value: stop after the first batch")
+    a("--seed", type=int, default=1)
+    a("--log_interval", type=int, default=0, help="accepted; no effect (as in the original)")
+    a("--print_eval", action="store_true", help="print the evaluation results after each epoch")
+    a("--eval_every_nth_batch", type=int, default=0, help="extra test evaluations inside an epoch")
+    a("--error_info", type=str, default="one_hot_target", choices=list(ERROR_INFO))
+    a("--no_output", action="store_true", help="do not write the results CSV")
+    a("--output_path", type=pathlib.Path, default="results")
+    a("--output_name", type=str, default="")
+    a("--model", type=str, default=None, help=argparse.SUPPRESS)
+
+
+def register(sub, parent):
+    p = sub.add_parser("f3", parents=[parent], help="F3's start_training.py, verbatim",
+                       description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    add_original_flags(p)
+    g = p.add_argument_group("simkit options")
+    g.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="array dtype (default float64; the original computes in float32)")
+    g.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE_f3_...)")
+    g.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR")
+    p.set_defaults(func=run)
+
+
+ORIGINAL_FLAGS = ("depth", "width", "mode", "initialization_method", "scalar", "discrete_values",
+                  "device", "dataset", "epochs", "batch_size", "test_batch_size", "lr", "dry_run",
+                  "seed", "log_interval", "print_eval", "eval_every_nth_batch", "error_info",
+                  "no_output", "output_path", "output_name")
+
+
+def f3_config(args) -> dict:
+    """Translate the original's flags into a simkit configuration."""
+    if args.model is not None:
+        raise UserError("--model is not supported; give --depth and --width")
+    if args.depth is None or args.width is None:
+        raise UserError("--depth and --width are required (the original asserts them)")
+    if args.dataset in UNAVAILABLE:
+        raise UserError(f"--dataset {args.dataset} is not available in simkit; allowed: "
+                        f"{', '.join(DATASETS)}")
+    for name in ("depth", "width", "epochs", "batch_size", "test_batch_size"):
+        if getattr(args, name) < (0 if name == "depth" else 1):
+            raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    dataset, standardize, loss_name = DATASETS[args.dataset]
+    rule_opts = {}
+    if args.mode == "f3":
+        rule_opts = {"error_info": args.error_info, "feedback": args.initialization_method,
+                     "scalar": args.scalar, "discrete_values": list(args.discrete_values)}
+    return resolve_config({
+        "rule": args.mode, "rule_opts": rule_opts, "dataset": dataset, "standardize": standardize,
+        "data_dir": args.data_dir, "hidden": [args.width] * args.depth,
+        "hidden_activation": "tanh", "loss": "mse" if loss_name == "mse_loss" else "bce",
+        "init": "kaiming_uniform", "init_kw": {"a": math.sqrt(5.0)}, "bias_init": "fan_in",
+        "epochs": 1 if args.dry_run else args.epochs, "max_batches": 1 if args.dry_run else 0,
+        "batch_size": args.batch_size, "eval_batch_size": args.test_batch_size,
+        "optimizer": "adam", "lr": args.lr, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+        "seed": args.seed, "dtype": args.dtype, "backend": args.backend})
+
+
+def init_method_string(flags: dict) -> str:
+    """The original's ``init_method`` column, e.g. ``discrete_uniform_1.0_[-1.0, 0.0, 1.0]``."""
+    tokens = [flags["initialization_method"]]
+    if tokens[0] in ("constant", "alternate_negative", "chunked_negative", "discrete_uniform",
+                     "cartesian_product"):
+        tokens.append(flags["scalar"])
+    if tokens[0] in ("discrete_uniform", "cartesian_product"):
+        tokens.append(flags["discrete_values"])
+    return "_".join(str(t) for t in tokens)
+
+
+# ------------------------------------------------------------------------------------- metrics
+def multilabel_auroc(y, T) -> float:
+    """Macro AUROC over the C labels (Mann-Whitney U with mid-ranks; torchmetrics' exact AUROC)."""
+    from scipy.stats import rankdata
+    aucs = []
+    for c in range(T.shape[1]):
+        pos = T[:, c] > 0.5
+        n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        if n_pos == 0 or n_neg == 0:
+            aucs.append(0.0)
+            continue
+        ranks = rankdata(y[:, c])
+        aucs.append((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.mean(aucs))
+
+
+def multilabel_f1(y, T, threshold=0.5) -> float:
+    """Macro F1 over the C labels of ``y > threshold`` (0 for a label with no TP, FP or FN)."""
+    pred, true = y > threshold, T > 0.5
+    tp = (pred & true).sum(axis=0)
+    fp, fn = (pred & ~true).sum(axis=0), (~pred & true).sum(axis=0)
+    den = 2 * tp + fp + fn
+    return float(np.mean(np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)))
+
+
+class F3Trainer(Trainer):
+    """The training loop, plus the original's evaluation rows and results CSV."""
+
+    def __init__(self, *a, results=None, loss_name="", **kw):
+        super().__init__(*a, **kw)
+        self.results, self.loss_name = results, loss_name
+        self._cache = {}
+
+    def evaluate(self, split) -> dict:
+        key = id(split)
+        if key not in self._cache:
+            self._cache[key] = self._evaluate(split)
+        return self._cache[key]
+
+    def _evaluate(self, split) -> dict:
+        bs, loss_sum, ys = int(self.cfg["eval_batch_size"]), 0.0, []
+        for i in range(0, len(split), bs):
+            y = self.net.predict(split.x[i:i + bs])
+            loss_sum += self.loss.value(self.bk.xp, y, split.t[i:i + bs]) * y.shape[0]
+            ys.append(self.bk.to_host(y))
+        y, T = np.concatenate(ys), self.bk.to_host(split.t)
+        out = {"loss": loss_sum / len(split)}
+        if split.labels is not None:
+            out.update(acc=float((y.argmax(axis=1) == split.labels).mean()),
+                       auroc=multilabel_auroc(y, T), f1=multilabel_f1(y, T))
+        else:
+            err = np.abs(y - T)
+            out.update(mae=float(err.mean()), mape=float((err / np.maximum(np.abs(T), 1.17e-6)).mean()))
+        return out
+
+    def original_row(self, epoch, split_name, processed) -> dict:
+        split = self.splits[split_name]
+        m, p = self.evaluate(split), split_name
+        row = {"epoch": epoch, "processed_samples": processed,
+               f"{p}_loss": m["loss"] * split.t.shape[1], "loss_name": self.loss_name}
+        if split.labels is not None:
+            correct = int(round(m["acc"] * len(split)))
+            row.update({f"{p}_AUROC": m["auroc"], f"{p}_MultilabelF1": m["f1"],
+                        f"{p}_correct": float(correct), f"{p}_accuracy": 100.0 * correct / len(split)})
+        else:
+            row.update({f"{p}_mape": m["mape"], f"{p}_mae": m["mae"]})
+        return row
+
+    def evaluate_all(self, epoch, train_metrics):
+        self._cache = {}
+        results = super().evaluate_all(epoch, train_metrics)
+        if self.results is not None:
+            per_epoch = len(self.splits["train"])
+            if int(self.cfg.get("max_batches", 0)) > 0:
+                per_epoch = min(per_epoch, int(self.cfg["max_batches"]) * int(self.cfg["batch_size"]))
+            processed = epoch * per_epoch
+            self.results.add(self.original_row(epoch, "train", processed))
+            self.results.add(self.original_row(epoch, "test", processed))
+            self.results.write()
+        return results
+
+    def eval_every(self, n):
+        """``on_batch`` hook for ``--eval_every_nth_batch``: a test row after every n batches."""
+        def hook(epoch, k):
+            n_batches = math.ceil(len(self.splits["train"]) / int(self.cfg["batch_size"]))
+            if n and (k + 1) % n == 0 and k + 1 < n_batches:
+                self._cache = {}
+                done = (epoch - 1) * len(self.splits["train"]) + (k + 1) * int(self.cfg["batch_size"])
+                self.results.add(self.original_row(epoch, "test", done))
+        return hook
+
+
+# ------------------------------------------------------------------------------------- the CSV
+class ResultsCSV:
+    """The original's results table: evaluation rows, then every flag as a string column,
+    ``init_method`` and ``result_filename``; written (atomically) to every path in ``paths``."""
+
+    def __init__(self, flags: dict, paths: list, rows=None):
+        self.flags, self.paths, self.rows = flags, [Path(p) for p in paths], list(rows or [])
+
+    def add(self, row: dict):
+        self.rows.append(row)
+
+    def table(self) -> tuple[list, list]:
+        columns = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        extra = {**{k: str(v) for k, v in self.flags.items()},
+                 "init_method": init_method_string(self.flags),
+                 "result_filename": self.paths[0].name if self.paths else ""}
+        return columns + list(extra), [{**r, **extra} for r in self.rows]
+
+    def write(self):
+        columns, rows = self.table()
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, buf.getvalue().encode())
+
+    @staticmethod
+    def read_rows(path: Path, upto_epoch: int) -> list:
+        """Evaluation rows of an earlier CSV (for --resume), up to ``upto_epoch``."""
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [k for k in (rows[0] if rows else {}) if k.split("_")[0] in ("epoch", "processed",
+                                                                          "train", "test", "loss")]
+        out = []
+        for r in rows:
+            if int(r["epoch"]) <= upto_epoch:
+                out.append({k: (r[k] if k == "loss_name" else int(r[k]) if k in ("epoch", "processed_samples")
+                                else float(r[k])) for k in keep if r[k] != ""})
+        return out
+
+
+def original_csv_path(output_path, output_name) -> Path:
+    today = datetime.datetime.today()
+    folder = Path(output_path) / str(today.year) / f"{today.year}-{today.month}" / str(today.date())
+    return folder / f"{today.strftime('%Y-%m-%d--%H-%M-%S')}-{output_name}-{str(uuid.uuid4())[:8]}.csv"
+
+
+# ------------------------------------------------------------------------------------- running
+def prepare(bk, cfg):
+    """Data (CIFAR-10 normalised per channel as F³ does), network, rule, optimiser."""
+    splits, ds = load_splits(bk, cfg)
+    if cfg["dataset"] == "cifar10":
+        for split in splits.values():
+            n = split.x.shape[0]
+            x = split.x.reshape(n, 3, -1)
+            x -= bk.asarray(CIFAR_MEAN)[None, :, None]
+            x /= bk.asarray(CIFAR_STD)[None, :, None]
+    net, rule, opt, loss, streams = build(bk, cfg, ds)
+    if getattr(rule, "delayed", False):   # one buffer row per training sample, allocated once
+        rule.buffer = DelayedBuffer(bk, net.sizes[-1], len(splits["train"]))
+    return splits, ds, net, rule, opt, loss, streams
+
+
+def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
+    run = RunDir(out_dir)
+    bk = get_backend(cfg["backend"], cfg["dtype"])
+    splits, ds, net, rule, opt, loss, streams = prepare(bk, cfg)
+    in_run = run.path / "f3_results.csv"
+    results = None if flags["no_output"] else ResultsCSV(flags, [csv_path, in_run])
+    quiet = bool(getattr(args, "quiet", False))
+    trainer = F3Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
+                        shuffle_seed=int(streams[1].generate_state(1)[0]),
+                        progress=progress_setting(args), log=None if quiet else print,
+                        results=results, loss_name=DATASETS[flags["dataset"]][2])
+    if flags["eval_every_nth_batch"] and results is not None:
+        trainer.on_batch = trainer.eval_every(flags["eval_every_nth_batch"])
+    args.resume_hint = f"simkit f3 --epochs {flags['epochs']} --resume {out_dir}"
+    if resume:
+        trainer.resume()
+        if results is not None:
+            results.rows = ResultsCSV.read_rows(in_run, trainer.epoch)
+    else:
+        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
+                    "paper_command": "f3", "f3_flags": flags, "f3_csv": str(csv_path),
+                    "data": {"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
+                             "n_test": len(splits["test"])}})
+    if flags["print_eval"] and results is not None:
+        trainer.log_epoch = lambda e, res, sec: print(", ".join(
+            f"{k}: {v}" for r in results.rows[-2:] for k, v in r.items()))
+    summary = trainer.fit()
+    if results is not None:
+        print(f"Saving results to {Path(csv_path).absolute()}")
+    if not quiet:
+        print(format_summary(summary, out_dir))
+    return summary
+
+
+def run(args) -> int:
+    if args.resume:
+        info = RunDir(args.resume).read_info()
+        if info.get("paper_command") != "f3":
+            raise UserError(f"{args.resume} is not a 'simkit f3' run; use simkit train --resume")
+        cfg = resolve_config(info["config"])
+        cfg["epochs"] = int(args.epochs)
+        if args.backend:
+            cfg["backend"] = args.backend
+        flags = {**info["f3_flags"], "epochs": cfg["epochs"]}
+        execute_f3(cfg, flags, args.resume, args, info.get("f3_csv"), resume=True)
+        return 0
+    cfg = f3_config(args)
+    flags = {k: getattr(args, k) for k in ORIGINAL_FLAGS}
+    flags["output_path"] = str(flags["output_path"])
+    print(argparse.Namespace(**flags), file=sys.stderr if args.quiet else sys.stdout)
+    out_dir = args.out_dir or default_out_dir(cfg)
+    csv_path = original_csv_path(args.output_path, args.output_name)
+    execute_f3(cfg, flags, out_dir, args, csv_path)
+    return 0

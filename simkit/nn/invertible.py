@@ -1,0 +1,324 @@
+r"""Invertible networks: square layers with exact inverses, as in GAIT-prop.
+
+Ahmad, van Gerven & Ambrogioni, "GAIT-prop: A biologically plausible learning rule derived from
+backpropagation of error", NeurIPS 2020, arXiv:2006.06438; original code ``nasiryahm/GAIT-prop``.
+
+Layout and layer
+----------------
+Rows are samples and a layer multiplies from the right, as in the original code (and unlike
+:class:`simkit.nn.MLP`, which uses PyTorch's ``(n_out, n_in)``): ``W[l-1]`` is the paper's
+:math:`W_l`, an :math:`n_l \times n_l` matrix whose row :math:`i` holds the synapses *from* input
+unit :math:`i`. With :math:`h_0 = x` (a batch ``(N, n_0)``) and :math:`l = 1..L`:
+
+.. math::
+
+    h_l &= \sigma\big(h_{l-1}^{[:n_l]} W_l + b_l\big)                              && (1)\\
+    g_l(y) &= \big(\sigma^{-1}(y) - b_l\big)\, W_l^{-1}                              && (2)
+
+:math:`h^{[:n]}` is the first :math:`n` units. A *square* network has :math:`n_l = n_0` for every
+layer (784 for MNIST; the output layer is 784 wide too and its first 10 units are the classes).
+The *tower* ``784 -> 784 -> 500 -> 200 -> 10`` has square blocks of decreasing width; layer
+:math:`l` reads only the first :math:`n_l` units of :math:`h_{l-1}`, the others are "auxiliary".
+Inverting layer :math:`l` recovers those first :math:`n_l` units by (2); the auxiliary units are
+taken from the forward pass, so the inverse is exact given the stored activity:
+
+.. math:: h_{l-1} = \big[\, g_l(h_l),\; h_{l-1}^{[n_l:]} \,\big]                    \qquad (3)
+
+:math:`\sigma` is the leaky ReLU with slope :math:`a = 0.1` (or the identity with ``linear``):
+
+.. math::
+
+    \sigma(z) = \max(z, a z), \quad \sigma^{-1}(y) = \min(y, y/a), \quad
+    \sigma'(h) = 1 \text{ if } h \ge 0 \text{ else } a                              \qquad (4)
+
+The derivative is read from the post-activation :math:`h` (the sign survives :math:`\sigma`), so
+no pre-activation is stored; :math:`h = 0` counts as positive, as in the original.
+
+Inverses
+--------
+:math:`y W_l^{-1}` is never formed from an explicit inverse on the CPU: each layer is LU-factorised
+once per weight update (:math:`\tfrac23 n^3` flops instead of :math:`2n^3` for ``inv``), lazily, on
+first use, and reused for every solve until :meth:`InvertibleNet.weights_changed`. The factor also
+estimates the condition number (LAPACK ``gecon``); a singular, non-finite or ill-conditioned layer
+(condition number above ``max_cond``, default :data:`MAX_COND`) raises
+:class:`~simkit.errors.NumericalError` instead of producing NaNs or digits-free targets. On CuPy
+the explicit inverse is used (cuSOLVER), with the exact 1-norm condition number
+:math:`\lVert W\rVert_1 \lVert W^{-1}\rVert_1`.
+
+Orthogonality regulariser
+-------------------------
+The soft penalty on the off-diagonal entries of the rows' Gram matrix :math:`G = W W^\top` (the
+diagonal is free: rows become mutually orthogonal, not normalised), with its closed-form gradient
+(:math:`dG = dW\,W^\top + W\,dW^\top` and :math:`G - \mathrm{diag}(G)` symmetric):
+
+.. math::
+
+    R(W) = \lambda \sum_{i \ne j} \big(W W^\top\big)_{ij}^2, \qquad
+    \nabla_W R = 4 \lambda \,\big(W W^\top - \mathrm{diag}(W W^\top)\big)\, W           \qquad (5)
+
+Two products: :math:`W W^\top` (a symmetric rank-k update, :math:`n^3` flops) and one general
+product (:math:`2 n^3`). The original obtained it through Chainer's autograd on einsums.
+
+Initialisation (the original's, for seed-for-seed agreement)
+-----------------------------------------------------------
+Layer :math:`l` of a square net is seeded with ``seed + l - 1`` for the hidden layers, and the
+output layer *reuses the last hidden layer's seed*, so its initial matrix equals that layer's
+(``distinct_output_seed=True`` gives it ``seed + L - 1`` instead). Tower layers are seeded
+``seed + l - 1``. Orthogonal: ``scipy.stats.ortho_group.rvs(n)`` from ``RandomState(seed)``
+(Haar-random); otherwise Xavier normal ``RandomState(seed).randn(n, n) * sqrt(1/n)``. Biases start
+at zero. These are local ``RandomState`` objects, not NumPy's global state; this departs from
+simkit's ``SeedSequence`` streams on purpose: it reproduces the original's initial weights (and so
+its 12.22% initial MNIST accuracy) to round-off.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from simkit.errors import NumericalError, UserError
+
+SLOPE = 0.1        # leaky-ReLU negative slope of the original
+MAX_COND = 1e12    # a layer whose condition number exceeds this is reported, not inverted
+
+
+# ------------------------------------------------------------------------------ transfer function
+def sigma(xp, z, slope=SLOPE, linear=False):
+    """Eq. (4): leaky ReLU (identity if ``linear``)."""
+    return z if linear else xp.maximum(z, slope * z)
+
+
+def sigma_inv(xp, y, slope=SLOPE, linear=False):
+    """Eq. (4): inverse leaky ReLU (negative entries times ``1/slope``)."""
+    return y if linear else xp.minimum(y, y * (1.0 / slope))
+
+
+def times_dsigma(xp, h, e, slope=SLOPE, linear=False):
+    r""":math:`e \odot \sigma'(h)` with :math:`\sigma'` read from the post-activation ``h`` (Eq. 4)."""
+    return e if linear else xp.where(h >= 0, e, slope * e)
+
+
+# ------------------------------------------------------------------------------ initialisation
+def original_init(n: int, seed: int, orthogonal: bool) -> np.ndarray:
+    """An ``n x n`` host matrix drawn exactly as the original's ``InvLayer`` draws it."""
+    rs = np.random.RandomState(seed)
+    if orthogonal:
+        from scipy.stats import ortho_group
+        return ortho_group.rvs(n, random_state=rs)
+    return rs.randn(n, n) * math.sqrt(2.0 / (n + n))
+
+
+def square_seeds(seed: int, n_hidden: int, distinct_output_seed=False) -> list:
+    """Per-layer seeds of the square net (output reuses the last hidden seed, see module doc)."""
+    hidden = [seed + k for k in range(n_hidden)]
+    out = seed + n_hidden if distinct_output_seed or n_hidden == 0 else hidden[-1]
+    return hidden + [out]
+
+
+# ------------------------------------------------------------------------------ regulariser
+def ortho_penalty(xp, W) -> float:
+    r""":math:`R(W)/\lambda = \sum_{i\ne j} (W W^\top)_{ij}^2` (Eq. 5)."""
+    G = W @ W.T
+    return float((G * G).sum() - (xp.diagonal(G) ** 2).sum())
+
+
+def ortho_grad(xp, W, lam: float, out=None, gram=None):
+    r""":math:`4\lambda\,(W W^\top - \mathrm{diag}(W W^\top))\,W` (Eq. 5); ``out``/``gram``: buffers."""
+    G = xp.matmul(W, W.T, out=gram)             # symmetric rank-k update, n^3 flops
+    xp.fill_diagonal(G, 0.0)                    # off-diagonal part of the Gram matrix
+    out = xp.matmul(G, W, out=out)              # 2 n^3 flops
+    out *= 4.0 * lam                            # Eq. (5)
+    return out
+
+
+# ------------------------------------------------------------------------------ inverses
+class LayerInverse:
+    """``Y -> Y W^{-1}`` for one weight matrix, factorised once; checks conditioning (see doc)."""
+
+    def __init__(self, bk, W, layer: int, max_cond: float = MAX_COND):
+        self.bk, self.layer = bk, layer
+        xp = bk.xp
+        if bk.xp is np:
+            self._lu_factor(W)
+        else:                                   # CuPy: cuSOLVER inverse, exact 1-norm condition
+            self.inv = xp.linalg.inv(W)
+            self.cond = float(xp.abs(W).sum(axis=0).max() * xp.abs(self.inv).sum(axis=0).max())
+        if not math.isfinite(self.cond) or self.cond > max_cond:
+            raise NumericalError(
+                f"layer {layer} is singular or ill-conditioned (condition number ~{self.cond:.3g} > "
+                f"{max_cond:.3g}): its inverse has no correct digits, so targets cannot be "
+                "propagated; lower the learning rate or raise --orthogonal_reg")
+
+    def _lu_factor(self, W):
+        from scipy.linalg import lapack
+        getrf, gecon, self._getrs = lapack.get_lapack_funcs(("getrf", "gecon", "getrs"), (W,))
+        Wt = W.T                                # Fortran-ordered view: factorise W^T, no transpose copy
+        anorm = float(np.abs(W).sum(axis=1).max())   # ||W^T||_1
+        if not math.isfinite(anorm):
+            self.cond = math.inf
+            return
+        self._lu, self._piv, info = getrf(Wt)
+        if info > 0:                            # an exactly zero pivot
+            self.cond = math.inf
+            return
+        rcond, _ = gecon(self._lu, anorm, norm="1")
+        self.cond = math.inf if rcond <= 0 else 1.0 / rcond
+
+    def solve(self, Y):
+        r""":math:`Y W^{-1}` for rows ``Y``: solves :math:`W^\top X^\top = Y^\top` with the LU of :math:`W^\top`."""
+        if self.bk.xp is not np:
+            return Y @ self.inv
+        Xt, info = self._getrs(self._lu, self._piv, Y.T)
+        return Xt.T
+
+
+# ------------------------------------------------------------------------------ network
+@dataclass
+class InvCache:
+    """Forward state of one batch: ``h[0] = x``, ``h[l]`` the output of layer ``l``."""
+
+    h: list
+
+    @property
+    def y(self):
+        return self.h[-1]
+
+
+class InvertibleNet:
+    r"""Square or tower network of invertible layers (module docstring, Eqs. 1-4).
+
+    Parameters
+    ----------
+    bk : Backend
+    widths : list of int
+        :math:`[n_0, n_1, \dots, n_L]`: input width, then each layer's (square) width; non-increasing.
+    W, b : lists of host arrays, optional
+        Initial weights ``(n_l, n_l)`` (row layout) and biases; default identity / zeros.
+    linear : bool
+        Identity transfer function instead of the leaky ReLU.
+    """
+
+    def __init__(self, bk, widths, W=None, b=None, *, linear=False, slope=SLOPE,
+                 max_cond=MAX_COND):
+        widths = [int(n) for n in widths]
+        if len(widths) < 2 or min(widths) < 1 or any(m > n for n, m in zip(widths, widths[1:])):
+            raise UserError(f"impossible invertible-network widths {widths}: need an input width "
+                            "and at least one layer, positive and non-increasing")
+        if not 0.0 < slope < 1.0:
+            raise UserError(f"leaky-ReLU slope must be in (0, 1), got {slope}")
+        self.bk, self.widths, self.linear, self.slope = bk, widths, bool(linear), float(slope)
+        self.max_cond = float(max_cond)
+        L = len(widths) - 1
+        W = W if W is not None else [np.eye(n) for n in widths[1:]]
+        b = b if b is not None else [np.zeros(n) for n in widths[1:]]
+        for l, (Wl, n) in enumerate(zip(W, widths[1:]), start=1):
+            if tuple(np.shape(Wl)) != (n, n):
+                raise UserError(f"W_{l} has shape {np.shape(Wl)}, expected ({n}, {n})")
+        self.W = [bk.asarray(np.array(Wl)) for Wl in W[:L]]     # copies: the net owns them
+        self.b = [bk.asarray(np.array(bl)) for bl in b[:L]]
+        self._inverse = [None] * L
+
+    @property
+    def L(self) -> int:
+        return len(self.W)
+
+    # -------------------------------------------------------------------------- constructors
+    @classmethod
+    def square(cls, bk, n_units, n_hidden, *, seed=1, orthogonal=True, linear=False,
+               distinct_output_seed=False, **kw):
+        """``n_hidden`` hidden layers plus the output layer, all ``n_units`` wide (original init)."""
+        seeds = square_seeds(seed, n_hidden, distinct_output_seed)
+        W = [original_init(n_units, s, orthogonal) for s in seeds]
+        return cls(bk, [n_units] * (n_hidden + 2), W, linear=linear, **kw)
+
+    @classmethod
+    def tower(cls, bk, widths=(784, 784, 500, 200, 10), *, seed=1, orthogonal=True, linear=False,
+              **kw):
+        """The original's variable-width net; layer ``l`` is seeded ``seed + l - 1``."""
+        W = [original_init(n, seed + k, orthogonal) for k, n in enumerate(widths[1:])]
+        return cls(bk, widths, W, linear=linear, **kw)
+
+    # -------------------------------------------------------------------------- forward
+    def layer(self, l: int, h_prev):
+        """Eq. (1) for layer ``l`` (1-based)."""
+        z = h_prev[:, :self.widths[l]] @ self.W[l - 1]
+        z += self.b[l - 1]
+        return sigma(self.bk.xp, z, self.slope, self.linear)
+
+    def forward(self, x) -> InvCache:
+        h = [x]
+        for l in range(1, self.L + 1):
+            h.append(self.layer(l, h[-1]))
+        return InvCache(h)
+
+    def predict(self, x, batch_size: int = 10000):
+        """Output :math:`h_L` for many rows, in chunks (no state kept)."""
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            h = x[i:i + batch_size]
+            for l in range(1, self.L + 1):
+                h = self.layer(l, h)
+            out.append(h)
+        return out[0] if len(out) == 1 else self.bk.xp.concatenate(out)
+
+    # -------------------------------------------------------------------------- inverse
+    def inverse_of(self, l: int) -> LayerInverse:
+        """The factorised :math:`W_l` (computed on first use after each weight change)."""
+        if self._inverse[l - 1] is None:
+            self._inverse[l - 1] = LayerInverse(self.bk, self.W[l - 1], l, self.max_cond)
+        return self._inverse[l - 1]
+
+    def solve(self, l: int, Y):
+        """:math:`Y W_l^{-1}`."""
+        return self.inverse_of(l).solve(Y)
+
+    def g(self, l: int, y, h_below):
+        """Eqs. (2)-(3): invert layer ``l`` for outputs ``y``; auxiliary units from ``h_below``."""
+        xp = self.bk.xp
+        z = sigma_inv(xp, y, self.slope, self.linear) - self.b[l - 1]
+        x = self.solve(l, z)                                          # Eq. (2)
+        n_l = self.widths[l]
+        if h_below.shape[1] == n_l:
+            return x
+        return xp.concatenate([x, h_below[:, n_l:]], axis=1)          # Eq. (3)
+
+    def inverse_pass(self, y, cache: InvCache, bottom=True) -> list:
+        """Invert the whole net from output ``y``: ``[h_0, ..., h_L = y]`` by Eqs. (2)-(3).
+
+        ``bottom=False`` skips the (often unused) input layer's inverse; entry 0 is then None.
+        """
+        out = [y]
+        for l in range(self.L, 0 if bottom else 1, -1):
+            out.append(self.g(l, out[-1], cache.h[l - 1]))
+        out = out[::-1]
+        return out if bottom else [None] + out
+
+    def weights_changed(self):
+        """Forget the factorisations (call after every parameter update)."""
+        self._inverse = [None] * self.L
+
+    # -------------------------------------------------------------------------- parameters
+    def params(self) -> list:
+        return [[W, b] for W, b in zip(self.W, self.b)]
+
+    def state_dict(self) -> dict:
+        out = {}
+        for l in range(1, self.L + 1):
+            out[f"W{l}"] = self.bk.to_host(self.W[l - 1])
+            out[f"b{l}"] = self.bk.to_host(self.b[l - 1])
+        return out
+
+    def load_state_dict(self, state: dict):
+        for l in range(1, self.L + 1):
+            for name, arr in (("W", self.W), ("b", self.b)):
+                key = f"{name}{l}"
+                if key not in state or tuple(state[key].shape) != tuple(arr[l - 1].shape):
+                    raise UserError(f"checkpoint does not fit this network: {key} missing or of "
+                                    f"another shape (expected {tuple(arr[l - 1].shape)})")
+                arr[l - 1][...] = self.bk.asarray(state[key])
+        self.weights_changed()
+
+    def condition_numbers(self) -> list:
+        """Per-layer condition-number estimates (factorises every layer)."""
+        return [self.inverse_of(l).cond for l in range(1, self.L + 1)]
