@@ -11,6 +11,7 @@ weights) and (3) dynamics noise; the train/validation split uses ``data_seed``.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +122,17 @@ def load_splits(bk, cfg) -> tuple[dict, object]:
     return splits, ds
 
 
-def build(bk, cfg, ds):
-    """Network, rule, optimiser, loss and the run's four ``SeedSequence`` streams."""
+def _accepts(fn, name: str) -> bool:
+    params = inspect.signature(fn).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def build(bk, cfg, ds, n_train=None):
+    """Network, rule, optimiser, loss and the run's four ``SeedSequence`` streams.
+
+    ``n_train`` (the training-set size) is handed to ``rule.setup`` when it asks for it (F³'s
+    per-sample buffers).
+    """
     streams = np.random.SeedSequence(int(cfg["seed"])).spawn(4)   # init, shuffle, rule, noise
     loss = get_loss(cfg["loss"])
     sizes = [ds.n_in, *[int(n) for n in cfg["hidden"]], ds.n_out]
@@ -131,7 +141,8 @@ def build(bk, cfg, ds):
               init_kw=cfg["init_kw"])
     rule = make_rule(cfg["rule"], **cfg["rule_opts"])
     if hasattr(rule, "setup"):
-        rule.setup(net, rng=np.random.default_rng(streams[2]))
+        kw = {"n_train": n_train} if _accepts(rule.setup, "n_train") else {}
+        rule.setup(net, rng=np.random.default_rng(streams[2]), **kw)
     opt_kw = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
     name = cfg["optimizer"].lower()
     if name == "sgd":

@@ -57,7 +57,7 @@ def _umask() -> int:
 
 
 def atomic_write_json(path: Path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 def save_arrays(path: Path, arrays: dict):

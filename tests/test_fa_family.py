@@ -374,7 +374,8 @@ def test_epoch_metrics_report_update_and_feedback_angles():
     dfa.B = [net.W[2] @ net.W[1], net.W[2].copy()]
     dfa.grads(net, cache, dL_dy, t=t)
     m = dfa.epoch_metrics(net)
-    assert m[1]["angle_fb"] == pytest.approx(0.0, abs=1e-5) and m[2]["angle_fb"] == pytest.approx(0.0, abs=1e-5)
+    assert m[1]["angle_fb"] == pytest.approx(0.0, abs=1e-5)
+    assert m[2]["angle_fb"] == pytest.approx(0.0, abs=1e-5)
     assert 0.0 < m[1]["angle_bp"] < 90.0 and m[3]["angle_bp"] == pytest.approx(0.0, abs=1e-5)
 
 

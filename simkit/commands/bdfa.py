@@ -107,8 +107,9 @@ def register(sub, parent):
     g.add_argument("--cascade-bug", action="store_true", help="the code's 0.25^k label scaling")
     g.add_argument("--original-epochs", action="store_true", help="run -epoch minus 1 epochs, as the code")
     g.add_argument("--seed", type=int, default=1, help="run seed (the code does not seed)")
-    g.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                   help="array dtype (default float32, the code's torch.FloatTensor)")
+    g.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="array dtype (default float64; the code computes in float32, where a "
+                        "saturated sigmoid makes simkit's BCE gradient 0/0)")
     g.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR")
     p.set_defaults(func=run)
 
@@ -270,6 +271,7 @@ def run(args) -> int:
         return 0
     cfg = bdfa_config(args)
     flags = {k: v for k, v in vars(args).items() if k not in ("func",)}
-    out_dir = args.save or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}_bdfa_{args.gradient}_{cfg['dataset']}_s{args.seed}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = args.save or Path("runs") / f"{stamp}_bdfa_{args.gradient}_{cfg['dataset']}_s{args.seed}"
     execute_bdfa(cfg, flags, out_dir, args)
     return 0

@@ -272,21 +272,17 @@ class ResultsCSV:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, buf.getvalue().encode())
 
-    @staticmethod
-    def read_rows(path: Path, upto_epoch: int) -> list:
-        """Evaluation rows of an earlier CSV (for --resume), up to ``upto_epoch``."""
+    def resume_rows(self, path: Path, upto_epoch: int):
+        """Take the evaluation rows of an earlier CSV (for --resume), up to ``upto_epoch``."""
         if not path.exists():
-            return []
+            return
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        keep = [k for k in (rows[0] if rows else {}) if k.split("_")[0] in ("epoch", "processed",
-                                                                          "train", "test", "loss")]
-        out = []
-        for r in rows:
-            if int(r["epoch"]) <= upto_epoch:
-                out.append({k: (r[k] if k == "loss_name" else int(r[k]) if k in ("epoch", "processed_samples")
-                                else float(r[k])) for k in keep if r[k] != ""})
-        return out
+        skip = set(self.flags) | {"init_method", "result_filename"}
+        ints = ("epoch", "processed_samples")
+        self.rows = [{k: v if k == "loss_name" else int(v) if k in ints else float(v)
+                      for k, v in r.items() if k not in skip and v != ""}
+                     for r in rows if int(r["epoch"]) <= upto_epoch]
 
 
 def original_csv_path(output_path, output_name) -> Path:
@@ -328,7 +324,7 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     if resume:
         trainer.resume()
         if results is not None:
-            results.rows = ResultsCSV.read_rows(in_run, trainer.epoch)
+            results.resume_rows(in_run, trainer.epoch)
     else:
         run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
                     "paper_command": "f3", "f3_flags": flags, "f3_csv": str(csv_path),
@@ -354,7 +350,8 @@ def run(args) -> int:
         cfg["epochs"] = int(args.epochs)
         if args.backend:
             cfg["backend"] = args.backend
-        flags = {**info["f3_flags"], "epochs": cfg["epochs"]}
+        flags = {k: info["f3_flags"][k] for k in ORIGINAL_FLAGS}     # run.json sorts its keys
+        flags["epochs"] = cfg["epochs"]
         execute_f3(cfg, flags, args.resume, args, info.get("f3_csv"), resume=True)
         return 0
     cfg = f3_config(args)

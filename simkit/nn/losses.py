@@ -25,7 +25,8 @@ Binary cross-entropy (``bce``), on probabilities :math:`y \in (0,1)` (after a si
     L = -\frac{1}{BC}\sum_{n,c} t\log y + (1-t)\log(1-y), \qquad
     \frac{\partial L}{\partial y} = \frac{1}{BC}\,\frac{y-t}{y(1-y)}
 
-(:math:`\log` is clamped at -100 like PyTorch's, so :math:`y` = 0 or 1 gives a finite value.)
+(:math:`\log` is clamped at -100 and :math:`y(1-y)` at :math:`10^{-12}` like PyTorch's, so
+:math:`y` = 0 or 1 gives a finite value and gradient.)
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def _bce_value(xp, y, t):
 
 
 def _bce_grad(xp, y, t):
-    return (y - t) / (y * (1.0 - y)) / y.size
+    # PyTorch clamps the denominator at 1e-12, so a saturated sigmoid gives a finite gradient.
+    return (y - t) / xp.maximum(y * (1.0 - y), 1e-12) / y.size
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from simkit.errors import UserError
 from simkit.rules.bidirectional import BDFA, BFA, BdfaTorch
 from simkit.rules.bp import Backprop
 from simkit.rules.dfa import DFA, DRTP
+from simkit.rules.dfc import DFC
 from simkit.rules.f3 import F3
 from simkit.rules.fa import FeedbackAlignment
 from simkit.rules.gait import make_gait, make_inv_bp, make_tp
@@ -37,6 +38,7 @@ RULES = {
     "gait": ("GAIT-prop (Ahmad et al. 2020), invertible nets only: simkit gait", make_gait),
     "tp": ("Exact-inverse target propagation, invertible nets only: simkit gait", make_tp),
     "inv_bp": ("BP on invertible nets (GAIT-prop's baseline): simkit gait", make_inv_bp),
+    "dfc": ("Deep Feedback Control / Strong-DFC (Meulemans et al. 2021/2022): simkit run_dfc", DFC),
 }
 
 

@@ -125,7 +125,8 @@ class BDFA(DFA):
             for k, l in enumerate(range(net.L - 2, -1, -1), start=1):        # top hidden first
                 kappa = self.label_scale ** k if self.cascade_bug else self.label_scale
                 S = soft_labels(xp, out, t, kappa)                           # Eq. (B.1)
-                self.B[l] += self.feedback_lr * feedback_gradient(xp, S, self.B[l], cache.h[l + 1])  # Eq. (B.4)
+                dJ = feedback_gradient(xp, S, self.B[l], cache.h[l + 1])        # Eq. (B.3)
+                self.B[l] += self.feedback_lr * dJ                               # Eq. (B.4)
         return grads
 
 
@@ -150,7 +151,8 @@ class BFA(FeedbackAlignment):
             for l in range(net.L - 1, 0, -1):
                 above = (soft_labels(xp, network_output(net, cache, loss), t, self.label_scale)
                          if l == net.L - 1 else cache.h[l + 1])              # Eq. (B.1) or h_{l+1}
-                self.B[l] += self.feedback_lr * feedback_gradient(xp, above, self.B[l], cache.h[l])  # Eq. (B.4)
+                dJ = feedback_gradient(xp, above, self.B[l], cache.h[l])         # Eq. (B.3)
+                self.B[l] += self.feedback_lr * dJ                               # Eq. (B.4)
         return grads
 
 

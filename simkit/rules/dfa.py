@@ -13,7 +13,7 @@ global signal :math:`E` (N, C) straight from the top, through its own fixed rand
 .. math::
 
     \delta_L &= \frac{\partial L}{\partial h_L} \odot \phi_L'(a_L) \\
-    G_l &= E\,B_l  &&\text{(D.1; Nøkland §2: } \delta a_l = (B_l e) \odot f'(a_l)\text{, rows as samples)} \\
+    G_l &= E\,B_l  &&\text{(D.1; Nøkland's } \delta a_l = (B_l e) \odot f'(a_l)\text{, rows as samples)} \\
     \delta_l &= G_l \odot \phi_l'(a_l), \qquad l = 1..L-1 &&\text{(D.2)} \\
     \nabla W_l &= \delta_l^\top h_{l-1}, \qquad \nabla b_l = \textstyle\sum_n \delta_{l,n}
 
@@ -22,7 +22,7 @@ What :math:`E` is distinguishes the rules:
 ========  ======================================================================================
 ``dfa``   :math:`E = e = \delta_L = \partial L/\partial a_L`, the output error (Nøkland's
           Eq. (5), :math:`e = \delta a_3`)
-``drtp``  :math:`E = t`, the one-hot target (Frenkel et al. §2, "direct random target
+``drtp``  :math:`E = t`, the one-hot target (Frenkel et al.'s "direct random target
           projection"): known before the forward pass ends, so the hidden layers are neither
           update- nor backward-locked. Its sign: the plus gradient is :math:`t B_l`.
 ``f3``    a per-sample buffer of the error from the sample's previous visit, see

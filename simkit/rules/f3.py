@@ -38,7 +38,8 @@ its previous visit (0 to 2 epochs of updates old, since the order is reshuffled 
                                                      class only, with :math:`1 - y_c`)
 ``delayed_loss_one_hot``     :math:`t \odot D_i`     :math:`-\partial L/\partial y`
 ``delayed_error_softmax``    :math:`D_i`             :math:`t - \operatorname{softmax}(y)`
-``delayed_loss_softmax``     :math:`D_i`             :math:`-\partial L(\operatorname{softmax}(y), t)/\partial y`
+``delayed_loss_softmax``     :math:`D_i`             :math:`-\partial L(s, t)/\partial y`,
+                                                     :math:`s = \operatorname{softmax}(y)`
 ===========================  ======================  =======================================
 
 (F.1-4 are this module's tags; only the paper's abstract could be checked.) Here :math:`y` is the

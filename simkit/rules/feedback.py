@@ -8,7 +8,8 @@ rule                           shape of :math:`B_l`         use
 =============================  ===========================  ======================================
 FA (layer-wise)                :math:`(n_l, n_{l-1})`,      :math:`\delta_{l-1} = (\delta_l B_l)\odot\phi'`
                                like :math:`W_l`
-DFA, DRTP, F³ (direct)         :math:`(C, n_l)`             :math:`G_l = E\,B_l`, :math:`\delta_l = G_l\odot\phi'`
+DFA, DRTP, F³ (direct)         :math:`(C, n_l)`             :math:`G_l = E\,B_l`,
+                                                            :math:`\delta_l = G_l\odot\phi'`
 =============================  ===========================  ======================================
 
 Every matrix is drawn on the host from the rule's ``numpy.random.Generator`` (so a seed gives
