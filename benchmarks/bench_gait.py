@@ -6,7 +6,11 @@ Training and evaluation are timed separately: ``--batches`` training steps of 60
 compare with what the device can do (roughly 50-100 GFLOP/s in float64 on two CPU cores).
 
     python benchmarks/bench_gait.py [--backends numpy numba] [--algorithms BP GAIT TP]
-                                    [--batches 20] [--data-dir DIR]
+                                    [--batches 20] [--threads 1 2] [--data-dir DIR]
+
+``--threads`` limits the BLAS threads (through threadpoolctl, if installed). On a shared 2-core box
+two BLAS threads are fastest when the machine is otherwise idle, and many times slower than one
+thread when another process keeps the cores busy (the threads wait for each other).
 
 Issue 6's targets: a GAIT epoch in at most 60 s on the 2-core CPU (the original NumPy code takes
 about 4 h), in at most 3 s on an H100 (original CuPy: about 31 s). Per step the work is
@@ -85,6 +89,19 @@ def time_eval(bk, tr):
     return time.perf_counter() - t0
 
 
+def blas_threads(n):
+    """A context limiting BLAS to ``n`` threads (no-op without threadpoolctl or for n = 0)."""
+    import contextlib
+    if not n:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("(threadpoolctl not installed: --threads ignored; set OPENBLAS_NUM_THREADS)")
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", nargs="+", default=["numpy", "numba"])
@@ -92,6 +109,7 @@ def main():
     p.add_argument("--batches", type=int, default=20, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--eval-batch-size", type=int, default=2048)
+    p.add_argument("--threads", nargs="+", type=int, default=[0], help="BLAS threads (0: as is)")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
     x, y, xt, yt, what = mnist(args.data_dir)
@@ -103,12 +121,14 @@ def main():
         except UserError as exc:
             print(f"{name}: skipped ({exc})")
             continue
-        for alg in args.algorithms:
-            tr = make_trainer(bk, alg, x, y, xt, yt, args.eval_batch_size)
-            step = time_training(bk, tr, args.batches, args.repeats)
-            ev = time_eval(bk, tr)
+        for threads, alg in [(t, a) for t in args.threads for a in args.algorithms]:
+            with blas_threads(threads):
+                tr = make_trainer(bk, alg, x, y, xt, yt, args.eval_batch_size)
+                step = time_training(bk, tr, args.batches, args.repeats)
+                ev = time_eval(bk, tr)
             f = flops_per_step(alg)
-            print(f"{bk.describe():<40} {alg:<4} train {1000 * step:7.1f} ms/step = "
+            print(f"{bk.describe():<34} {threads or '-'} thr {alg:<4} train "
+                  f"{1000 * step:7.1f} ms/step = "
                   f"{1000 * step:6.1f} s/epoch ({f * 1e-9:.2f} GFLOP/step, {f / step * 1e-9:5.1f} "
                   f"GFLOP/s) | eval 70k {ev:5.2f} s ({eval_flops / ev * 1e-9:5.1f} GFLOP/s) | "
                   f"epoch + 1 eval {1000 * step + ev:6.1f} s, + 99 evals (original) "

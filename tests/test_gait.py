@@ -133,7 +133,7 @@ def test_gait_differs_from_bp_without_orthogonality(bk):
 
 
 def test_exact_gait_keeps_the_kink_crossings_of_the_original(bk):
-    """At a large gamma (0.3) both formulations are well conditioned and must agree, crossings included."""
+    """At a large gamma (0.3) both formulations are well conditioned and agree, crossings included."""
     net = InvertibleNet.square(bk, 48, 3, seed=5)
     x, onehot = batch(48, N=16)
     exact = grads_of(net, "GAIT", x, onehot, gamma=0.3)
@@ -238,6 +238,18 @@ def test_numpy_numba_parity(alg, lam):
         np.testing.assert_allclose(opt_b.state["v"][l][0], opt_a.state["v"][l][0], rtol=1e-10)
 
 
+def test_cupy_parity_where_a_gpu_is_present():
+    from simkit.backend import get_backend
+    try:
+        gpu = get_backend("cupy", announce=False)
+    except UserError:
+        pytest.skip("no usable GPU / CuPy")
+    a, _ = run_steps(numpy_backend(), "GAIT", 0.1)
+    b, _ = run_steps(gpu, "GAIT", 0.1)
+    for l in range(a.L):
+        np.testing.assert_allclose(gpu.to_host(b.W[l]), a.W[l], rtol=0, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------- training loop
 def toy_splits(bk, n=32, n_train=600, n_test=200, C=4, seed=0):
     """Gaussian blobs in [0, 1]^n, one per class."""
@@ -300,6 +312,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, checkpoint_every):
     assert (cut.path / "2Lweights.npy").exists()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_diverging_run_stops_with_numerical_error(tmp_path):
     run = RunDir(tmp_path / "r")
     run.create({"config": {}})

@@ -130,3 +130,20 @@ def test_real_mnist_initial_accuracy_is_the_originals(tmp_path, capsys):
                                  f"--out_dir={tmp_path / 'r'}"]) == 0
     out = capsys.readouterr().out
     assert "before training  test acc 12.22%" in out
+
+
+def test_figure_quick_mode(tmp_path, monkeypatch):
+    """figures/gait_curves.py --quick: tiny runs of the four published commands, then the plot."""
+    import importlib.util
+    from pathlib import Path
+    monkeypatch.setattr(gait_cmd, "load_data", synthetic(n=784, n_train=3600, n_test=1000))
+    spec = importlib.util.spec_from_file_location(
+        "gait_curves", Path(__file__).parents[1] / "figures" / "gait_curves.py")
+    fig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig)
+    out = tmp_path / "curves.png"
+    assert fig.main(["--quick", "--out", str(out)]) == 0
+    assert out.stat().st_size > 10000
+    ref = fig.read_reference(fig.REF_DIR)
+    if ref:                                                 # the original's x positions
+        assert len(ref["BP"][0]) == 397 and abs(ref["BP"][0][99] - 0.991) < 1e-12

@@ -24,7 +24,8 @@ The original's quirks, and what simkit does with them (research note gait_tp.md 
 
 simkit's own options: ``--eval_every N`` (batches between evaluations; 0: at epoch ends only),
 ``--eval_splits``, ``--gamma``, ``--batch_size``, ``--max_batches``, ``--checkpoint_every``,
-``--out_dir``.
+``--out_dir``. ``--load`` continues the run with the command line's ``--nb_epochs``,
+``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes from its run.json.
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ PAPER_COMMAND = ("GAIT-prop run.py (Ahmad, van Gerven & Ambrogioni 2020): BP, GA
 DATASETS = {"MNIST": "mnist", "FMNIST": "fashion_mnist", "KMNIST": "kmnist"}
 TOWER = (500, 200, 10)          # run.py's hard-coded tower after the input-wide first layer
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
+# what --load takes from the command line; everything else comes from the run's run.json
+RESUME_OVERRIDES = ("nb_epochs", "eval_every", "checkpoint_every", "backend", "data_dir", "device")
 
 
 def register(sub, parent):
@@ -119,6 +122,14 @@ def config_from_args(args) -> dict:
     }
 
 
+def config_from_flags(flags) -> dict:
+    """The configuration ``simkit gait FLAGS`` would run (for scripts, e.g. the figures)."""
+    from simkit.cli import Parser, common_options
+    parser = Parser(prog="simkit")
+    register(parser.add_subparsers(dest="command", parser_class=Parser), common_options())
+    return config_from_args(parser.parse_args(["gait", *flags]))
+
+
 def original_folder(cfg) -> str:
     """run.py's output folder name for these settings (plus tags for simkit's non-defaults)."""
     name = f"{cfg['dataset']}_{cfg['algorithm']}_"
@@ -144,9 +155,9 @@ def load_data(cfg):
             int(ds.n_classes))
 
 
-def build(cfg, bk):
-    """Network, rule, optimiser, splits and schedule of a configuration."""
-    x_tr, y_tr, x_te, y_te, C = load_data(cfg)
+def build(cfg, bk, data=None):
+    """Network, rule, optimiser, splits and schedule; ``data`` replaces :func:`load_data`'s."""
+    x_tr, y_tr, x_te, y_te, C = data if data is not None else load_data(cfg)
     n = x_tr.shape[1]
     kw = {"seed": cfg["seed"], "orthogonal": cfg["orthogonal_init_used"], "linear": cfg["linear"]}
     if cfg["tower"]:
@@ -171,17 +182,21 @@ def build(cfg, bk):
     return net, rule, opt, splits, schedule
 
 
-def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, progress=None):
-    """Train ``cfg`` in ``out_dir`` (or resume the run there); returns the summary."""
+def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, progress=None,
+            data=None):
+    """Train ``cfg`` in ``out_dir`` (or resume the run there); returns the summary.
+
+    ``data``: ``(x_train, y_train, x_test, y_test, n_classes)`` instead of the named data set.
+    """
     run = RunDir(out_dir)
     if resume:
         stored = run.read_info()["config"]
-        stored.update({k: cfg[k] for k in ("nb_epochs", "backend", "data_dir") if k in cfg})
+        stored.update({k: cfg[k] for k in RESUME_OVERRIDES if k in cfg})
         cfg = stored
     bk = get_backend(cfg["backend"], "float64")
     if bk.name == "cupy":
         bk.xp.cuda.Device(int(cfg["device"])).use()
-    net, rule, opt, splits, schedule = build(cfg, bk)
+    net, rule, opt, splits, schedule = build(cfg, bk, data)
     trainer = GaitTrainer(bk, net, rule, opt, splits, schedule, run=run, log=log,
                           progress=progress, on_batch=on_batch)
     if args is not None:

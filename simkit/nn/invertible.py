@@ -86,17 +86,17 @@ MAX_COND = 1e12    # a layer whose condition number exceeds this is reported, no
 # ------------------------------------------------------------------------------ transfer function
 def sigma(xp, z, slope=SLOPE, linear=False):
     """Eq. (4): leaky ReLU (identity if ``linear``)."""
-    return z if linear else xp.maximum(z, slope * z)
+    return z if linear else xp.maximum(z, slope * z)                 # Eq. (4)
 
 
 def sigma_inv(xp, y, slope=SLOPE, linear=False):
     """Eq. (4): inverse leaky ReLU (negative entries times ``1/slope``)."""
-    return y if linear else xp.minimum(y, y * (1.0 / slope))
+    return y if linear else xp.minimum(y, y * (1.0 / slope))         # Eq. (4)
 
 
 def times_dsigma(xp, h, e, slope=SLOPE, linear=False):
     r""":math:`e \odot \sigma'(h)` with :math:`\sigma'` read from the post-activation ``h`` (Eq. 4)."""
-    return e if linear else xp.where(h >= 0, e, slope * e)
+    return e if linear else xp.where(h >= 0, e, slope * e)           # Eq. (4)
 
 
 # ------------------------------------------------------------------------------ initialisation
@@ -120,7 +120,7 @@ def square_seeds(seed: int, n_hidden: int, distinct_output_seed=False) -> list:
 def ortho_penalty(xp, W) -> float:
     r""":math:`R(W)/\lambda = \sum_{i\ne j} (W W^\top)_{ij}^2` (Eq. 5)."""
     G = W @ W.T
-    return float((G * G).sum() - (xp.diagonal(G) ** 2).sum())
+    return float((G * G).sum() - (xp.diagonal(G) ** 2).sum())        # Eq. (5)
 
 
 def ortho_grad(xp, W, lam: float, out=None, gram=None):
@@ -166,7 +166,7 @@ class LayerInverse:
         self.cond = math.inf if rcond <= 0 else 1.0 / rcond
 
     def solve(self, Y):
-        r""":math:`Y W^{-1}` for rows ``Y``: solves :math:`W^\top X^\top = Y^\top` with the LU of :math:`W^\top`."""
+        r""":math:`Y W^{-1}` for rows ``Y``: solves :math:`W^\top X^\top = Y^\top` by the LU of W^T."""
         if self.bk.xp is not np:
             return Y @ self.inv
         Xt, info = self._getrs(self._lu, self._piv, Y.T)
@@ -242,7 +242,7 @@ class InvertibleNet:
     # -------------------------------------------------------------------------- forward
     def layer(self, l: int, h_prev):
         """Eq. (1) for layer ``l`` (1-based)."""
-        z = h_prev[:, :self.widths[l]] @ self.W[l - 1]
+        z = h_prev[:, :self.widths[l]] @ self.W[l - 1]               # Eq. (1)
         z += self.b[l - 1]
         return sigma(self.bk.xp, z, self.slope, self.linear)
 
@@ -276,8 +276,8 @@ class InvertibleNet:
     def g(self, l: int, y, h_below):
         """Eqs. (2)-(3): invert layer ``l`` for outputs ``y``; auxiliary units from ``h_below``."""
         xp = self.bk.xp
-        z = sigma_inv(xp, y, self.slope, self.linear) - self.b[l - 1]
-        x = self.solve(l, z)                                          # Eq. (2)
+        z = sigma_inv(xp, y, self.slope, self.linear) - self.b[l - 1]   # Eq. (2)
+        x = self.solve(l, z)                                            # Eq. (2)
         n_l = self.widths[l]
         if h_below.shape[1] == n_l:
             return x

@@ -116,7 +116,7 @@ def bp_deltas(net, h, T) -> list:
     deltas = [None] * (net.L + 1)
     E = h[-1] - T                                                     # Eq. (7)
     for l in range(net.L, 0, -1):
-        deltas[l] = times_dsigma(xp, h[l], E, net.slope, net.linear)
+        deltas[l] = times_dsigma(xp, h[l], E, net.slope, net.linear)    # delta_l
         if l > 1:
             E = _pad(xp, deltas[l] @ net.W[l - 1].T, net.widths[l - 1])   # Eq. (7)
     return deltas
@@ -124,20 +124,20 @@ def bp_deltas(net, h, T) -> list:
 
 # ------------------------------------------------------------------------------ GAIT-prop
 def scaled_increment(xp, h, D, s, slope, linear):
-    r"""The bracket of Eq. (9): :math:`(\sigma^{-1}(h + s\,\sigma'(h)^2 D) - \sigma^{-1}(h))/s`, exactly."""
+    r"""Eq. (9)'s bracket, :math:`(\sigma^{-1}(h + s\,\sigma'(h)^2 D) - \sigma^{-1}(h))/s`, exactly."""
     if linear:
         return D
     r = times_dsigma(xp, h, D, slope)                  # no kink crossed: sigma'(h) D
     if s == 0.0:
         return r
     u = times_dsigma(xp, h, r, slope)                  # u = sigma'(h)^2 D
-    y = h + s * u
+    y = h + s * u                                      # Eq. (9): the moved point, h + s u
     down = (h >= 0) & (y < 0)
     up = (h < 0) & (y >= 0)
     if bool(down.any()):
-        r = xp.where(down, (h / s) * (1.0 / slope - 1.0) + u / slope, r)
+        r = xp.where(down, (h / s) * (1.0 / slope - 1.0) + u / slope, r)   # Eq. (9), crossing down
     if bool(up.any()):
-        r = xp.where(up, (h / s) * (1.0 - 1.0 / slope) + u, r)
+        r = xp.where(up, (h / s) * (1.0 - 1.0 / slope) + u, r)             # Eq. (9), crossing up
     return r
 
 
@@ -147,7 +147,7 @@ def gait_deltas_exact(net, h, T, gamma) -> list:
     deltas = [None] * (L + 1)
     D = T - h[L]                                                      # Eq. (9), D_L
     for l in range(L, 0, -1):
-        deltas[l] = -times_dsigma(xp, h[l], D, net.slope, net.linear)  # E_l = -D_l
+        deltas[l] = -times_dsigma(xp, h[l], D, net.slope, net.linear)  # Eq. (9): E_l = -D_l
         if l > 1:
             r = scaled_increment(xp, h[l], D, gamma ** (L - l + 1), net.slope, net.linear)
             D = _pad(xp, net.solve(l, r), net.widths[l - 1])          # Eq. (9), D_{l-1}
@@ -162,7 +162,7 @@ def gait_targets(net, h, T, gamma, bottom=False) -> list:
     for l in range(net.L, 0 if bottom else 1, -1):
         d = times_dsigma(xp, h[l], xp.ones_like(h[l]), net.slope, net.linear)   # sigma'(h_l)
         c = gamma * d * d
-        point = (1.0 - c) * h[l] + c * targets[l]                     # h + c (T - h)
+        point = (1.0 - c) * h[l] + c * targets[l]                     # Eq. (8): h + c (T - h)
         targets[l - 1] = net.g(l, point, h[l - 1])                    # Eq. (8)
     return targets
 
@@ -241,13 +241,14 @@ class InvertibleRule:
         out = []
         for l in range(1, net.L + 1):
             W, n = net.W[l - 1], net.widths[l]
-            dW = xp.matmul(h[l - 1][:, :n].T, deltas[l], out=self._buffer(xp, ("dW", l), W.shape, W.dtype))
+            buf = self._buffer(xp, ("dW", l), W.shape, W.dtype)
+            dW = xp.matmul(h[l - 1][:, :n].T, deltas[l], out=buf)
             dW /= N                                                   # Eq. (6)
             if self.ortho_reg:
                 reg = ortho_grad(xp, W, self.ortho_reg, out=self._buffer(xp, ("R", l), W.shape, W.dtype),
                                  gram=self._buffer(xp, ("G", l), W.shape, W.dtype))
                 dW += reg                                             # Eq. (6) + Eq. (5)
-            out.append([dW, deltas[l].mean(axis=0)])
+            out.append([dW, deltas[l].mean(axis=0)])                  # Eq. (6), bias
         return out
 
     def state_dict(self) -> dict:

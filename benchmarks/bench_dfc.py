@@ -1,0 +1,142 @@
+"""DFC / Strong-DFC speed: seconds per epoch extrapolated from N minibatches, FLOPs, % of peak.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_dfc.py                    # all cases, float64 and float32, 3 batches
+    python benchmarks/bench_dfc.py --case dfc_forward --batches 5 --path fast
+
+Cases (the published MNIST settings, 784-256-256-256-10, tanh, 55,000 training samples):
+
+* ``dfc_forward``: DFC forward phase, batch 32, 500 time points, continuous update (Eq. (5));
+* ``dfc_sleep``: DFC sleep epoch, batch 32, 44 time points, white noise, feedback update;
+* ``strong_single``: single-phase Strong-DFC, batch 128, 500 time points, OU noise, forward and
+  high-passed feedback update from the same simulation.
+
+Paths: ``reference`` (the readable ``controller_step``: BLAS products, NumPy's SIMD ufuncs),
+``fast`` (``simulate_fast``: the same with reused buffers and chunked update products; what
+``simkit run_dfc`` uses on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
+:mod:`simkit.kernels.dfc`). One controller simulation per
+minibatch is timed (plus the update scaling); data loading and the optimiser are not.
+
+FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
+when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the
+constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s (default: 50 for
+float64 and 100 for float32 on two CPU cores, DESIGN.md's rough figure).
+BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", choices=("dfc_forward", "dfc_sleep", "strong_single", "all"),
+                   default="all")
+    p.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
+    p.add_argument("--path", choices=("reference", "fast", "numba", "all"), default="all")
+    p.add_argument("--batches", type=int, default=3, help="timed minibatches (after one warm-up)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64)")
+    return p.parse_args()
+
+
+ARGS = parse()
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(ARGS.threads))
+os.environ.setdefault("OMP_NUM_THREADS", str(ARGS.threads))
+os.environ.setdefault("MKL_NUM_THREADS", str(ARGS.threads))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from simkit.backend import get_backend  # noqa: E402
+from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
+from simkit.kernels.dfc import simulate, simulate_fast  # noqa: E402
+from simkit.nn import MLP  # noqa: E402
+
+SIZES = [784, 256, 256, 256, 10]
+N_TRAIN = 55000
+CASES = {
+    "dfc_forward": dict(B=32, dyn=dict(dt=0.02, T=500, tau_v=0.2, tau_A=0.02, alpha=0.00177,
+                                       k_p=2.0), learn=Learning("nonlinear_difference", None)),
+    "dfc_sleep": dict(B=32, dyn=dict(dt=0.00114, T=44, tau_v=0.00587, tau_A=0.14, alpha=0.399,
+                                     k_p=0.0714, noise="white", sigma=0.0355, sigma_out=0.0355),
+                      learn=Learning(None, "plain")),
+    "strong_single": dict(B=128, dyn=dict(dt=0.001, T=500, tau_v=0.00927, tau_A=0.001,
+                                          alpha=7.6e-6, k_p=2.0, noise="ou", sigma=0.0043,
+                                          sigma_out=0.0297, tau_noise=0.07, error="ce"),
+                          learn=Learning("nonlinear_difference", "highpass", a_u=0.002)),
+}
+
+
+def flops_per_batch(case) -> float:
+    B, T, learn = case["B"], case["dyn"]["T"], case["learn"]
+    N, nL = sum(SIZES[1:]), SIZES[-1]
+    deep = sum(2 * SIZES[l + 1] * SIZES[l] for l in range(1, len(SIZES) - 1))
+    step = deep + 2 * N * nL + (deep if learn.fw else 0) + (2 * N * nL if learn.fb else 0)
+    first = 2 * SIZES[1] * SIZES[0] * (2 if learn.fw else 1)          # W_1 x, (sum delta_1)^T x
+    return B * ((T - 1) * step + first)
+
+
+def setup(dtype, B):
+    bk = get_backend("numba", dtype, announce=False)
+    rng = np.random.default_rng(0)
+    net = MLP(bk, SIZES, "tanh", "linear", rng=rng)
+    Q = [bk.asarray(rng.normal(0, 0.1, size=(n, SIZES[-1]))) for n in SIZES[1:]]
+    x = bk.asarray(rng.normal(size=(B, SIZES[0])))
+    cache = net.forward(x)
+    t = bk.asarray(np.eye(10)[rng.integers(0, 10, B)] * 0.99 + 0.001)
+    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
+         "r_target": t}
+    return bk, cache, P
+
+
+def time_case(name, dtype, path):
+    case = CASES[name]
+    bk, cache, P = setup(dtype, case["B"])
+    dyn = Dynamics(**case["dyn"]).check()
+    N = sum(SIZES[1:])
+    rng = np.random.default_rng(1)
+    offs = np.cumsum([0] + SIZES[1:])
+
+    def noise(t0, t1):
+        xi = bk.asarray(rng.standard_normal((t1 - t0, case["B"], N)))
+        return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(SIZES) - 1)]
+
+    def one():
+        if path == "numba":
+            return simulate(bk, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
+        if path == "fast":
+            return simulate_fast(np, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
+        return simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
+    one()                                                              # compile / warm up
+    t0 = time.perf_counter()
+    for _ in range(ARGS.batches):
+        one()
+    s = (time.perf_counter() - t0) / ARGS.batches
+    n_batches = -(-N_TRAIN // case["B"])
+    flops = flops_per_batch(case) * n_batches
+    peak = (ARGS.peak or 50.0) * (2 if dtype == "float32" else 1)
+    rate = flops_per_batch(case) / s / 1e9
+    print(f"{name:14s} {dtype:8s} {path:10s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
+          f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
+          f"{peak:.0f}", flush=True)
+
+
+def main():
+    names = list(CASES) if ARGS.case == "all" else [ARGS.case]
+    dtypes = ["float64", "float32"] if ARGS.dtype == "both" else [ARGS.dtype]
+    paths = ["reference", "fast", "numba"] if ARGS.path == "all" else [ARGS.path]
+    print(f"# {ARGS.batches} timed minibatches per row, {ARGS.threads} BLAS thread(s), "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    for name in names:
+        for dtype in dtypes:
+            for path in paths:
+                time_case(name, dtype, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Podlaski & Machens 2020, Fig. 3a-f: linear regression 30-20-10 with BP, FA, PBP, NDI and DI.
+
+a: normalised training error (NSE) per example; b: the same with each update divided by its
+Frobenius norm (4000 examples); c: spectral abscissa of the DI loops; d: B angle to -W^T;
+e: DI error angle to NDI; f: DI error angle to PBP (c-f over the first 500 examples).
+
+    python figures/fig3_linear_regression.py [--out DIR] [--seed 0] [--backend numba]
+    python figures/fig3_linear_regression.py --quick      # 300 examples, well under a minute
+
+Writes ``curves.npz`` (all curves), ``fig3_linear_regression.png`` and ``.pdf`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.backend import get_backend                     # noqa: E402
+from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
+from simkit.results import load_arrays, save_arrays        # noqa: E402
+
+NAME = "fig3_linear_regression"
+
+
+def compute(args) -> dict:
+    bk = get_backend(args.backend, "float64")
+    n_a, n_b, n_diag = (300, 300, 100) if args.quick else (2000, 4000, 500)
+    t0 = time.perf_counter()
+    a = regression_task(bk, args.seed, n_train=n_a, diag_n=n_diag, eval_every=args.eval_every)
+    b = regression_task(bk, args.seed, n_train=n_b, norm_delW=True, diag_n=0,
+                        eval_every=args.eval_every)
+    out = {"names": np.array(a["names"]), "steps_a": a["steps"], "nse_a": a["nse"],
+           "steps_b": b["steps"], "nse_b": b["nse"], "seconds": time.perf_counter() - t0}
+    out.update(diag_arrays(a["diag"]))
+    return out
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [str(n) for n in res["names"]]
+    fig, ax = plt.subplots(2, 3, figsize=(14, 7.5))
+    for k, (panel, key) in enumerate([("a", "a"), ("b", "b")]):
+        for j, n in enumerate(names):
+            ax[0, k].semilogy(res[f"steps_{key}"], res[f"nse_{key}"][:, j], **style(n))
+        ax[0, k].set(title=f"{panel}: {'normalised updates' if key == 'b' else 'online SGD'}",
+                     xlabel="examples", ylabel="error (NSE)")
+    ax[0, 0].legend(fontsize=7, ncol=2)
+    di = [n for n in names if n.startswith("DI")]
+    panels = [(ax[0, 2], "abscissa", "c: max Re eig (DI loop)"), (ax[1, 0], "B1", "d: B vs -W^T (deg)"),
+              (ax[1, 1], "ndi1", "e: DI vs NDI (deg)"), (ax[1, 2], "pbp1", "f: DI vs PBP (deg)")]
+    for a, key, title in panels:
+        for n in di:
+            y = res.get(f"{n}__{key}")
+            if y is not None:
+                a.plot(np.asarray(y).reshape(len(y), -1)[:, 0], **style(n))
+        a.set(title=title, xlabel="examples")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="300 examples (pipeline check)")
+    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--eval-every", type=int, default=1, help="training-set error every k examples")
+    p.add_argument("--plot-only", action="store_true", help="redraw from saved curves.npz")
+    args = p.parse_args(argv)
+    path = args.out / "curves.npz"
+    if args.plot_only:
+        res = load_arrays(path)
+    else:
+        res = compute(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, res)
+        print(f"{NAME}: computed in {float(res['seconds']):.1f} s; final NSE " + ", ".join(
+            f"{n} {v:.1e}" for n, v in zip(res["names"], res["nse_a"][-1])))
+    plot(res, args.out)
+    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+
+
+if __name__ == "__main__":
+    main()

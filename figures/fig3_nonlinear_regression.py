@@ -1,0 +1,114 @@
+"""Podlaski & Machens 2020, Fig. 3g-k: nonlinear regression 30-20-10-10 (tanh) with BP, FA,
+PBP, NDI, DI and SDI.
+
+g: normalised training error (NSE); h: |max Re eig| of the DI loops (layer 1 solid, 2 dashed)
+and of the SDI loop; i: B angles to -W^T; j: DI error angles to NDI (delta_1 solid, delta_2
+dashed); k: SDI error angles to NDI (h-k over the first 500 examples).
+
+    python figures/fig3_nonlinear_regression.py [--out DIR] [--seed 0] [--n-train 10000]
+        [--dh-mode paper|code_2021] [--eval-every 1]
+    python figures/fig3_nonlinear_regression.py --quick   # 300 examples, under a minute
+
+Writes ``curves.npz``, ``fig3_nonlinear_regression.png`` and ``.pdf`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.backend import get_backend                     # noqa: E402
+from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
+from simkit.results import load_arrays, save_arrays        # noqa: E402
+
+NAME = "fig3_nonlinear_regression"
+
+
+def compute(args) -> dict:
+    bk = get_backend(args.backend, "float64")
+    n, n_diag = (300, 100) if args.quick else (args.n_train, 500)
+    t0 = time.perf_counter()
+    r = regression_task(bk, args.seed, nonlinear=True, n_train=n, diag_n=n_diag,
+                        eval_every=args.eval_every, dh_mode=args.dh_mode)
+    out = {"names": np.array(r["names"]), "steps": r["steps"], "nse": r["nse"],
+           "seconds": time.perf_counter() - t0}
+    out.update(diag_arrays(r["diag"]))
+    return out
+
+
+def _lines(a, res, names, key, col=None, **extra):
+    for n in names:
+        y = res.get(f"{n}__{key}")
+        if y is None:
+            continue
+        y = np.asarray(y).reshape(len(y), -1)
+        y = y[:, col] if col is not None and y.shape[1] > col else y[:, 0]
+        kw = dict(style(n), **extra)
+        a.plot(np.abs(y) if key == "abscissa" else y, **kw)
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [str(n) for n in res["names"]]
+    di = [n for n in names if n.startswith("DI")]
+    sdi = [n for n in names if n.startswith("SDI")]
+    fig, ax = plt.subplots(2, 3, figsize=(14, 7.5))
+    for j, n in enumerate(names):
+        ax[0, 0].semilogy(res["steps"], res["nse"][:, j], **style(n))
+    ax[0, 0].set(title="g: training error", xlabel="examples", ylabel="error (NSE)")
+    ax[0, 0].legend(fontsize=7, ncol=2)
+    _lines(ax[0, 1], res, di + sdi, "abscissa", 0)
+    _lines(ax[0, 1], res, di, "abscissa", 1, ls="--", label=None)
+    ax[0, 1].set(title="h: |max Re eig| (layer 1 solid, 2 dashed)", yscale="log", xlabel="examples")
+    ax[0, 1].invert_yaxis()
+    _lines(ax[0, 2], res, di, "B1")
+    _lines(ax[0, 2], res, di, "B2", ls="--", label=None)
+    ax[0, 2].set(title="i: B vs -W^T (deg)", xlabel="examples")
+    _lines(ax[1, 0], res, di, "ndi1")
+    _lines(ax[1, 0], res, di, "ndi2", ls="--", label=None)
+    ax[1, 0].set(title="j: DI vs NDI (deg)", xlabel="examples")
+    _lines(ax[1, 1], res, sdi, "ndi1")
+    _lines(ax[1, 1], res, sdi, "ndi2", ls="--", label=None)
+    ax[1, 1].set(title="k: SDI vs NDI (deg)", xlabel="examples")
+    ax[1, 2].axis("off")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="300 examples (pipeline check)")
+    p.add_argument("--n-train", type=int, default=10000, help="examples (20000: 'exact' Fig. 3)")
+    p.add_argument("--dh-mode", choices=("paper", "code_2021"), default="paper",
+                   help="h' once (paper) or twice for BP/FA/PBP/NDI (the Jan-2021 script)")
+    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--eval-every", type=int, default=1, help="training-set error every k examples")
+    p.add_argument("--plot-only", action="store_true", help="redraw from saved curves.npz")
+    args = p.parse_args(argv)
+    path = args.out / "curves.npz"
+    if args.plot_only:
+        res = load_arrays(path)
+    else:
+        res = compute(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, res)
+        print(f"{NAME}: computed in {float(res['seconds']):.1f} s; final NSE " + ", ".join(
+            f"{n} {v:.1e}" for n, v in zip(res["names"], res["nse"][-1])))
+    plot(res, args.out)
+    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+
+
+if __name__ == "__main__":
+    main()

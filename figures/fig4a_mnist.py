@@ -1,0 +1,88 @@
+"""Podlaski & Machens 2020, Fig. 4a: MNIST classification 784-1000-10 with BP, FA, PBP and NDI.
+
+Online SGD (one sample per update, eta 1e-3, weight decay 1e-6 per sample), z-scored pixels,
+test error every 1000 samples; all models share initial weights and sample order.
+
+    python figures/fig4a_mnist.py [--epochs 15] [--samples N] [--seed 0] [--out DIR]
+    python figures/fig4a_mnist.py --samples 2000          # the 2000-sample check of REFERENCE.md
+    python figures/fig4a_mnist.py --quick                 # 200 samples, 1000 test images
+
+Needs MNIST in ``$SIMKIT_DATA/mnist`` (``simkit data fetch mnist``). Writes ``curves.npz``,
+``fig4a_mnist.png`` and ``.pdf`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.backend import get_backend                     # noqa: E402
+from simkit.inversion_tasks import mnist_task, style       # noqa: E402
+from simkit.results import load_arrays, save_arrays        # noqa: E402
+
+NAME = "fig4a_mnist"
+
+
+def compute(args) -> dict:
+    bk = get_backend(args.backend, args.dtype)
+    quick = dict(n_samples=200, eval_every=100, n_test=1000) if args.quick else \
+        dict(n_samples=args.samples, eval_every=args.eval_every, n_test=None)
+    t0 = time.perf_counter()
+    r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
+                   data_dir=args.data_dir, **quick)
+    return {"names": np.array(r["names"]), "samples": r["samples"],
+            "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for j, n in enumerate(res["names"]):
+        ax.plot(res["samples"], res["test_error"][:, j], **style(str(n)))
+    ax.set(xlabel="training examples", ylabel="test error (%)", title="4a: MNIST classification")
+    ax.set_ylim(0, min(100, float(np.nanmax(res["test_error"][1:])) * 1.1 if len(res["samples"]) > 1 else 100))
+    ax.legend()
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="200 samples, 1000 test images")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--samples", type=int, default=None, help="samples per epoch (default: 60000)")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=1, help="minibatch (1: the original's online SGD)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args(argv)
+    path = args.out / "curves.npz"
+    if args.plot_only:
+        res = load_arrays(path)
+    else:
+        res = compute(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, res)
+        print(f"{NAME}: {float(res['seconds']):.1f} s; test error (%) after "
+              f"{int(res['samples'][-1])} samples: " + ", ".join(
+                  f"{n} {v:.1f}" for n, v in zip(res["names"], res["test_error"][-1])))
+    plot(res, args.out)
+    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Podlaski & Machens 2020, Fig. 4b: MNIST autoencoder 784-500-250-30-250-500-784 with BP, FA,
+PBP and NDI, from 'normal' (U(+-0.01)) and 'orthogonal' initial weights.
+
+Minibatches of 100 with batch-sum updates, eta 1e-6, weight decay 1e-10; per-pixel test MSE every
+10 minibatches (1000 examples). The original runs 20 epochs (12,000 minibatches) per init.
+
+    python figures/fig4b_autoencoder.py [--batches 30] [--inits normal orthogonal] [--out DIR]
+    python figures/fig4b_autoencoder.py --batches 12000    # the full figure (hours on a CPU)
+    python figures/fig4b_autoencoder.py --quick            # 3 minibatches, 500 test images
+
+Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.backend import get_backend                     # noqa: E402
+from simkit.inversion_tasks import autoencoder_task, style  # noqa: E402
+from simkit.results import load_arrays, save_arrays        # noqa: E402
+
+NAME = "fig4b_autoencoder"
+
+
+def compute(args) -> dict:
+    bk = get_backend(args.backend, args.dtype)
+    kw = dict(n_batches=3, eval_every=1, n_test=500) if args.quick else \
+        dict(n_batches=args.batches, eval_every=args.eval_every, n_test=None)
+    out, t0 = {}, time.perf_counter()
+    for init in args.inits:
+        r = autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir, **kw)
+        out.update({"names": np.array(r["names"]), f"{init}__examples": r["examples"],
+                    f"{init}__test_mse": r["test_mse"]})
+    out["inits"] = np.array(args.inits)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    inits = [str(i) for i in res["inits"]]
+    fig, ax = plt.subplots(1, len(inits), figsize=(5.5 * len(inits), 4), squeeze=False)
+    for a, init in zip(ax[0], inits):
+        for j, n in enumerate(res["names"]):
+            a.plot(res[f"{init}__examples"], res[f"{init}__test_mse"][:, j], **style(str(n)))
+        a.set(title=f"4b: autoencoder, {init} init", xlabel="training examples",
+              ylabel="test MSE per pixel")
+        a.legend()
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="3 minibatches, 500 test images")
+    p.add_argument("--batches", type=int, default=30, help="minibatches of 100 (12000: 20 epochs)")
+    p.add_argument("--eval-every", type=int, default=10, help="minibatches between evaluations")
+    p.add_argument("--inits", nargs="+", default=["normal", "orthogonal"],
+                   choices=["normal", "orthogonal"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
+    p.add_argument("--plot-only", action="store_true")
+    args = p.parse_args(argv)
+    path = args.out / "curves.npz"
+    if args.plot_only:
+        res = load_arrays(path)
+    else:
+        res = compute(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, res)
+        for init in args.inits:
+            ex, mse = res[f"{init}__examples"], res[f"{init}__test_mse"]
+            print(f"{NAME} ({init}): test MSE after {int(ex[-1])} examples: " + ", ".join(
+                f"{n} {v:.5f}" for n, v in zip(res["names"], mse[-1])))
+        print(f"{NAME}: {float(res['seconds']):.1f} s")
+    plot(res, args.out)
+    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+
+
+if __name__ == "__main__":
+    main()

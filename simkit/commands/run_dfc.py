@@ -1,0 +1,153 @@
+"""``simkit run_dfc``: strong_dfc's ``run_dfc.py`` command line, verbatim, with its defaults.
+
+Meulemans et al. 2021/2022 (``mariacer/strong_dfc``, research note ../shared/research/dfc.md).
+Two-phase DFC: every epoch runs one noisy feedback ("sleep") epoch, the forward epoch, and
+``--extra_fb_epochs`` more sleep epochs; ``--init_fb_epochs`` sleep epochs pre-train the feedback
+weights first. ``--strong_feedback --ss`` is two-phase Strong-DFC. The options shared with
+``run_bp`` (data, split, Adam betas 0.99, per-layer clipping, float32 unless
+``--double_precision``) come from :mod:`simkit.commands.run_bp`.
+
+Options of the original that simkit does not implement (``--ssa``, ``--low_pass_filter_u``,
+``--include_only_converged_samples``, ``--use_jacobian_as_fb``, ``--compare_with_ndi``,
+``--save_ndi_angle``, ``--compute_jacobian_at`` other than ``ss``) are refused with a message.
+Any ``--save_*`` flag turns on the per-epoch diagnostics (condition 2, angles to BP and GN per
+layer, the control norm) in metrics.csv; ``--save_df`` alone does too.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from simkit.commands.run_bp import add_dfc_common, dfc_config
+from simkit.commands.runner import execute, parse_number_or_list
+from simkit.errors import UserError
+from simkit.experiment import resolve_config
+
+PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-phase Strong-DFC"
+FLAGS = ("ss", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
+         "error_as_loss_grad", "pretrain_without_controller", "freeze_fb_weights",
+         "freeze_fb_weights_output", "scaling_fb_updates", "inst_system_dynamics",
+         "proactive_controller", "inst_transmission", "inst_transmission_fb", "use_bp_updates")
+FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
+          "tau_noise": 0.8, "target_stepsize": 0.001, "sigma_init": 0.0, "tau_f": 0.9,
+          "dt_di": 0.1, "time_constant_ratio": 0.2, "sigma": 0.08, "sigma_output": -1.0,
+          "alpha_di": 0.001, "k_p": 0.0, "apical_time_constant": -1.0, "dt_di_fb": -1.0,
+          "time_constant_ratio_fb": -1.0, "sigma_fb": -1.0, "sigma_output_fb": -1.0,
+          "alpha_di_fb": 0.5, "k_p_fb": -1.0, "epsilon_di": 0.5}
+INTS = {"init_fb_epochs": 1, "extra_fb_epochs": 0, "tmax_di": 10, "tmax_di_fb": -1}
+UNSUPPORTED = ("ssa", "low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb",
+               "compare_with_ndi", "save_ndi_angle")
+SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "save_lu_loss",
+        "save_ratio_ff_fb", "save_condition_fb")
+
+
+def add_dfc_options(p, single_phase=False):
+    """The options of run_dfc.py / run_dfc_single_phase.py beyond run_bp's."""
+    add_dfc_common(p)
+    a = p.add_argument
+    a("--freeze_fw_weights", action="store_true", help="train only the feedback weights")
+    a("--lr_fb", default="0.1", help="float or per-layer list")
+    a("--lr_fb_init", default=None, help="pre-training lr (default: lr_fb)")
+    a("--optimizer_fb", default=None, choices=("SGD", "RMSprop", "Adam"))
+    a("--momentum_fb", type=float, default=None)
+    a("--adam_epsilon_fb", default="1e-8", help="float or per-layer list")
+    a("--initialization_fb", default="xavier_normal",
+      choices=("orthogonal", "xavier", "xavier_normal", "weight_product"))
+    a("--learning_rule", default="nonlinear_difference",
+      choices=("nonlinear_difference", "voltage_difference"))
+    a("--normalize_lr", action="store_true", help="lr := lr / target_stepsize")
+    a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"))
+    for f in FLAGS:
+        a(f"--{f}", action="store_true")
+    for f, d in FLOATS.items():
+        a(f"--{f}", type=float, default=d)
+    for f, d in INTS.items():
+        a(f"--{f}", type=int, default=d)
+    if not single_phase:
+        pass                                   # apical_time_constant_fb exists only here
+    a("--apical_time_constant_fb", type=float, default=-1.0)
+    for f in UNSUPPORTED:
+        a(f"--{f}", action="store_true", help="not supported by simkit")
+    for f in SAVE:
+        a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
+
+
+def rule_options(args, cfg, single_phase=False) -> dict:
+    """The DFC rule's options from the parsed flags (the original's post-processing included)."""
+    bad = [f for f in UNSUPPORTED if getattr(args, f)]
+    if bad or args.compute_jacobian_at != "ss":
+        raise UserError(f"--{(bad or ['compute_jacobian_at'])[0]} is not supported by simkit's DFC")
+    o = {f: getattr(args, f) for f in FLAGS}
+    o.update({f: getattr(args, f) for f in (*FLOATS, *INTS, "apical_time_constant_fb")})
+    o.pop("epsilon_di")
+    o["learning_rule"] = args.learning_rule
+    o["initialization_fb"] = "xavier_uniform" if args.initialization_fb == "xavier" \
+        else args.initialization_fb
+    o["lr_fb"] = parse_number_or_list(args.lr_fb, "--lr_fb")
+    o["lr_fb_init"] = None if args.lr_fb_init is None else \
+        parse_number_or_list(args.lr_fb_init, "--lr_fb_init")
+    o["adam_epsilon_fb"] = parse_number_or_list(args.adam_epsilon_fb, "--adam_epsilon_fb")
+    o["optimizer_fb"] = args.optimizer_fb or args.optimizer
+    o["momentum_fb"] = args.momentum if args.momentum_fb is None else args.momentum_fb
+    o["clip_grad_norm"] = args.clip_grad_norm
+    o["single_phase"] = single_phase
+    o["diagnostics"] = any(getattr(args, f) for f in SAVE)
+    if args.test:
+        o["init_fb_epochs"] = min(o["init_fb_epochs"], 1)
+        o["extra_fb_epochs"] = min(o["extra_fb_epochs"], 1)
+    o["fb_data"] = {k: cfg[k] for k in ("dataset", "standardize", "data_dir", "val_size",
+                                        "data_seed", "target_value", "dataset_opts", "loss")}
+    o["fb_data"].update(batch_size=cfg["batch_size"], max_batches=2 if args.test else 0)
+    return o
+
+
+def build_config(args, single_phase=False) -> dict:
+    """The simkit configuration of a run_dfc(_single_phase) command line."""
+    if args.strong_feedback and args.target_class_value == 1:
+        args.target_class_value = 0.99                         # the original's post-processing
+    cfg = dfc_config(args)
+    cfg.setdefault("dataset_opts", {})
+    cfg["rule"] = "dfc"
+    cfg["rule_opts"] = rule_options(args, cfg, single_phase)
+    if args.normalize_lr:
+        lr = cfg["lr"]
+        cfg["lr"] = [v / args.target_stepsize for v in lr] if isinstance(lr, list) \
+            else lr / args.target_stepsize
+    if args.freeze_fw_weights:
+        cfg["lr"] = 0.0
+    return cfg
+
+
+def limit_blas_threads():
+    """One BLAS thread unless OMP/OPENBLAS_NUM_THREADS say otherwise: the controller's products
+    are small, and on a shared 2-core machine a second BLAS thread made them ~80x slower."""
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS"):
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(1, user_api="blas")
+
+
+def register(sub, parent):
+    p = sub.add_parser("run_dfc", parents=[parent], help="strong_dfc's run_dfc.py, verbatim",
+                       description=__doc__.split("\n\n")[0])
+    add_dfc_options(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
+    p.set_defaults(func=lambda args: run(args, single_phase=False))
+
+
+def run(args, single_phase=False) -> int:
+    limit_blas_threads()
+    out_dir = Path(args.out_dir or Path("out") / time.strftime("run_%Y-%m-%d_%H-%M-%S"))
+    if args.resume:
+        if not args.out_dir:
+            raise UserError("--resume needs --out_dir naming the run to continue")
+        execute({}, out_dir, resume=True, args=args)
+        return 0
+    cfg = resolve_config(build_config(args, single_phase))
+    name = "run_dfc_single_phase" if single_phase else "run_dfc"
+    execute(cfg, out_dir, args=args, extra_info={"paper_command": name})
+    return 0

@@ -1,0 +1,1 @@
+"""ODE integrators and controller loops (Euler, Euler-Maruyama, DFC controller, SSA)."""

@@ -1,0 +1,261 @@
+r"""The DFC controller loop: a PI controller driving every layer, integrated by forward Euler.
+
+Meulemans, Tristany Farinha, Garcia Ordonez, Vilimelis Aceituno, Sacramento, Grewe (2021),
+"Credit Assignment in Neural Networks through Deep Feedback Control", NeurIPS 2021,
+arXiv 2106.07887; Meulemans, Tristany Farinha, Cervera, Sacramento, Grewe (2022), "Minimizing
+Control for Credit Assignment with Strong Feedback", ICML 2022, arXiv 2204.07249.
+
+Dynamics (DFC paper Eqs. (1)-(4), (6); as the original codes them, research note §1.5)
+--------------------------------------------------------------------------------------
+Layers :math:`l = 1..L`, input :math:`r_0 = x` clamped, :math:`\bar Q` the stack of the
+:math:`Q_l`. At :math:`t = 0`: :math:`v_l = v_{ff,l} = v^-_l`, :math:`v_{fb,l} = 0`,
+:math:`u = u_{int} = 0`. Each Euler step :math:`t \to t+1`, with :math:`e = e(r_L[t])`:
+
+.. math::
+
+    e &= r^*_L - r_L \quad(\text{mse}) \quad\text{or}\quad r^*_L - \mathrm{softmax}(r_L)
+        \quad(\text{ce, strong feedback})                                       && (6)\\
+    u_{int} &\leftarrow u_{int} + \Delta t\,(e - \alpha u), \qquad
+        u \leftarrow u_{int} + k_p e                                            && (4)\\
+    v_{ff,l} &= W_l r_{l-1} + b_l                                               && (1)\\
+    v_{fb,l} &\leftarrow v_{fb,l} + \tfrac{\Delta t}{\tau_A}(Q_l u - v_{fb,l}) + \text{noise} && (2)\\
+    v_l &\leftarrow v_l + \tfrac{\Delta t}{\tau_v}(v_{fb,l} + v_{ff,l} - v_l), \qquad r_l = \phi_l(v_l) && (1)
+
+The leak uses the *total* :math:`u`, as the original does (its docstring says :math:`u_{int}`).
+With :math:`k_p = 0` the controller is pure integral: :math:`u \leftarrow u + \Delta t(e-\alpha u)`.
+``proactive``: :math:`Q_l` multiplies the new :math:`u`; else the old one. ``inst_transmission``:
+layers update in order :math:`l = 1..L` from the already-updated :math:`r_{l-1}`; else all from the
+previous step's rates. ``inst_system``: :math:`v_l = v_{fb,l} + v_{ff,l}`.
+
+Noise on :math:`v_{fb}` (§1.6), :math:`\xi \sim N(0, I)` drawn outside the loop:
+white :math:`\sigma_l\sqrt{\Delta t}/\tau_A\,\xi`; Ornstein-Uhlenbeck ("low-pass")
+:math:`n_l \leftarrow (a/\sqrt{\Delta t})\xi + (1-a) n_l`, :math:`a = \Delta t/\tau_{noise}`,
+then :math:`\sigma_l n_l`. :math:`\sigma_l = \sigma` for hidden layers, :math:`\sigma_{out}` for the output.
+
+Time-averaged updates, accumulated as the loop runs (no trajectories stored)
+-----------------------------------------------------------------------------
+Forward (Eq. (5) of the DFC paper, ``nonlinear_difference``), over all :math:`T` stored points
+(:math:`\delta_l[0] = 0` counts in :math:`T`):
+
+.. math::
+
+    \delta_l[t] = \phi(v_l[t]) - \phi(v_{ff,l}[t]), \qquad
+    A_l = \textstyle\sum_t \delta_l[t]^\top r_{l-1}[t], \qquad
+    A_1 = \big(\sum_t \delta_1[t]\big)^\top x
+
+(``voltage_difference``: :math:`\delta = v - v_{ff}`). The rule scales :math:`A_l` by
+:math:`-2/(BT)`. Feedback (DFC Eq. (13), anti-Hebbian; §1.9): :math:`C_l = \sum_{t=0}^{T-2}
+v_{fb,l}[t]^\top \tilde u[t+1]`, with :math:`\tilde u = u` (sleep phase) or the high-passed
+:math:`u - u_{lp}`, :math:`u_{lp} \leftarrow a_u u + (1-a_u) u_{lp}` (single phase).
+
+Symbols and shapes: ``W[l]`` (n_l, n_{l-1}), ``b[l]`` (n_l,), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L),
+``v, v_ff, v_fb, r`` per layer (B, n_l). Deviations from the original: :math:`W_1 x` is computed
+once; updates are accumulated online (exact up to summation order); a step with
+:math:`\Delta t > \tau_v` or :math:`\Delta t > \tau_A` is refused instead of clipped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from simkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """Hyper-parameters of one controller simulation (the forward or the ``_fb`` set)."""
+
+    dt: float
+    T: int                         # stored time points t = 0..T-1 (T-1 Euler steps)
+    tau_v: float                   # time_constant_ratio
+    tau_A: float                   # apical_time_constant (-1 already replaced by dt)
+    alpha: float
+    k_p: float
+    proactive: bool = True
+    inst_transmission: bool = True
+    inst_system: bool = False
+    noise: str = "none"            # none | white | ou
+    sigma: float = 0.0             # hidden layers
+    sigma_out: float = 0.0         # output layer
+    tau_noise: float = 0.8
+    error: str = "mse"             # mse | ce
+
+    def check(self, what="--dt_di"):
+        """Refuse an Euler step too large for its time constants (clear message, no clipping)."""
+        if self.T < 2:
+            raise UserError(f"the simulation needs at least 2 time points (tmax), got {self.T}")
+        if not self.dt > 0:
+            raise UserError(f"{what} must be positive, got {self.dt}")
+        if not self.inst_system and self.dt > self.tau_v:
+            raise UserError(f"{what}={self.dt:g} is larger than the neuron time constant "
+                            f"time_constant_ratio={self.tau_v:g}: forward Euler would overshoot "
+                            "(dt/tau_v > 1); use dt <= time_constant_ratio")
+        if self.dt > self.tau_A:
+            raise UserError(f"{what}={self.dt:g} is larger than the apical time constant "
+                            f"{self.tau_A:g}: forward Euler would overshoot; use dt <= tau_A")
+        if self.noise == "ou" and self.dt > self.tau_noise:
+            raise UserError(f"{what}={self.dt:g} is larger than tau_noise={self.tau_noise:g}")
+        if self.noise not in ("none", "white", "ou") or self.error not in ("mse", "ce"):
+            raise UserError(f"unknown noise {self.noise!r} or error {self.error!r}")
+        return self
+
+
+@dataclass
+class Learning:
+    """What to accumulate: ``fw`` (None | nonlinear_difference | voltage_difference), ``fb``
+    (None | plain | highpass) and the high-pass factor ``a_u``."""
+
+    fw: str | None = "nonlinear_difference"
+    fb: str | None = None
+    a_u: float = 0.0
+
+
+@dataclass
+class State:
+    """Controller state and the running sums (per layer lists)."""
+
+    v: list
+    v_ff: list
+    v_fb: list
+    r: list
+    n: list                        # OU noise state
+    u: object
+    u_int: object
+    u_lp: object
+    A: list = field(default_factory=list)   # forward sums (A[0] holds sum_t delta_1)
+    Ab: list = field(default_factory=list)  # bias sums sum_t sum_batch delta_l
+    C: list = field(default_factory=list)   # feedback sums
+
+
+def error(xp, dyn, r_target, r_L):
+    """Control error :math:`e` (Eq. (6)): mse or the negative CE gradient (softmax)."""
+    if dyn.error == "mse":
+        return r_target - r_L
+    z = r_L - r_L.max(axis=1, keepdims=True)
+    p = xp.exp(z)
+    return r_target - p / p.sum(axis=1, keepdims=True)
+
+
+def init_state(xp, v_ff0, r0, n_out, learn, dtype):
+    """The state at t = 0 from the feed-forward pass (``v_ff0``, ``r0`` per layer)."""
+    B = v_ff0[0].shape[0]
+    z = lambda *s: xp.zeros(s, dtype=dtype)   # noqa: E731
+    st = State(v=[a.copy() for a in v_ff0], v_ff=[a.copy() for a in v_ff0],
+               v_fb=[xp.zeros_like(a) for a in v_ff0], r=[h.copy() for h in r0],
+               n=[xp.zeros_like(a) for a in v_ff0], u=z(B, n_out), u_int=z(B, n_out),
+               u_lp=z(B, n_out))
+    return st
+
+
+def controller_step(xp, st, P, dyn, learn, xi=None):
+    """One Euler step t -> t+1 of the loop above, in place on ``st``; accumulates the sums.
+
+    ``P``: dict with ``W``, ``b``, ``Q``, ``phi`` (lists), ``v_ff1`` (= W_1 x + b_1, constant),
+    ``x`` and ``r_target``. ``xi``: per-layer standard-normal draws (None: no noise).
+    """
+    L = len(P["W"])
+    u_c = controller_update(xp, st, P, dyn, learn)
+    dt = dyn.dt
+    r_prev = [P["x"]] + list(st.r)
+    for l in range(L):
+        rin = st.r[l - 1] if (dyn.inst_transmission and l > 0) else r_prev[l]
+        st.v_ff[l] = P["v_ff1"] if l == 0 else basal(P, l, rin)           # Eq. (1)
+        c = u_c @ P["Q"][l].T
+        st.v_fb[l] = st.v_fb[l] + (dt / dyn.tau_A) * (c - st.v_fb[l])   # Eq. (2)
+        if xi is not None:
+            st.v_fb[l] = st.v_fb[l] + noise_term(dyn, st, l, L, xi[l])
+        if dyn.inst_system:
+            st.v[l] = st.v_fb[l] + st.v_ff[l]
+        else:
+            st.v[l] = st.v[l] + (dt / dyn.tau_v) * (st.v_fb[l] + st.v_ff[l] - st.v[l])  # Eq. (1)
+        st.r[l] = P["phi"][l].f(xp, st.v[l])
+    if learn.fw:
+        _accumulate_forward(xp, st, P, learn)
+
+
+def controller_update(xp, st, P, dyn, learn):
+    """The PI controller's step (Eq. (4)) and the feedback sums (Eq. (13)); returns the u
+    that the layers receive (the new one if ``proactive``)."""
+    dt, L = dyn.dt, len(P["W"])
+    e = error(xp, dyn, P["r_target"], st.r[-1])
+    u_old = st.u
+    if dyn.k_p > 0:
+        st.u_int = st.u_int + dt * (e - dyn.alpha * u_old)              # Eq. (4), leak on total u
+        st.u = st.u_int + dyn.k_p * e
+    else:
+        st.u = u_old + dt * (e - dyn.alpha * u_old)
+        st.u_int = st.u
+    u_c = st.u if dyn.proactive else u_old
+    if learn.fb:
+        u_fb = st.u
+        if learn.fb == "highpass":
+            st.u_lp = learn.a_u * st.u + (1.0 - learn.a_u) * st.u_lp
+            u_fb = st.u - st.u_lp
+        for l in range(L):
+            st.C[l] += st.v_fb[l].T @ u_fb                               # Eq. (13): v_fb[t] u[t+1]^T
+    return u_c
+
+
+def basal(P, l, r_in):
+    """:math:`v_{ff,l} = W_l r_{l-1} + b_l` (Eq. (1))."""
+    v = r_in @ P["W"][l].T
+    return v if P["b"][l] is None else v + P["b"][l]
+
+
+def noise_term(dyn, st, l, L, xi_l):
+    """The noise added to v_fb of layer ``l`` (white or OU, §1.6)."""
+    sigma = dyn.sigma_out if l == L - 1 else dyn.sigma
+    if dyn.noise == "white":
+        return (sigma * math.sqrt(dyn.dt) / dyn.tau_A) * xi_l
+    a = dyn.dt / dyn.tau_noise
+    st.n[l] = (a / math.sqrt(dyn.dt)) * xi_l + (1.0 - a) * st.n[l]
+    return sigma * st.n[l]
+
+
+def _accumulate_forward(xp, st, P, learn):
+    """Add this time point's term of Eq. (5) to the running sums."""
+    for l in range(len(st.r)):
+        if learn.fw == "voltage_difference":
+            delta = st.v[l] - st.v_ff[l]
+        else:
+            delta = st.r[l] - P["phi"][l].f(xp, st.v_ff[l])            # Eq. (5)
+        if l == 0:
+            st.A[0] += delta                                            # sum_t delta_1 (x is fixed)
+        else:
+            st.A[l] += delta.T @ st.r[l - 1]
+        st.Ab[l] += delta.sum(axis=0)
+
+
+def start(xp, P, v_ff0, r0, learn, dtype):
+    """Initial state with zeroed running sums."""
+    W, n_out = P["W"], P["Q"][0].shape[1]
+    st = init_state(xp, v_ff0, r0, n_out, learn, dtype)
+    st.A = [xp.zeros_like(v_ff0[0])] + [xp.zeros(w.shape, dtype=dtype) for w in W[1:]]
+    st.Ab = [xp.zeros(w.shape[0], dtype=dtype) for w in W]
+    st.C = [xp.zeros(q.shape, dtype=dtype) for q in P["Q"]]
+    return st
+
+
+def simulate_reference(xp, P, v_ff0, r0, dyn, learn, noise=None, record=None, dtype=None):
+    """Run the T-1 Euler steps with the readable step above; returns the final :class:`State`.
+
+    ``noise(t0, t1)`` returns per-layer draws of shape (t1-t0, B, n_l) for steps t0..t1-1 (the
+    same chunks the Numba kernel consumes); ``record(t, st)`` is called after every step.
+    """
+    dtype = dtype or v_ff0[0].dtype
+    st = start(xp, P, v_ff0, r0, learn, dtype)
+    chunk = None
+    for t in range(dyn.T - 1):
+        xi = None
+        if noise is not None and dyn.noise != "none":
+            if t % NOISE_CHUNK == 0:
+                chunk = noise(t, min(t + NOISE_CHUNK, dyn.T - 1))
+            xi = [c[t % NOISE_CHUNK] for c in chunk]
+        controller_step(xp, st, P, dyn, learn, xi)
+        if record is not None:
+            record(t + 1, st)
+    st.A[0] = st.A[0].T @ P["x"]                                        # (sum_t delta_1)^T x
+    return st
+
+
+NOISE_CHUNK = 50   # Euler steps of noise drawn at once (bounded memory, same draws everywhere)

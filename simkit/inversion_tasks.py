@@ -1,0 +1,275 @@
+r"""Task loops of Podlaski & Machens 2020 (Figures 3-4): regression, MNIST, autoencoder.
+
+The original trains sample by sample (online SGD, batch 1) and evaluates on its own schedule
+(regression: training-set error after every sample; MNIST: every 1000 samples), which fits the
+epoch :mod:`simkit.train` loop badly; this module has a focused loop instead. All models of a
+task start from the same weights and see the same samples in the same order (paired curves).
+
+Per sample (or minibatch, rows) with forward :math:`a_l = W_l h_{l-1} + b_l`,
+:math:`h_l = f_l(a_l)`, output error :math:`e = y^* - y` (linear output, MSE) or
+:math:`e = \mathrm{onehot} - \mathrm{softmax}(a_L)` (classification), :math:`\delta_L = e`, the
+errors :math:`\delta_{l-1}` come from :func:`simkit.rules.inversion.backprop_error` (SDI: from the
+single loop) and
+
+.. math::  W_l \leftarrow W_l + \eta\,\delta_l h_{l-1}^\top - \lambda W_l, \qquad
+           b_l \leftarrow b_l + \eta\,\delta_l - \lambda b_l
+
+(batch sum, as the original's autoencoder). Options per task, as the original: clipping of the
+hidden errors' norms, ``norm_delW`` (each :math:`\Delta W` divided by its Frobenius norm), skipping
+the update of the first sample. Feedback B is fixed during training; DI/SDI models check their
+spectral abscissa after every update and re-run SSA when it is >= 0 (the original's layer-2
+re-stabilisation wrote into B1 and would loop forever; here each layer's B is fixed correctly).
+
+``dh_mode`` (nonlinear regression): 'paper' applies h' once for every rule; 'code_2021' applies it
+twice for BP/FA/PBP/NDI, as the Jan-2021 script does (research note, section 1.5).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simkit.dynamics.di import DISolver
+from simkit.errors import UserError
+from simkit.rules.inversion import (ModelSpec, TaskConfig, _dact, backprop_error, build_models,
+                                    check_finite, check_models, forward, ndi_operator, ndi_reference_delta,
+                                    optim_feedback, train_step)
+
+
+# ----------------------------------------------------------------------------------------------
+# The online loop and the four tasks
+# ----------------------------------------------------------------------------------------------
+
+def _angle(xp, a, b):
+    from simkit.metrics import angle_deg
+    return angle_deg(xp, a, b)
+
+
+def make_diag(bk, cfg, store):
+    """Per-step diagnostics of DI/SDI models: abscissa, B angle, angles to NDI and PBP (deg)."""
+    xp = bk.xp
+
+    def diag(m, hs, e, deltas):
+        if m.spec.rule not in ("DI", "SDI"):
+            return
+        row, ref = {"abscissa": list(m.abscissa)}, e
+        nd = ndi_reference_delta(xp, m, cfg, hs, e) if m.spec.rule == "DI" else None
+        for l in range(len(m.W) - 1, 0, -1):
+            dh = _dact(xp, cfg.acts[l - 1], hs[l])
+            if m.spec.rule == "SDI":
+                ref = ndi_operator(xp, m.W[l], -m.W[l].T, m.spec.alpha, ref) * dh
+            pbp = backprop_error(xp, "PBP", m.W[l], None, 0.0, deltas[l], dh)
+            row[f"ndi{l}"] = _angle(xp, deltas[l - 1], nd[l - 1] if nd else ref)
+            row[f"pbp{l}"] = _angle(xp, deltas[l - 1], pbp)
+            if m.B[l] is not None:
+                row[f"B{l}"] = _angle(xp, m.B[l], -m.W[l].T)
+        store.setdefault(m.spec.name, []).append(row)
+    return diag
+
+
+def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
+               rng=None, out_act="linear", diag_n=0, progress=None):
+    """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
+
+    Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
+    """
+    xp = bk.xp
+    Xd, Yd = bk.asarray(X), bk.asarray(Y)
+    di = di or DISolver(bk)
+    store, steps, evals = {}, [], []
+    diag = make_diag(bk, cfg, store) if diag_n else None
+    n_steps = len(order) // batch
+    for i in range(n_steps):
+        idx = xp.asarray(order[i * batch:(i + 1) * batch])
+        x, t = Xd[idx], Yd[idx]
+        for m in models:
+            train_step(bk, m, cfg, x, t, di, rng, out_act,
+                       update_weights=not (cfg.skip_first and i == 0),
+                       diag=diag if i < diag_n else None)
+        if i % eval_every == 0 or i == n_steps - 1:
+            steps.append(i)
+            for m in models:
+                check_finite(bk, m)
+            evals.append(eval_fn(models))
+            if progress:
+                progress(i, n_steps, evals[-1])
+    return np.array(steps), np.array(evals), store
+
+
+def _streams(seed, n=4):
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
+
+
+def sse_eval(bk, cfg, X, Y):
+    """Sum over the whole set of squared output errors (the original's regression error).
+
+    (A stacked (models, N, d) batched product was measured slower than this loop on the CPU.)
+    """
+    xp = bk.xp
+    Xd, Yd = bk.asarray(X), bk.asarray(Y)
+
+    def f(models):
+        return [float(((Yd - forward(xp, m.W, m.b, cfg.acts, Xd)[-1]) ** 2).sum())
+                for m in models]
+    return f
+
+
+def _uniform_net(rng, sizes, scale=0.01, bias=True):
+    W = [rng.uniform(-scale, scale, (o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+    b = [rng.uniform(-scale, scale, o) if bias else np.zeros(o) for o in sizes[1:]]
+    return W, b
+
+
+LINEAR_MODELS = [ModelSpec("BP", "BP"), ModelSpec("FA", "FA", "random"),
+                 ModelSpec("FA-2", "FA", "neg50"), ModelSpec("PBP", "PBP"),
+                 ModelSpec("NDI", "NDI", "neg-transpose", 0.01),
+                 ModelSpec("NDI-2", "NDI", "neg-transpose", 0.001),
+                 ModelSpec("NDI-3", "NDI", "optim", 0.01),
+                 ModelSpec("DI", "DI", "neg-transpose", 0.01),
+                 ModelSpec("DI-2", "DI", "neg-transpose", 0.001),
+                 ModelSpec("DI-3", "DI", "optim", 0.01)]
+NONLINEAR_MODELS = [ModelSpec("FA-2", "FA", "neg-transpose") if s.name == "FA-2" else s
+                    for s in LINEAR_MODELS] + [
+    ModelSpec("SDI", "SDI", "neg-transpose", 0.01), ModelSpec("SDI-2", "SDI", "neg-transpose", 0.001),
+    ModelSpec("SDI-3", "SDI", "optim", 0.01)]
+MNIST_MODELS = [ModelSpec("BP", "BP"), ModelSpec("FA", "FA", "random"), ModelSpec("PBP", "PBP"),
+                ModelSpec("NDI", "NDI", "neg-transpose", 0.0),
+                ModelSpec("NDI-2", "NDI", "neg-transpose", 0.01)]
+AE_MODELS = [ModelSpec("FA", "FA", "random", fa_scale=0.01) if s.rule == "FA" else s
+             for s in MNIST_MODELS]
+
+
+def regression_task(bk, seed=0, nonlinear=False, n_train=None, norm_delW=False, eval_every=1,
+                    batch=1, diag_n=500, specs=None, dh_mode="paper", di_steps=1000):
+    """Fig. 3a-f (linear) or 3g-k (nonlinear). Returns a dict of host arrays and diagnostics."""
+    from simkit.data import load
+    s_init, s_fb, s_order, s_ssa = _streams(seed)
+    if nonlinear:
+        ds = load("nonlinear_regression", n_train=n_train or 10000, n_test=0, seed=seed)
+        sizes, acts, clip, ssa = [30, 20, 10, 10], ["tanh", "tanh", "linear"], {0: 1.0, 1: 1.0}, \
+            dict(lr=0.5, maxiters=2000, miniters=100)
+    else:
+        ds = load("linear_regression", n_train=n_train or 2000, n_test=0, seed=seed)
+        sizes, acts, clip, ssa = [30, 20, 10], ["linear", "linear"], {0: 10.0}, \
+            dict(lr=0.05, maxiters=200, miniters=10)
+    specs = specs or (NONLINEAR_MODELS if nonlinear else LINEAR_MODELS)
+    check_models(specs)
+    W0, b0 = _uniform_net(s_init, sizes, bias=nonlinear)
+    optim_B = optim_feedback(W0, s_fb, ssa) if any(s.fback == "optim" for s in specs) else None
+    cfg = TaskConfig(acts, eta=0.01, clip=clip, norm_delW=norm_delW, skip_first=True,
+                     bias=nonlinear, dh_mode=dh_mode, ssa=ssa)
+    models = build_models(bk, specs, W0, b0, s_fb, optim_B)
+    order = s_order.permutation(len(ds.x_train))
+    steps, err, diag = run_online(bk, models, cfg, ds.x_train, ds.y_train, order,
+                                  sse_eval(bk, cfg, ds.x_train, ds.y_train), batch=batch,
+                                  eval_every=eval_every, di=DISolver(bk, n_steps=di_steps),
+                                  rng=s_ssa, diag_n=diag_n)
+    return {"names": [s.name for s in specs], "steps": steps, "error": err,
+            "nse": err / err.max(), "diag": diag}
+
+
+def _mnist(data_dir=None, zscore=True):
+    from simkit.data import load
+    ds = load("mnist", data_dir=data_dir)
+    xtr, xte = ds.x_train * 255.0, ds.x_test * 255.0
+    if zscore:                                  # global scalar mean and std of the training set
+        mu, sd = xtr.mean(), xtr.std()
+        return ds, (xtr - mu) / sd, (xte - mu) / sd
+    return ds, xtr / 255.0, xte / 255.0
+
+
+def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, specs=None,
+               data_dir=None, n_test=None, progress=None):
+    """Fig. 4a: 784-1000-10 tanh/softmax, online SGD, eta 1e-3, decay 1e-6 per sample.
+
+    Test error (%) every ``eval_every`` samples; ``n_samples`` per epoch (None: all 60k).
+    """
+    xp = bk.xp
+    ds, xtr, xte = _mnist(data_dir)
+    n_test = n_test or len(xte)
+    s_init, s_fb, s_order, _ = _streams(seed)
+    specs = specs or MNIST_MODELS
+    check_models(specs)
+    W0, b0 = _uniform_net(s_init, [784, 1000, 10], bias=False)
+    cfg = TaskConfig(["tanh", "softmax"], eta=1e-3, w_decay=1e-6)
+    models = build_models(bk, specs, W0, b0, s_fb)
+    Y = np.eye(10)[ds.y_train]
+    Xte, yte = bk.asarray(xte[:n_test]), bk.asarray(ds.y_test[:n_test], dtype=np.int64)
+
+    def test_error(models):
+        out = [forward(xp, m.W, m.b, cfg.acts, Xte)[-1] for m in models]
+        return [100.0 * float((o.argmax(axis=1) != yte).mean()) for o in out]
+    steps, errs = [], []
+    for ep in range(epochs):
+        order = s_order.permutation(len(xtr))[:n_samples]
+        st, ev, _ = run_online(bk, models, cfg, xtr, Y, order, test_error, batch=batch,
+                               eval_every=max(1, eval_every // batch), out_act="softmax",
+                               progress=progress)
+        steps.append((st + 1) * batch + ep * len(order))
+        errs.append(ev)
+    return {"names": [s.name for s in specs], "samples": np.concatenate(steps),
+            "test_error": np.concatenate(errs)}
+
+
+def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_every=10,
+                     specs=None, data_dir=None, n_test=None, progress=None):
+    """Fig. 4b: 784-500-250-30-250-500-784 autoencoder, batch-sum updates, eta 1e-6, decay 1e-10."""
+    from simkit.nn.init import orthogonal
+    xp = bk.xp
+    _, xtr, xte = _mnist(data_dir, zscore=False)
+    xte = xte[:n_test or len(xte)]
+    s_init, s_fb, s_order, _ = _streams(seed)
+    sizes = [784, 500, 250, 30, 250, 500, 784]
+    if init == "normal":
+        W0, b0 = _uniform_net(s_init, sizes, bias=False)
+    elif init == "orthogonal":
+        W0 = [orthogonal(s_init, (o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+        b0 = [np.zeros(o) for o in sizes[1:]]
+    else:
+        raise UserError(f"autoencoder init must be 'normal' or 'orthogonal', got {init!r}")
+    specs = specs or AE_MODELS
+    check_models(specs)
+    cfg = TaskConfig(["tanh", "tanh", "linear", "tanh", "tanh", "linear"], eta=1e-6, w_decay=1e-10)
+    models = build_models(bk, specs, W0, b0, s_fb)
+    Xte = bk.asarray(xte)
+
+    def mse(models):
+        return [float(((Xte - forward(xp, m.W, m.b, cfg.acts, Xte)[-1]) ** 2).mean())
+                for m in models]
+    n_ep = -(-n_batches * batch // len(xtr))                      # reshuffled every epoch
+    order = np.concatenate([s_order.permutation(len(xtr)) for _ in range(n_ep)])[:n_batches * batch]
+    st, ev, _ = run_online(bk, models, cfg, xtr, xtr, order, mse, batch=batch,
+                           eval_every=eval_every, progress=progress)
+    return {"names": [s.name for s in specs], "examples": (st + 1) * batch, "test_mse": ev}
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving results (figure scripts)
+# ----------------------------------------------------------------------------------------------
+
+def diag_arrays(diag: dict, prefix="") -> dict:
+    """Per-step diagnostics as flat arrays ``{prefix}{model}__{key}`` (NaN where missing)."""
+    out = {}
+    for name, rows in diag.items():
+        keys = sorted({k for r in rows for k in r if k != "abscissa"})
+        n_ab = max((len(r["abscissa"]) for r in rows), default=0)
+        ab = np.full((len(rows), n_ab), np.nan)
+        for i, r in enumerate(rows):
+            ab[i, :len(r["abscissa"])] = r["abscissa"]
+        out[f"{prefix}{name}__abscissa"] = ab
+        for k in keys:
+            out[f"{prefix}{name}__{k}"] = np.array([r.get(k, np.nan) for r in rows])
+    return out
+
+
+COLORS = {"BP": "k", "FA": "0.5", "FA-2": "0.75", "PBP": "g", "NDI": "tab:blue",
+          "NDI-2": "tab:purple", "NDI-3": "y", "DI": "tab:blue", "DI-2": "tab:purple",
+          "DI-3": "y", "SDI": "tab:cyan", "SDI-2": "tab:pink", "SDI-3": "tab:orange"}
+
+
+def style(name):
+    """Colour and line style of a model's curve (the original's colours; NDI faded, SDI dotted)."""
+    kw = {"color": COLORS.get(name, None), "label": name}
+    if name.startswith("NDI"):
+        kw.update(alpha=0.5, lw=3)
+    if name.startswith("SDI"):
+        kw.update(ls=":")
+    return kw

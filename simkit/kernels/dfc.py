@@ -1,0 +1,372 @@
+r"""The DFC controller loop as one kernel: K Euler steps on flat, layer-blocked state.
+
+The equations are those of :mod:`simkit.dynamics.controller` (its ``controller_step`` is the
+reference; read that one). This module packs the per-layer state into flat buffers so one
+compiled call runs a whole chunk of steps, with noise drawn outside (host ``Generator``, the
+same draws for every backend) and the time-averaged updates accumulated as the loop runs.
+
+Layout ("layer-blocked"): with :math:`N = \sum_l n_l` and offsets :math:`o_l = \sum_{k<l} n_k`,
+layer :math:`l`'s (B, n_l) block of ``v, v_ff, v_fb, r, n`` is ``flat[B o_l : B (o_l + n_l)]``
+(C order), so every block is contiguous; ``Q`` is :math:`\bar Q` (N, n_L); ``W`` concatenates
+:math:`W_2..W_L` (:math:`W_1 x + b_1` is the constant ``v_ff1``); ``AW`` likewise concatenates
+the sums :math:`A_2..A_L`, ``A1`` is :math:`\sum_t\delta_1` (B, n_1), ``Ab`` the bias sums (N),
+``C`` the feedback sums (N, n_L); ``xi`` (K, B N) holds step ``k``'s draws in the same layout.
+
+``prm`` = [dt, tau_v, tau_A, alpha, k_p, sigma, sigma_out, a_noise, a_u];
+``flg`` = [B, K, proactive, inst_transmission, inst_system, noise (0 none, 1 white, 2 OU),
+error (0 mse, 1 ce), phi_hidden, phi_out (0 linear, 1 tanh, 2 relu, 3 leaky 0.2, 4 sigmoid),
+fw (0 none, 1 nonlinear_difference, 2 voltage_difference), fb (0 none, 1 plain, 2 highpass)].
+
+Twins: the Numba ``loop`` below is one function (Numba compiles only it, so the activation and
+the softmax are written inline; it is longer than simkit's usual 50 lines for that reason). Its
+products are ``np.dot`` calls (BLAS). CuPy has no twin yet (``cuda=None``): it runs the reference.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simkit.backend import Kernel
+from simkit.dynamics import controller as ctl
+from simkit.nn.activations import get_activation
+
+ACT_CODES = {"linear": 0, "tanh": 1, "relu": 2, "leaky_relu:0.2": 3, "sigmoid": 4}
+NOISE_CODES = {"none": 0, "white": 1, "ou": 2}
+FW_CODES = {None: 0, "nonlinear_difference": 1, "voltage_difference": 2}
+FB_CODES = {None: 0, "plain": 1, "highpass": 2}
+_ACTS = {0: "linear", 1: "tanh", 2: "relu", 3: "leaky_relu", 4: "sigmoid"}
+
+
+def _blocks(xp, flat, sizes, B):
+    """Per-layer (B, n_l) views of a layer-blocked flat buffer."""
+    out, o = [], 0
+    for n in sizes[1:]:
+        out.append(flat[B * o:B * (o + n)].reshape(B, n))
+        o += n
+    return out
+
+
+def _mats(flat, shapes):
+    out, o = [], 0
+    for (r, c) in shapes:
+        out.append(flat[o:o + r * c].reshape(r, c))
+        o += r * c
+    return out
+
+
+def controller_reference(xp, sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
+                         v, v_ff, v_fb, r, n, u, u_int, u_lp, A1, AW, Ab, C):
+    """Readable definition: unpack, run ``controller_step`` K times, write the state back."""
+    sizes = [int(s) for s in sizes]
+    B, K, L, nL = int(flg[0]), int(flg[1]), len(sizes) - 1, sizes[-1]
+    dyn = ctl.Dynamics(dt=float(prm[0]), T=2, tau_v=float(prm[1]), tau_A=float(prm[2]),
+                       alpha=float(prm[3]), k_p=float(prm[4]), proactive=bool(flg[2]),
+                       inst_transmission=bool(flg[3]), inst_system=bool(flg[4]),
+                       noise=[k for k, c in NOISE_CODES.items() if c == flg[5]][0],
+                       sigma=float(prm[5]), sigma_out=float(prm[6]),
+                       tau_noise=float(prm[0]) / float(prm[7]) if prm[7] else 1.0,
+                       error="ce" if flg[6] else "mse")
+    learn = ctl.Learning(fw=[k for k, c in FW_CODES.items() if c == flg[9]][0],
+                         fb=[k for k, c in FB_CODES.items() if c == flg[10]][0], a_u=float(prm[8]))
+    phi = [get_activation(_ACTS[int(flg[7])])] * (L - 1) + [get_activation(_ACTS[int(flg[8])])]
+    Ws = [None] + _mats(W, [(sizes[l + 1], sizes[l]) for l in range(1, L)])
+    bs = _blocks(xp, b, sizes, 1)
+    P = {"W": Ws, "b": [x[0] for x in bs], "Q": _mats(Q, [(s, nL) for s in sizes[1:]]),
+         "phi": phi, "v_ff1": v_ff1.reshape(B, sizes[1]), "x": None,
+         "r_target": r_target.reshape(B, nL)}
+    names = ("v", "v_ff", "v_fb", "r", "n")
+    views = {k: _blocks(xp, a, sizes, B) for k, a in zip(names, (v, v_ff, v_fb, r, n))}
+    st = ctl.State(**{k: list(views[k]) for k in names}, u=u.reshape(B, nL),
+                   u_int=u_int.reshape(B, nL), u_lp=u_lp.reshape(B, nL),
+                   A=[A1.reshape(B, sizes[1])] + _mats(AW, [(sizes[l + 1], sizes[l])
+                                                              for l in range(1, L)]),
+                   Ab=[x[0] for x in _blocks(xp, Ab, sizes, 1)],
+                   C=_mats(C, [(s, nL) for s in sizes[1:]]))
+    P["x"] = xp.zeros((B, sizes[0]), dtype=v.dtype)       # only the first layer's sum uses x
+    for k in range(K):
+        xk = _blocks(xp, xi[k], sizes, B) if flg[5] else None
+        ctl.controller_step(xp, st, P, dyn, learn, xk)
+    for k in names:
+        for dst, src in zip(views[k], getattr(st, k)):
+            dst[...] = src
+    u.reshape(B, nL)[...] = st.u
+    u_int.reshape(B, nL)[...] = st.u_int
+    u_lp.reshape(B, nL)[...] = st.u_lp
+
+
+def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
+                    v, v_ff, v_fb, r, n, u, u_int, u_lp, A1, AW, Ab, C):
+    """Numba twin (see the module docstring for the layout)."""
+    B, K, L = flg[0], flg[1], sizes.size - 1
+    nL = sizes[L]
+    dt, tau_v, tau_A, alpha, k_p = prm[0], prm[1], prm[2], prm[3], prm[4]
+    a_n, a_u = prm[7], prm[8]
+    off = np.zeros(L + 1, np.int64)
+    woff = np.zeros(L + 1, np.int64)
+    for l in range(L):
+        off[l + 1] = off[l] + sizes[l + 1]
+        woff[l + 1] = woff[l] + (sizes[l + 1] * sizes[l] if l > 0 else 0)
+    N = off[L]
+    U, UI, ULP = u.reshape(B, nL), u_int.reshape(B, nL), u_lp.reshape(B, nL)
+    RT = r_target.reshape(B, nL)
+    e = np.empty_like(U)
+    uo = np.empty_like(U)
+    ufb = np.empty_like(U)
+    rold = np.empty_like(r)
+    for k in range(K):
+        rL = r[B * off[L - 1]:B * N].reshape(B, nL)
+        for i in range(B):
+            if flg[6] == 1:                               # e = r* - softmax(r_L)
+                m = rL[i, 0]
+                for j in range(nL):
+                    m = max(m, rL[i, j])
+                s = 0.0
+                for j in range(nL):
+                    e[i, j] = math.exp(rL[i, j] - m)
+                    s += e[i, j]
+                for j in range(nL):
+                    e[i, j] = RT[i, j] - e[i, j] / s
+            else:
+                for j in range(nL):
+                    e[i, j] = RT[i, j] - rL[i, j]
+            for j in range(nL):                           # PI controller, leak on total u
+                uo[i, j] = U[i, j]
+                if k_p > 0:
+                    UI[i, j] += dt * (e[i, j] - alpha * uo[i, j])
+                    U[i, j] = UI[i, j] + k_p * e[i, j]
+                else:
+                    U[i, j] = uo[i, j] + dt * (e[i, j] - alpha * uo[i, j])
+                    UI[i, j] = U[i, j]
+                if flg[10] == 2:
+                    ULP[i, j] = a_u * U[i, j] + (1.0 - a_u) * ULP[i, j]
+                ufb[i, j] = U[i, j] - ULP[i, j] if flg[10] == 2 else U[i, j]
+        if flg[10] > 0:                                   # C_l += v_fb_l[t]^T u~[t+1]
+            Cm = C.reshape(N, nL)
+            for l in range(L):
+                vfb_l = v_fb[B * off[l]:B * off[l + 1]].reshape(B, off[l + 1] - off[l])
+                Cm[off[l]:off[l + 1], :] += np.dot(vfb_l.T, ufb)
+        uc = U if flg[2] == 1 else uo
+        if flg[3] == 0:
+            rold[:] = r
+        for l in range(L):
+            nl, s0, s1 = sizes[l + 1], B * off[l], B * off[l + 1]
+            VFF = v_ff[s0:s1].reshape(B, nl)
+            if l == 0:
+                VFF[:, :] = v_ff1.reshape(B, nl)
+            else:
+                src = r if flg[3] == 1 else rold
+                rin = src[B * off[l - 1]:s0].reshape(B, sizes[l])
+                Wl = W[woff[l]:woff[l + 1]].reshape(nl, sizes[l])
+                VFF[:, :] = np.dot(rin, Wl.T)
+                for i in range(B):
+                    for j in range(nl):
+                        VFF[i, j] += b[off[l] + j]
+            c = np.dot(uc, Q[off[l] * nL:off[l + 1] * nL].reshape(nl, nL).T)
+            act = flg[8] if l == L - 1 else flg[7]
+            sig = prm[6] if l == L - 1 else prm[5]
+            VFB, V, R = v_fb[s0:s1].reshape(B, nl), v[s0:s1].reshape(B, nl), r[s0:s1].reshape(B, nl)
+            NS = n[s0:s1].reshape(B, nl)
+            D = np.empty_like(VFF)
+            for i in range(B):
+                for j in range(nl):
+                    fb = VFB[i, j] + (dt / tau_A) * (c[i, j] - VFB[i, j])
+                    if flg[5] == 1:
+                        fb += sig * math.sqrt(dt) / tau_A * xi[k * B * N + s0 + i * nl + j]
+                    elif flg[5] == 2:
+                        NS[i, j] = (a_n / math.sqrt(dt)) * xi[k * B * N + s0 + i * nl + j] \
+                            + (1.0 - a_n) * NS[i, j]
+                        fb += sig * NS[i, j]
+                    VFB[i, j] = fb
+                    if flg[4] == 1:
+                        V[i, j] = fb + VFF[i, j]
+                    else:
+                        V[i, j] += (dt / tau_v) * (fb + VFF[i, j] - V[i, j])
+                    for q in range(2):                    # q=0: r = phi(v); q=1: phi(v_ff)
+                        a = V[i, j] if q == 0 else VFF[i, j]
+                        if act == 1:
+                            h = math.tanh(a)
+                        elif act == 2:
+                            h = max(a, 0.0)
+                        elif act == 3:
+                            h = a if a > 0 else 0.2 * a
+                        elif act == 4:
+                            h = 1.0 / (1.0 + math.exp(-a)) if a >= 0 else \
+                                math.exp(a) / (1.0 + math.exp(a))
+                        else:
+                            h = a
+                        if q == 0:
+                            R[i, j] = h
+                        else:
+                            D[i, j] = R[i, j] - h if flg[9] == 1 else V[i, j] - VFF[i, j]
+                    if flg[9] > 0:
+                        Ab[off[l] + j] += D[i, j]
+            if flg[9] > 0:
+                if l == 0:
+                    A1 += D.reshape(B * nl)
+                else:
+                    rp = r[B * off[l - 1]:s0].reshape(B, sizes[l])
+                    AW[woff[l]:woff[l + 1]] += np.dot(D.T, rp).reshape(nl * sizes[l])
+
+
+def _pack(xp, mats, dtype):
+    return xp.concatenate([m.reshape(-1) for m in mats]) if mats else xp.zeros(0, dtype=dtype)
+
+
+def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
+    r"""Run the T-1 Euler steps with the backend's twin; returns a :class:`~simkit.dynamics.
+    controller.State` whose lists are per-layer views (``A[0]`` already :math:`(\sum_t\delta_1)^\top x`).
+
+    Same arguments as :func:`simkit.dynamics.controller.simulate_reference`; ``noise(t0, t1)``
+    gives per-layer draws (t1-t0, B, n_l) for steps t0..t1-1.
+    """
+    xp, dtype = bk.xp, v_ff0[0].dtype
+    L, B = len(P["W"]), v_ff0[0].shape[0]
+    sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]
+    nL, N = sizes[-1], sum(sizes[1:])
+    blk = lambda arrs: _pack(xp, list(arrs), dtype)       # noqa: E731
+    st = {k: blk(a) for k, a in (("v", v_ff0), ("v_ff", v_ff0), ("r", r0))}
+    for k in ("v_fb", "n"):
+        st[k] = xp.zeros(B * N, dtype=dtype)
+    for k in ("u", "u_int", "u_lp"):
+        st[k] = xp.zeros(B * nL, dtype=dtype)
+    A1, Ab = xp.zeros(B * sizes[1], dtype=dtype), xp.zeros(N, dtype=dtype)
+    AW = xp.zeros(sum(sizes[l + 1] * sizes[l] for l in range(1, L)), dtype=dtype)
+    C = xp.zeros(N * nL, dtype=dtype)
+    b = blk([bb if bb is not None else xp.zeros(w.shape[0], dtype=dtype)
+             for bb, w in zip(P["b"], P["W"])])
+    W, Q = blk(P["W"][1:]), blk(P["Q"])
+    a_n = dyn.dt / dyn.tau_noise if dyn.noise == "ou" else 0.0
+    prm = np.array([dyn.dt, dyn.tau_v, dyn.tau_A, dyn.alpha, dyn.k_p, dyn.sigma, dyn.sigma_out,
+                    a_n, learn.a_u], dtype=np.float64)
+    act = [ACT_CODES[P["phi"][0].name] if L > 1 else 0, ACT_CODES[P["phi"][-1].name]]
+    run = bk.kernel(CONTROLLER)
+    no_xi = xp.zeros((1, 0), dtype=dtype)
+    for t0 in range(0, dyn.T - 1, ctl.NOISE_CHUNK):
+        t1 = min(t0 + ctl.NOISE_CHUNK, dyn.T - 1)
+        xi = no_xi
+        if dyn.noise != "none":
+            chunk = noise(t0, t1)
+            xi = xp.concatenate([c.reshape(t1 - t0, -1) for c in chunk], axis=1)
+        flg = np.array([B, t1 - t0, dyn.proactive, dyn.inst_transmission, dyn.inst_system,
+                        NOISE_CODES[dyn.noise], dyn.error == "ce", act[0], act[1],
+                        FW_CODES[learn.fw], FB_CODES[learn.fb]], dtype=np.int64)
+        run(np.asarray(sizes, dtype=np.int64), W, b, Q, P["v_ff1"], P["r_target"], xi, prm, flg,
+            st["v"], st["v_ff"], st["v_fb"], st["r"], st["n"], st["u"], st["u_int"], st["u_lp"],
+            A1, AW, Ab, C)
+    out = ctl.State(**{k: _blocks(xp, st[k], sizes, B) for k in ("v", "v_ff", "v_fb", "r", "n")},
+                    **{k: st[k].reshape(B, nL) for k in ("u", "u_int", "u_lp")})
+    out.A = [A1.reshape(B, sizes[1]).T @ P["x"]] + _mats(AW, [(sizes[l + 1], sizes[l])
+                                                                for l in range(1, L)])
+    out.Ab = [x[0] for x in _blocks(xp, Ab, sizes, 1)]
+    out.C = _mats(C, [(s, nL) for s in sizes[1:]])
+    return out
+
+
+def _phi_into(xp, phi, a, out):
+    """``out[...] = phi(a)`` without a temporary where NumPy/CuPy allow it."""
+    if phi.name == "tanh":
+        xp.tanh(a, out=out)
+    elif phi.name == "linear":
+        out[...] = a
+    else:
+        out[...] = phi.f(xp, a)
+
+
+class _Fast:
+    """Buffers of :func:`simulate_fast`: rates of one chunk of steps (K+1, B, n_l), mismatches
+    (K, B, n_l), and the per-layer state; see that function."""
+
+    def __init__(self, xp, P, v_ff0, r0, learn, K):
+        dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
+        self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
+        self.R = [xp.empty((K + 1, B, a.shape[1]), dtype=dtype) for a in v_ff0]
+        for Rl, r in zip(self.R, r0):
+            Rl[0] = r
+        self.D = [xp.empty((K, B, a.shape[1]), dtype=dtype) for a in v_ff0] if learn.fw else None
+        self.tmp = [xp.empty_like(a) for a in v_ff0]
+        self.phi_vff1 = P["phi"][0].f(xp, P["v_ff1"])                 # constant: W_1 x is fixed
+        self.k = 0
+
+    def flush(self, xp, P):
+        """Add the chunk's mismatches to the sums: one product with K*B rows per layer."""
+        k, st = self.k, self.st
+        if self.D is not None and k:
+            for l, D in enumerate(self.D):
+                Dk = D[:k]
+                st.Ab[l] += Dk.sum(axis=(0, 1))
+                if l == 0:
+                    st.A[0] += Dk.sum(axis=0)
+                else:
+                    B, n_in = Dk.shape[1], self.R[l - 1].shape[2]
+                    st.A[l] += Dk.reshape(k * B, -1).T @ self.R[l - 1][1:k + 1].reshape(k * B, n_in)
+        for Rl in self.R:
+            Rl[0] = Rl[k]
+        self.k = 0
+
+
+def _fast_layers(xp, F, P, dyn, learn, u_c, xi):
+    """The layer updates of one step (``controller_step``'s loop) into the chunk buffers."""
+    st, k, fA, fv = F.st, F.k, dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
+    L = len(P["W"])
+    for l in range(L):
+        if l == 0:
+            v_ff = P["v_ff1"]
+        else:
+            rin = F.R[l - 1][k + 1] if dyn.inst_transmission else F.R[l - 1][k]
+            v_ff = st.v_ff[l]
+            xp.matmul(rin, P["W"][l].T, out=v_ff)
+            if P["b"][l] is not None:
+                v_ff += P["b"][l]
+        c = u_c @ P["Q"][l].T
+        c -= st.v_fb[l]
+        c *= fA
+        st.v_fb[l] += c                                                # Eq. (2)
+        if xi is not None:
+            st.v_fb[l] += ctl.noise_term(dyn, st, l, L, xi[l])
+        if dyn.inst_system:
+            xp.add(st.v_fb[l], v_ff, out=st.v[l])
+        else:
+            tmp = F.tmp[l]
+            xp.add(st.v_fb[l], v_ff, out=tmp)
+            tmp -= st.v[l]
+            tmp *= fv
+            st.v[l] += tmp                                             # Eq. (1)
+        r = F.R[l][k + 1]
+        _phi_into(xp, P["phi"][l], st.v[l], r)
+        if learn.fw == "voltage_difference":
+            xp.subtract(st.v[l], v_ff, out=F.D[l][k])
+        elif learn.fw:
+            xp.subtract(r, F.phi_vff1 if l == 0 else P["phi"][l].f(xp, v_ff), out=F.D[l][k])
+
+
+def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
+    r""":func:`~simkit.dynamics.controller.simulate_reference` with fewer array calls.
+
+    The same steps and the same sums (equal up to summation order): buffers are reused
+    (``out=``), :math:`\phi(W_1 x + b_1)` is computed once, and the forward sums
+    :math:`\sum_t \delta_l^\top r_{l-1}` are taken once per chunk of K = NOISE_CHUNK steps as
+    one product over K*B rows instead of K products over B rows.
+    """
+    K = ctl.NOISE_CHUNK
+    F = _Fast(xp, P, v_ff0, r0, learn, K)
+    st, chunk = F.st, None
+    for t in range(dyn.T - 1):
+        if t % K == 0:
+            F.flush(xp, P)
+            if noise is not None and dyn.noise != "none":
+                chunk = noise(t, min(t + K, dyn.T - 1))
+        xi = None if chunk is None else [c[t % K] for c in chunk]
+        st.r[-1] = F.R[-1][F.k]
+        u_c = ctl.controller_update(xp, st, P, dyn, learn)
+        _fast_layers(xp, F, P, dyn, learn, u_c, xi)
+        F.k += 1
+    F.flush(xp, P)
+    st.r = [Rl[0].copy() for Rl in F.R]
+    st.v_ff[0] = P["v_ff1"]
+    st.A[0] = st.A[0].T @ P["x"]
+    return st
+
+
+CONTROLLER = Kernel("dfc_controller", reference=controller_reference, loop=controller_loop,
+                    cuda=None)

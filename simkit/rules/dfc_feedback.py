@@ -1,0 +1,181 @@
+r"""DFC feedback weights: initialisation, anti-Hebbian learning, and the diagnostics built on J.
+
+Meulemans et al. 2021 (arXiv 2106.07887, Sec. 4 "Learning the feedback weights", Eq. (13)) and
+Meulemans et al. 2022 (arXiv 2204.07249, Sec. 4); as the original codes it (research note §1.9).
+
+Feedback learning
+-----------------
+The controller runs with noise :math:`\xi` on the apical compartments; the feedback update pairs
+each layer's apical voltage at :math:`t` with the control at :math:`t+1`:
+
+.. math::
+
+    g_{Q_l} = \frac{s_l}{(T-1)B}\sum_{t=0}^{T-2} v_{fb,l}[t]^\top \tilde u[t+1], \qquad
+    s_l = \frac{k_l}{\max(\sigma_l, 0.01)^2}, \qquad
+    k_l = \Big(1 + \frac{\tau_v}{\tau_{noise}}\Big)^{L-l}\ (\text{--scaling\_fb\_updates, else } 1)  \quad (13)
+
+and the optimiser steps *against* :math:`g_Q` (:math:`\Delta Q \propto -v_{fb}u^\top`,
+anti-Hebbian); its coupled L2 weight decay (``weight_decay_fb``) is the homeostatic term.
+:math:`\tilde u = u` in the two-phase "sleep" simulation (target :math:`r^-_L`, or the label with
+strong feedback); in the single phase it is the high-passed :math:`u - u_{lp}`. The floor 0.01 on
+:math:`\sigma` is the original's and sets the effective learning rate, so it stays.
+
+Initialisation: hidden :math:`Q_l` from ``initialization_fb`` (:math:`n_l \times n_L`),
+:math:`Q_L = I`; ``weight_product``: :math:`Q_l = \prod_{j>l} W_j^\top` (+ N(0, sigma_init^2)).
+
+Diagnostics
+-----------
+:math:`J_b` (n_L x N): Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feed-forward
+state, :math:`J_L = \mathrm{diag}\,\phi_L'`, :math:`J_l = J_{l+1} W_{l+1}\mathrm{diag}\,\phi_l'`.
+Condition 2 (GN condition, DFC Eq. (12)): :math:`\|J^\top(JJ^\top)^{-1}J\bar Q\|_F/\|\bar Q\|_F`,
+batch mean. The minimum-norm Gauss-Newton step is :math:`\Delta v = J^\top(JJ^\top)^{-1}\delta_L`.
+Deviation: J is taken at the feed-forward state, not at the controlled steady state.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simkit.nn.init import init_weights
+from simkit.optim import clip_grads, make_optimizer
+
+
+def init_Q(rng, net, method="xavier_normal", sigma_init=0.0) -> list:
+    """Host feedback weights :math:`Q_l` (n_l, n_L), hidden layers first, :math:`Q_L = I`."""
+    n_out, L = net.sizes[-1], net.L
+    if method == "weight_product":
+        Ws = [net.bk.to_host(W).astype(float) for W in net.W]
+        Q, prod = [None] * L, np.eye(n_out)
+        for l in range(L - 1, -1, -1):
+            Q[l] = prod.copy()
+            prod = Ws[l].T @ prod                                   # prod_{j>=l} W_j^T
+        if sigma_init:
+            Q = [q + rng.normal(0.0, sigma_init, size=q.shape) for q in Q]
+        return Q
+    Q = [init_weights(rng, (n, n_out), method) for n in net.sizes[1:-1]]
+    return Q + [np.eye(net.sizes[-1], n_out)]
+
+
+def fb_scales(sigmas, L, scaling, tau_v, tau_noise) -> list:
+    """:math:`s_l = k_l / \\max(\\sigma_l, 0.01)^2` of Eq. (13)."""
+    out = []
+    for l in range(L):
+        k = (1.0 + tau_v / tau_noise) ** (L - 1 - l) if scaling else 1.0
+        out.append(k / max(sigmas[l], 0.01) ** 2)
+    return out
+
+
+def make_fb_optimizer(bk, Q, o, lr):
+    """An optimiser over ``[[Q_1], ..., [Q_L]]`` with the ``_fb`` options ``o``."""
+    name = o["optimizer_fb"].lower()
+    kw = {"lr": lr, "weight_decay": o["weight_decay_fb"]}
+    if name == "sgd":
+        kw["momentum"] = o["momentum_fb"]
+    elif name == "adam":
+        kw.update(beta1=o["adam_beta1_fb"], beta2=o["adam_beta2_fb"], eps=o["adam_epsilon_fb"])
+    elif name == "rmsprop":
+        kw["eps"] = o["adam_epsilon_fb"]
+    return make_optimizer(name, bk, [[q] for q in Q], **kw)
+
+
+def step_Q(bk, opt, Q, C, scales, T, B, clip, train_output=True):
+    """Eq. (13) from the running sums ``C``; clip per layer, step ``opt``. Returns the grads."""
+    grads = [[(s / ((T - 1) * B)) * c] for s, c in zip(scales, C)]
+    if not train_output:
+        grads[-1] = None
+    clip_grads(bk, grads, clip, "per_layer")
+    opt.step([[q] for q in Q], grads)
+    return grads
+
+
+def jacobians(xp, net, cache):
+    """Per-sample :math:`J_b` as a list of blocks (B, n_L, n_l), one per layer."""
+    L = net.L
+    d = [net.phi[l].df(xp, cache.a[l + 1], cache.h[l + 1]) for l in range(L)]
+    J = [None] * L
+    B, nL = cache.h[0].shape[0], net.sizes[-1]
+    J[-1] = xp.broadcast_to(xp.eye(nL, dtype=cache.h[0].dtype), (B, nL, nL)) * d[-1][:, None, :]
+    for l in range(L - 2, -1, -1):
+        J[l] = (J[l + 1] @ net.W[l + 1]) * d[l][:, None, :]
+    return J
+
+
+def condition_two(xp, J, Q) -> float:
+    """Batch mean of :math:`\\|J^\\top(JJ^\\top)^{-1}J\\bar Q\\|_F / \\|\\bar Q\\|_F`."""
+    Jf = xp.concatenate(J, axis=2)                                   # (B, n_L, N)
+    Qb = xp.concatenate(Q, axis=0)                                   # (N, n_L)
+    JQ = Jf @ Qb
+    proj = xp.swapaxes(Jf, 1, 2) @ xp.linalg.solve(Jf @ xp.swapaxes(Jf, 1, 2), JQ)
+    ratio = xp.sqrt((proj ** 2).sum(axis=(1, 2))) / xp.sqrt((Qb ** 2).sum())
+    return float(ratio.mean())
+
+
+def gn_delta_v(xp, J, delta_L) -> list:
+    """Minimum-norm Gauss-Newton step per layer: :math:`J^\\top (JJ^\\top)^{-1}\\delta_L`."""
+    Jf = xp.concatenate(J, axis=2)
+    w = xp.linalg.solve(Jf @ xp.swapaxes(Jf, 1, 2), delta_L[:, :, None])   # (B, n_L, 1)
+    return [(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0] for Jl in J]
+
+
+def angle_deg(xp, a, b) -> float:
+    """Angle in degrees between two arrays seen as vectors."""
+    a, b = a.ravel(), b.ravel()
+    c = float(xp.vdot(a, b)) / (float(xp.linalg.norm(a)) * float(xp.linalg.norm(b)) + 1e-300)
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+class TrainingInputs:
+    """The training split for feedback epochs (``fb_data``: the run's data keys), on the host.
+
+    Holds only the training part of the seeded train/validation split, and image data whose
+    values are exactly ``k/255`` as uint8 codes (MNIST: 43 MB instead of 345 MB); each
+    minibatch is rebuilt exactly as :func:`simkit.experiment.load_splits` builds it
+    (``k/255``, then the standardisation), so the values are bit-identical. Data sets with other
+    standardisations fall back to ``load_splits``. (A Trainer hook handing the rule the run's
+    own split would avoid the second load; see the report of issue 3.)
+    """
+
+    CONSTANTS = {"none": None, "mnist": (0.1307, 0.3081)}
+
+    def __init__(self, bk, fd):
+        from simkit import data as simdata
+        from simkit.nn import soft_targets
+        self.bk, self.split = bk, None
+        if fd["standardize"] not in self.CONSTANTS:
+            from simkit.experiment import load_splits, resolve_config
+            keep = {k: v for k, v in fd.items() if k not in ("max_batches",)}
+            self.split = load_splits(bk, resolve_config(keep))[0]["train"]
+            return
+        ds = simdata.load(fd["dataset"], fd["data_dir"], **(fd.get("dataset_opts") or {}))
+        idx = np.arange(len(ds.x_train))
+        train = simdata.split_validation(idx, idx, int(fd["val_size"]), fd["data_seed"])[0]
+        self.x = self._compact(ds.x_train, train)
+        y = ds.y_train[train]
+        self.t = soft_targets(y, ds.n_classes, float(fd["target_value"])) \
+            if ds.task == "classification" else y
+        self.norm = self.CONSTANTS[fd["standardize"]]
+
+    @staticmethod
+    def _compact(x, rows):
+        """uint8 codes when every value is exactly k/255, else the float rows."""
+        codes = np.empty((len(rows),) + x.shape[1:], dtype=np.uint8)
+        for i in range(0, len(rows), 5000):
+            part = x[rows[i:i + 5000]]
+            k = np.rint(part * 255.0)
+            if not (np.array_equal(k / 255.0, part) and k.min() >= 0 and k.max() <= 255):
+                return x[rows]
+            codes[i:i + 5000] = k
+        return codes
+
+    def __len__(self):
+        return len(self.split) if self.split is not None else len(self.x)
+
+    def batch(self, idx):
+        """Device ``(x, t)`` of the training samples ``idx`` (host integer array)."""
+        if self.split is not None:
+            j = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
+            return self.split.x[j], self.split.t[j]
+        x = self.x[idx]
+        x = x / 255.0 if x.dtype == np.uint8 else x
+        if self.norm is not None:
+            x = (x - self.norm[0]) / self.norm[1]
+        return self.bk.asarray(x), self.bk.asarray(self.t[idx])

@@ -1,0 +1,258 @@
+"""DFC / Strong-DFC: limits, closed forms, stability, parity and feedback learning (issue 3)."""
+import numpy as np
+import pytest
+
+from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
+from simkit.errors import UserError
+from simkit.kernels.dfc import simulate
+from simkit.nn import MLP
+from simkit.nn.losses import get_loss
+from simkit.rules import dfc_feedback as fbk
+from simkit.rules.dfc import DFC, ss_grads
+from tests.helpers import numba_backend, numpy_backend
+
+
+def small_net(bk, act="linear", sizes=(6, 5, 4, 3), seed=0):
+    return MLP(bk, list(sizes), act, "linear", rng=np.random.default_rng(seed))
+
+
+def problem(bk, net, Q, B=4, seed=1, step=0.1):
+    rng = np.random.default_rng(seed)
+    x = bk.asarray(rng.normal(size=(B, net.sizes[0])))
+    cache = net.forward(x)
+    target = cache.y + step * bk.asarray(rng.normal(size=cache.y.shape))
+    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
+         "r_target": target}
+    return cache, P
+
+
+def weight_product_Q(net):
+    return [net.bk.asarray(q) for q in fbk.init_Q(None, net, "weight_product")]
+
+
+def test_linear_steady_state_equals_closed_form():
+    bk = numba_backend()
+    net = small_net(bk)
+    Q = weight_product_Q(net)
+    cache, P = problem(bk, net, Q)
+    dyn = Dynamics(dt=0.01, T=4000, tau_v=0.05, tau_A=0.01, alpha=0.3, k_p=1.0).check()
+    st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+    J = fbk.jacobians(np, net, cache)
+    Jf, Qb = np.concatenate(J, axis=2), np.concatenate(Q, axis=0)
+    delta = P["r_target"] - cache.y
+    u_ss = np.linalg.solve(Jf @ Qb + dyn.alpha * np.eye(3), delta[:, :, None])[:, :, 0]
+    np.testing.assert_allclose(st.u, u_ss, rtol=1e-6, atol=1e-9)
+    for l in range(net.L):                                  # Delta v = Q u
+        np.testing.assert_allclose(st.v[l] - st.v_ff[l], u_ss @ Q[l].T, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [1e-2, 1e-4])
+def test_small_alpha_gives_gauss_newton_minimum_norm_update(alpha):
+    bk = numba_backend()
+    net = small_net(bk)
+    Q = weight_product_Q(net)                                # Q = J^T for a linear net
+    cache, P = problem(bk, net, Q, step=1e-3)
+    dyn = Dynamics(dt=0.1, T=1000, tau_v=0.1, tau_A=0.1, alpha=alpha, k_p=0.0,
+                   inst_system=True).check()              # instant neurons, integral control
+    st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+    J = fbk.jacobians(np, net, cache)
+    dv_gn = fbk.gn_delta_v(np, J, P["r_target"] - cache.y)
+    g = ss_grads(np, net, st, P["x"], "nonlinear_difference")
+    angles = []
+    for l in range(net.L):
+        np.testing.assert_allclose(st.v[l] - st.v_ff[l], dv_gn[l], rtol=50 * alpha, atol=1e-12)
+        r_in = P["x"] if l == 0 else st.r[l - 1]              # both at the steady-state rates
+        angles.append(fbk.angle_deg(np, g[l][0], -(dv_gn[l].T @ r_in)))
+    assert max(angles) < 100 * alpha
+
+
+def test_controller_settles_under_published_settings():
+    """DFC's published forward settings (dt 0.02, 500 steps, tau_v 0.2, k_p 2) on a tanh net
+    whose feedback satisfies the GN condition: the output reaches the target up to alpha u."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (20, 16, 16, 10))
+    Q = weight_product_Q(net)
+    cache, P = problem(bk, net, Q, B=8, step=0.0138)
+    dyn = Dynamics(dt=0.02, T=500, tau_v=0.2, tau_A=0.02, alpha=0.0017723664900917734, k_p=2.0,
+                   proactive=True).check()
+    st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+    e = P["r_target"] - st.r[-1]
+    residual = np.linalg.norm(e - dyn.alpha * st.u) / np.linalg.norm(P["r_target"] - cache.y)
+    assert residual < 1e-2                                  # from 1 at t = 0
+
+
+def parity_case(noise, error, inst, proactive, k_p):
+    bk = numpy_backend()
+    net = small_net(bk, "tanh", (7, 6, 5, 4), seed=3)
+    rng = np.random.default_rng(4)
+    Q = [bk.asarray(rng.normal(size=(n, 4)) * 0.3) for n in net.sizes[1:]]
+    cache, P = problem(bk, net, Q, B=3)
+    xi = rng.normal(size=(80, 3, 15))
+    offs = np.cumsum([0, 6, 5, 4])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+    dyn = Dynamics(dt=0.01, T=80, tau_v=0.05, tau_A=0.02, alpha=0.1, k_p=k_p, proactive=proactive,
+                   inst_transmission=inst, noise=noise, sigma=0.1, sigma_out=0.2, tau_noise=0.1,
+                   error=error).check()
+    return net, cache, P, dyn, draws
+
+
+@pytest.mark.parametrize("noise,error,inst,proactive,k_p", [
+    ("ou", "ce", True, True, 1.5), ("white", "mse", False, False, 0.0), ("none", "mse", True, True, 2.0)])
+@pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain")])
+def test_numba_euler_loop_matches_reference_on_fixed_noise(noise, error, inst, proactive, k_p, fw, fb):
+    net, cache, P, dyn, draws = parity_case(noise, error, inst, proactive, k_p)
+    learn = Learning(fw, fb, a_u=0.3)
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    for bk in (numpy_backend(), numba_backend()):
+        got = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+        for k in ("A", "Ab", "C", "v", "v_fb", "r"):
+            for g, r in zip(getattr(got, k), getattr(ref, k)):
+                np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-13 * np.abs(r).max())
+        np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
+
+
+def test_float32_kernel_runs():
+    net, cache, P, dyn, draws = parity_case("white", "mse", True, True, 1.0)
+    bk = numba_backend("float32")
+    f = lambda a: a.astype(np.float32)                       # noqa: E731
+    P32 = {k: ([f(a) if a is not None else None for a in v] if k in ("W", "b", "Q") else
+               (f(v) if isinstance(v, np.ndarray) else v)) for k, v in P.items()}
+    got = simulate(bk, P32, [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]], dyn,
+                   Learning(), lambda t0, t1: [f(a) for a in draws(t0, t1)])
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(), draws)
+    assert got.u.dtype == np.float32
+    np.testing.assert_allclose(got.A[1], ref.A[1], rtol=1e-3, atol=1e-4 * np.abs(ref.A[1]).max())
+
+
+@pytest.mark.parametrize("kw,what", [({"dt": 0.5, "tau_v": 0.2}, "time_constant_ratio"),
+                                     ({"dt": 0.05, "tau_A": 0.01}, "apical")])
+def test_too_large_euler_step_is_refused(kw, what):
+    base = dict(dt=0.01, T=10, tau_v=0.2, tau_A=kw.get("dt", 0.01), alpha=0.1, k_p=1.0)
+    base.update(kw)
+    with pytest.raises(UserError, match=what):
+        Dynamics(**base).check()
+    with pytest.raises(UserError, match="larger than"):
+        DFC(dt_di=0.5, time_constant_ratio=0.2, tmax_di=10)
+
+
+def test_ss_shortcut_agrees_with_long_simulation():
+    """As T grows the time average is dominated by the steady state: continuous -> SS update."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (6, 5, 4, 3))
+    Q = weight_product_Q(net)
+    cache, P = problem(bk, net, Q, step=0.05)
+    dyn = Dynamics(dt=0.02, T=20000, tau_v=0.05, tau_A=0.02, alpha=0.05, k_p=1.0).check()
+    st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning())
+    g_ss = ss_grads(np, net, st, P["x"], "nonlinear_difference")
+    c = -2.0 / (4 * dyn.T)
+    for l in range(net.L):
+        np.testing.assert_allclose(c * st.A[l], g_ss[l][0], rtol=0.01,
+                                   atol=0.01 * np.abs(g_ss[l][0]).max())
+
+
+class InMemory:
+    """Training inputs for feedback epochs, given directly (what fbk.TrainingInputs provides)."""
+
+    def __init__(self, x, t):
+        self.x, self.t = x, t
+
+    def __len__(self):
+        return len(self.x)
+
+    def batch(self, idx):
+        return self.x[idx], self.t[idx]
+
+
+def test_feedback_learning_raises_condition_two():
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
+    rule = DFC(dt_di=0.001, time_constant_ratio=0.01, dt_di_fb=0.001142, tmax_di_fb=44,
+               time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
+               apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
+               proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2,
+               weight_decay_fb=0.0, init_fb_epochs=0, fb_data={"batch_size": 32}, kernel="numba")
+    rule.setup(net, np.random.default_rng(2))
+    x = np.random.default_rng(3).normal(size=(128, 8))
+    rule.data = InMemory(bk.asarray(x), bk.asarray(np.zeros((128, 4))))
+
+    def condition():
+        return fbk.condition_two(np, fbk.jacobians(np, net, net.forward(rule.data.x)), rule.Q)
+    before = condition()
+    for e in range(10):
+        rule.epoch = e
+        rule.feedback_epoch(init=True)
+    assert condition() > before + 0.1
+
+
+def test_single_phase_step_updates_Q_and_state_roundtrip():
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (6, 5, 4, 3))
+    rule = DFC(single_phase=True, strong_feedback=True, dt_di=0.001, tmax_di=60,
+               time_constant_ratio=0.0093, sigma=0.0043, sigma_output=0.0297, tau_noise=0.07,
+               tau_f=0.5, alpha_di=1e-5, k_p=2.0, proactive_controller=True,
+               inst_transmission=True, scaling_fb_updates=True, optimizer_fb="Adam",
+               lr_fb=1e-3, init_fb_epochs=0)
+    assert rule.dyn.noise == "ou" and rule.dyn.error == "ce"
+    rule.setup(net, np.random.default_rng(0))
+    Q0 = [q.copy() for q in rule.Q]
+    x = np.random.default_rng(1).normal(size=(4, 6))
+    t = np.full((4, 3), 0.005) + np.eye(3)[[0, 1, 2, 0]] * 0.985
+    cache, loss = net.forward(x), get_loss("ce")
+    g = rule.grads(net, cache, loss.grad(np, cache.y, t), t=t, loss=loss, epoch=1)
+    assert all(np.isfinite(p).all() for layer in g for p in layer)
+    assert any(not np.allclose(a, b) for a, b in zip(Q0, rule.Q))
+    state = rule.state_dict()
+    other = DFC(single_phase=True, strong_feedback=True, dt_di=0.001, tmax_di=60,
+                time_constant_ratio=0.0093, tau_noise=0.07, tau_f=0.5, optimizer_fb="Adam")
+    other.setup(net, np.random.default_rng(5))
+    other.load_state_dict(state)
+    for a, b in zip(other.Q, rule.Q):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_option_combinations_are_refused():
+    with pytest.raises(UserError, match="strong_feedback"):
+        DFC(error_as_loss_grad=True)
+    with pytest.raises(UserError, match="unknown dfc option"):
+        DFC(not_an_option=1)
+
+
+@pytest.mark.parametrize("noise,error,inst,proactive,k_p", [
+    ("ou", "ce", True, True, 1.5), ("white", "mse", False, False, 0.0), ("none", "mse", True, True, 2.0)])
+@pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain"),
+                                   (None, None)])
+def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb):
+    from simkit.kernels.dfc import simulate_fast
+    net, cache, P, dyn, draws = parity_case(noise, error, inst, proactive, k_p)
+    dyn = Dynamics(**{**dyn.__dict__, "T": 123}).check()            # not a multiple of the chunk
+    learn = Learning(fw, fb, a_u=0.3)
+    xi = np.random.default_rng(9).normal(size=(122, 3, 15))
+    offs = np.cumsum([0, 6, 5, 4])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    got = simulate_fast(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    keys = ("v", "v_fb", "v_ff", "r") + (("A", "Ab") if fw else ()) + (("C",) if fb else ())
+    for k in keys:
+        for g, r in zip(getattr(got, k), getattr(ref, k)):
+            np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-13 * np.abs(r).max())
+    np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
+
+
+def test_training_inputs_rebuild_the_runs_minibatches_exactly(tmp_path):
+    from simkit.experiment import load_splits, resolve_config
+    fd = {"dataset": "student_teacher", "standardize": "none", "data_dir": str(tmp_path),
+          "val_size": 10, "data_seed": 3, "target_value": 1.0, "loss": "mse",
+          "dataset_opts": {"n_train": 50, "n_test": 5, "n_in": 4, "n_out": 2, "hidden": [3],
+                           "linear": False, "seed": 1}, "batch_size": 8}
+    bk = numpy_backend()
+    split = load_splits(bk, resolve_config({k: v for k, v in fd.items() if k != "batch_size"}))[0]
+    data = fbk.TrainingInputs(bk, fd)
+    idx = np.array([3, 0, 17])
+    x, t = data.batch(idx)
+    assert len(data) == 40
+    np.testing.assert_array_equal(x, split["train"].x[idx])
+    np.testing.assert_array_equal(t, split["train"].t[idx])

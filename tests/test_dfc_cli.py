@@ -1,0 +1,98 @@
+"""``simkit run_dfc`` / ``simkit run_dfc_single_phase``: the published command lines, verbatim."""
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from simkit.cli import build_parser, main
+from simkit.commands.run_dfc import build_config
+
+DATA = Path(os.environ.get("SIMKIT_DATA", "data"))
+needs_mnist = pytest.mark.skipif(not (DATA / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+                                 reason="MNIST not found (set SIMKIT_DATA)")
+
+# REFERENCE.md §1, verbatim (script name dropped).
+DFC = """--double_precision --epochs=40 --batch_size=32 --clip_grad_norm=1.0 --lr=0.0010924329072635147 --optimizer=Adam --adam_beta1=0.9 --adam_epsilon=5.83238643406511e-07 --dataset=mnist --hidden_activation=tanh --initialization=xavier_normal --lr_fb=4.348352883654314e-05 --optimizer_fb=Adam --weight_decay_fb=0.1 --adam_epsilon_fb=3.355535527361205e-05 --target_stepsize=0.013812748252649061 --initialization_fb=xavier_normal --learning_rule=nonlinear_difference --init_fb_epochs=20 --lr_fb_init=0.0001524121535306385 --proactive_controller --dt_di=0.02 --tmax_di=500 --inst_transmission --time_constant_ratio=0.2 --sigma=0.035483751742735006 --alpha_di=0.0017723664900917734 --k_p=2.0 --apical_time_constant=-1 --dt_di_fb=0.0011421804343878519 --tmax_di_fb=44 --inst_transmission_fb --time_constant_ratio_fb=0.005870467170683501 --alpha_di_fb=0.39857902933813705 --k_p_fb=0.0713515876863314 --apical_time_constant_fb=0.1404664564483908 --size_hidden=256,256,256"""
+SINGLE = """--double_precision --epochs=40 --clip_grad_norm=1.0 --lr=0.0003095880739373081 --optimizer="Adam" --adam_beta1=0.9 --adam_epsilon=1.6288767089312233e-05 --dataset="mnist" --target_class_value=0.99 --size_hidden="256,256,256" --hidden_activation="tanh" --initialization="xavier_normal" --lr_fb=2.0091405897656825e-08 --optimizer_fb="Adam" --weight_decay_fb=0.5 --adam_beta2_fb=0.999 --adam_epsilon_fb=1.1023320392297719e-11 --tau_noise=0.07 --strong_feedback --error_as_loss_grad --initialization_fb="xavier_normal" --learning_rule="nonlinear_difference" --init_fb_epochs=1 --lr_fb_init=4.5160347135162454e-07 --scaling_fb_updates --proactive_controller --tau_f=0.5 --dt_di=0.001 --tmax_di=500 --inst_transmission --time_constant_ratio=0.009268288409004458 --sigma=0.004278964325349612 --sigma_output=0.029713880264874388 --alpha_di=7.608673370995652e-06 --k_p=2.0 --apical_time_constant=-1 --dt_di_fb=0.0012167769308505587 --tmax_di_fb=500 --inst_transmission_fb --time_constant_ratio_fb=0.014441072404716454 --sigma_fb=2.760795719756352e-05 --sigma_output_fb=1.5149030252289032e-05 --alpha_di_fb=0.016257243484558315 --k_p_fb=0.0028004742554235116 --save_df --save_condition_fb --noisy_dynamics"""
+TWO_PHASE = """--double_precision --epochs=40 --clip_grad_norm=1.0 --lr=0.0006560184719951886 --optimizer="Adam" --adam_beta1=0.9 --adam_epsilon=0.00023225688276019436 --dataset="mnist" --target_class_value=0.9 --size_hidden="256,256,256" --hidden_activation="tanh" --initialization="xavier_normal" --lr_fb=9.776610079269425e-06 --optimizer_fb="Adam" --weight_decay_fb=1e-05 --adam_beta1_fb=0.999 --adam_beta2_fb=0.9 --adam_epsilon_fb=0.0019707791920650247 --ss --tau_noise=0.05 --target_stepsize=0.5 --error_as_loss_grad --initialization_fb="xavier_normal" --learning_rule="nonlinear_difference" --init_fb_epochs=1 --lr_fb_init=0.0002730319014715041 --proactive_controller --tau_f=0.5 --dt_di=0.001 --tmax_di=500 --inst_transmission --time_constant_ratio=0.03553062335953924 --sigma=0.15 --alpha_di=0.008082122141749502 --k_p=2.0 --apical_time_constant=-1 --dt_di_fb=0.0031943783402810927 --tmax_di_fb=500 --inst_transmission_fb --time_constant_ratio_fb=0.0072383695016716215 --alpha_di_fb=0.9944618528446518 --k_p_fb=0.0691564739128701 --apical_time_constant_fb=0.12961120842685991 --strong_feedback"""
+
+
+def parse(cmd, flags, extra=()):
+    return build_parser().parse_args([cmd, *shlex.split(flags), *extra])
+
+
+def test_published_commands_parse_to_the_originals_settings():
+    cfg = build_config(parse("run_dfc", DFC))
+    o = cfg["rule_opts"]
+    assert cfg["batch_size"] == 32 and cfg["dtype"] == "float64" and cfg["beta2"] == 0.99
+    assert cfg["clip_mode"] == "per_layer" and cfg["val_size"] == 5000 and cfg["beta1"] == 0.9
+    assert o["tmax_di"] == 500 and o["tmax_di_fb"] == 44 and o["sigma_fb"] == -1.0
+    assert o["init_fb_epochs"] == 20 and not o["single_phase"]
+    a = parse("run_dfc_single_phase", SINGLE)
+    a.ss, a.extra_fb_epochs = False, 0
+    cfg = build_config(a, single_phase=True)
+    assert cfg["batch_size"] == 128 and cfg["rule_opts"]["single_phase"]
+    assert cfg["rule_opts"]["diagnostics"] and cfg["target_value"] == 0.99
+    cfg = build_config(parse("run_dfc", TWO_PHASE))
+    assert cfg["rule_opts"]["ss"] and cfg["rule_opts"]["strong_feedback"]
+    assert cfg["rule_opts"]["adam_beta1_fb"] == 0.999
+
+
+def test_unstable_step_is_a_one_line_error(capsys, tmp_path):
+    rc = main(["run_dfc", "--dt_di=0.5", "--time_constant_ratio=0.2", "--dataset=student_teacher",
+               "--out_dir", str(tmp_path / "r"), "--test", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "time_constant_ratio" in err and "Traceback" not in err
+
+
+def test_unsupported_flag_is_refused(capsys, tmp_path):
+    rc = main(["run_dfc", "--ssa", "--out_dir", str(tmp_path / "r"), "--test", "--quiet"])
+    assert rc == 2 and "--ssa" in capsys.readouterr().err
+
+
+def test_student_teacher_smoke(tmp_path):
+    out = tmp_path / "st"
+    rc = main(["run_dfc", "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=50",
+               "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
+               "--inst_transmission", "--size_hidden=8", "--hidden_activation=tanh",
+               "--epochs=2", "--save_bp_angle", "--out_dir", str(out), "--quiet",
+               "--teacher_num_train=64", "--teacher_num_test=32", "--batch_size=16",
+               "--init_fb_epochs=1", "--extra_fb_epochs=1", "--lr_fb=1e-4", "--optimizer_fb=Adam"])
+    assert rc == 0
+    metrics = (out / "metrics.csv").read_text()
+    assert "condition_2" in metrics and "angle_bp" in metrics
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["rule"] == "dfc"
+
+
+@needs_mnist
+@pytest.mark.parametrize("cmd,flags", [("run_dfc", DFC), ("run_dfc_single_phase", SINGLE),
+                                       ("run_dfc", TWO_PHASE)])
+def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
+    out = tmp_path / "run"
+    rc = main([cmd, *shlex.split(flags), "--test", "--out_dir", str(out), "--quiet"])
+    assert rc == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["paper_command"] == cmd
+
+
+@needs_mnist
+def test_feedback_epochs_see_the_runs_mnist_minibatches_bit_for_bit():
+    import numpy as np
+
+    from simkit.backend import get_backend
+    from simkit.experiment import load_splits, resolve_config
+    from simkit.rules.dfc_feedback import TrainingInputs
+    cfg = build_config(parse("run_dfc", DFC))
+    fd = cfg["rule_opts"]["fb_data"]
+    bk = get_backend("numpy", "float64", announce=False)
+    data = TrainingInputs(bk, fd)
+    assert data.x.dtype == np.uint8 and len(data) == 55000
+    split = load_splits(bk, resolve_config({k: v for k, v in fd.items()
+                                            if k not in ("batch_size", "max_batches")}))[0]
+    idx = np.array([0, 1234, 54999])
+    x, t = data.batch(idx)
+    np.testing.assert_array_equal(x, split["train"].x[idx])
+    np.testing.assert_array_equal(t, split["train"].t[idx])

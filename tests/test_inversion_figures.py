@@ -1,0 +1,80 @@
+"""Quick modes of the dynamic-inversion figure scripts (Podlaski & Machens 2020, Figs. 3-4)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simkit.backend import get_backend
+from simkit.data import resolve_data_dir
+from simkit.inversion_tasks import LINEAR_MODELS, regression_task
+from simkit.results import load_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "figures" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _has_mnist():
+    try:
+        return (Path(resolve_data_dir(None)) / "mnist").is_dir()
+    except Exception:
+        return False
+
+
+def _outputs(out, name):
+    for ext in ("png", "pdf"):
+        assert (out / f"{name}.{ext}").stat().st_size > 1000
+    return load_arrays(out / "curves.npz")
+
+
+def test_fig3_linear_quick(tmp_path):
+    mod = _script("fig3_linear_regression")
+    mod.main(["--quick", "--out", str(tmp_path), "--backend", "numba"])
+    res = _outputs(tmp_path, mod.NAME)
+    nse = res["nse_a"]
+    assert nse.shape == (300, 10) and np.allclose(nse[0], nse[0, 0])   # first update skipped
+    assert (nse[-1] < 0.1).all() and nse[-1, 0] > 2 * nse[-1, 3]       # PBP ahead of BP early
+    j_ndi, j_di = list(res["names"]).index("NDI"), list(res["names"]).index("DI")
+    np.testing.assert_allclose(nse[:, j_di], nse[:, j_ndi], rtol=2e-2)  # DI = NDI (alpha .01)
+    assert np.nanmax(res["DI__abscissa"]) < 0
+    mod.main(["--plot-only", "--out", str(tmp_path)])
+
+
+def test_fig3_nonlinear_quick_short(tmp_path):
+    mod = _script("fig3_nonlinear_regression")
+    r = regression_task(get_backend("numba", "float64"), 1, nonlinear=True, n_train=60, diag_n=20)
+    assert r["nse"].shape == (60, 13) and (r["nse"][-1] < r["nse"][0]).all()
+    assert max(r["diag"]["DI"][-1]["ndi1"], r["diag"]["DI"][-1]["ndi2"]) < 1.0
+    res = {"names": np.array(r["names"]), "steps": r["steps"], "nse": r["nse"]}
+    from simkit.inversion_tasks import diag_arrays
+    res.update(diag_arrays(r["diag"]))
+    mod.plot(res, tmp_path)
+    assert (tmp_path / f"{mod.NAME}.png").exists()
+
+
+def test_minibatch_option_runs_and_models_share_init():
+    bk = get_backend("numpy", "float64")
+    r = regression_task(bk, 2, n_train=64, batch=8, diag_n=0, specs=LINEAR_MODELS[:4])
+    assert r["error"].shape == (8, 4) and np.allclose(r["error"][0], r["error"][0, 0])
+
+
+@pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
+def test_fig4a_quick(tmp_path):
+    mod = _script("fig4a_mnist")
+    mod.main(["--quick", "--out", str(tmp_path), "--backend", "numba"])
+    res = _outputs(tmp_path, mod.NAME)
+    assert res["test_error"].shape == (3, 5) and (res["test_error"][-1] < 60).all()
+
+
+@pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
+def test_fig4b_quick(tmp_path):
+    mod = _script("fig4b_autoencoder")
+    mod.main(["--quick", "--inits", "normal", "--out", str(tmp_path), "--backend", "numba"])
+    res = _outputs(tmp_path, mod.NAME)
+    assert res["normal__test_mse"].shape == (3, 5)
