@@ -201,6 +201,23 @@ def get_backend(name: str | None = None, dtype: str = "float64", announce: bool 
     return bk
 
 
+def limit_threads(n: int):
+    """Cap the threads of the BLAS library (and Numba) at ``n`` for the rest of the process.
+
+    On a machine shared with other jobs, BLAS threads that wait for busy cores can make dense
+    products many times slower; ``--threads 1`` avoids that.
+    """
+    if n < 1:
+        raise UserError(f"--threads must be at least 1, got {n}")
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=n)
+    try:
+        import numba
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+
+
 def versions() -> dict:
     """Versions of the array libraries present (for run.json and ``simkit info``)."""
     out = {"python": sys.version.split()[0], "numpy": np.__version__}

@@ -36,6 +36,9 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument("--progress", action="store_true", default=None,
                    help="show progress bars even when output is not a terminal")
     g.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
+    g.add_argument("--threads", type=int, default=None,
+                   help="BLAS/Numba threads (default: all cores; 1 avoids oversubscription on a "
+                        "busy machine)")
     return p
 
 
@@ -80,6 +83,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "threads", None) is not None:
+            from simkit.backend import limit_threads
+            limit_threads(args.threads)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"simkit: error: {exc}", file=sys.stderr)

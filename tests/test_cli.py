@@ -117,3 +117,19 @@ def test_run_bp_published_command_smoke_test_on_mnist(capsys, tmp_path):
 def test_python_dash_m_simkit_works():
     out = subprocess.run([sys.executable, "-m", "simkit", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run_bp" in out.stdout
+
+
+def test_threads_option_caps_blas_threads(capsys):
+    from threadpoolctl import threadpool_info, threadpool_limits
+    before = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    try:
+        code, _, _ = run_cli(capsys, "list", "rules", "--threads", "1")
+        assert code == 0
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+    finally:
+        threadpool_limits(limits=before, user_api="blas")
+
+
+def test_zero_threads_is_a_user_error(capsys):
+    code, _, err = run_cli(capsys, "list", "--threads", "0")
+    assert code == 2 and "--threads must be at least 1" in one_error_line(err)
