@@ -30,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 def parse():
@@ -53,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
-from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
+from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference  # noqa: E402,E501
 from simkit.kernels.dfc import simulate, simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
 
@@ -102,8 +103,16 @@ def time_case(name, dtype, path):
     rng = np.random.default_rng(1)
     offs = np.cumsum([0] + SIZES[1:])
 
-    def noise(t0, t1):
-        xi = bk.asarray(rng.standard_normal((t1 - t0, case["B"], N)))
+    pool, pending = ThreadPoolExecutor(max_workers=1), {}
+
+    def make(t0):
+        return rng.standard_normal((min(t0 + NOISE_CHUNK, dyn.T - 1) - t0, case["B"], N))
+
+    def noise(t0, t1):               # as DFC.noise: the next chunk is drawn on a helper thread
+        host = pending.pop(t0).result() if t0 in pending else make(t0)
+        if t1 < dyn.T - 1:
+            pending[t1] = pool.submit(make, t1)
+        xi = bk.asarray(host)
         return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(SIZES) - 1)]
 
     def one():

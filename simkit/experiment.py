@@ -127,11 +127,12 @@ def _accepts(fn, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def build(bk, cfg, ds, n_train=None):
+def build(bk, cfg, ds, n_train=None, train=None):
     """Network, rule, optimiser, loss and the run's four ``SeedSequence`` streams.
 
-    ``n_train`` (the training-set size) is handed to ``rule.setup`` when it asks for it (F³'s
-    per-sample buffers).
+    ``n_train`` (the training-set size) and ``train`` (the training :class:`Split` on the device)
+    are handed to ``rule.setup`` when it asks for them: F³'s per-sample buffers need the size,
+    DFC's feedback ("sleep") epochs the data.
     """
     streams = np.random.SeedSequence(int(cfg["seed"])).spawn(4)   # init, shuffle, rule, noise
     loss = get_loss(cfg["loss"])
@@ -141,7 +142,8 @@ def build(bk, cfg, ds, n_train=None):
               init_kw=cfg["init_kw"])
     rule = make_rule(cfg["rule"], **cfg["rule_opts"])
     if hasattr(rule, "setup"):
-        kw = {"n_train": n_train} if _accepts(rule.setup, "n_train") else {}
+        context = {"n_train": n_train, "train": train}
+        kw = {k: v for k, v in context.items() if v is not None and _accepts(rule.setup, k)}
         rule.setup(net, rng=np.random.default_rng(streams[2]), **kw)
     opt_kw = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
     name = cfg["optimizer"].lower()

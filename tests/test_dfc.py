@@ -153,7 +153,7 @@ def test_ss_shortcut_agrees_with_long_simulation():
 
 
 class InMemory:
-    """Training inputs for feedback epochs, given directly (what fbk.TrainingInputs provides)."""
+    """Training inputs for feedback epochs, given directly (what fbk.SplitInputs provides)."""
 
     def __init__(self, x, t):
         self.x, self.t = x, t
@@ -172,7 +172,7 @@ def test_feedback_learning_raises_condition_two():
                time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
                apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
                proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2,
-               weight_decay_fb=0.0, init_fb_epochs=0, fb_data={"batch_size": 32}, kernel="numba")
+               weight_decay_fb=0.0, init_fb_epochs=0, fb_schedule={"batch_size": 32}, kernel="numba")
     rule.setup(net, np.random.default_rng(2))
     x = np.random.default_rng(3).normal(size=(128, 8))
     rule.data = InMemory(bk.asarray(x), bk.asarray(np.zeros((128, 4))))
@@ -225,7 +225,7 @@ def test_bad_option_combinations_are_refused():
                                    (None, None)])
 def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb):
     from simkit.kernels.dfc import simulate_fast
-    net, cache, P, dyn, draws = parity_case(noise, error, inst, proactive, k_p)
+    net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = Dynamics(**{**dyn.__dict__, "T": 123}).check()            # not a multiple of the chunk
     learn = Learning(fw, fb, a_u=0.3)
     xi = np.random.default_rng(9).normal(size=(122, 3, 15))
@@ -242,17 +242,40 @@ def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k
     np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
 
 
-def test_training_inputs_rebuild_the_runs_minibatches_exactly(tmp_path):
-    from simkit.experiment import load_splits, resolve_config
-    fd = {"dataset": "student_teacher", "standardize": "none", "data_dir": str(tmp_path),
-          "val_size": 10, "data_seed": 3, "target_value": 1.0, "loss": "mse",
-          "dataset_opts": {"n_train": 50, "n_test": 5, "n_in": 4, "n_out": 2, "hidden": [3],
-                           "linear": False, "seed": 1}, "batch_size": 8}
+def test_build_hands_the_rule_the_runs_training_split(tmp_path):
+    from simkit.experiment import build, load_splits, resolve_config
+    cfg = resolve_config({"dataset": "student_teacher", "val_size": 10, "loss": "mse",
+                          "hidden": [3], "rule": "dfc",
+                          "rule_opts": {"fb_schedule": {"batch_size": 8}},
+                          "dataset_opts": {"n_train": 50, "n_test": 5, "n_in": 4, "n_out": 2,
+                                           "hidden": [3], "seed": 1}})
     bk = numpy_backend()
-    split = load_splits(bk, resolve_config({k: v for k, v in fd.items() if k != "batch_size"}))[0]
-    data = fbk.TrainingInputs(bk, fd)
+    splits, ds = load_splits(bk, cfg)
+    rule = build(bk, cfg, ds, train=splits["train"])[1]
+    data, bs, _ = rule.training_data()
     idx = np.array([3, 0, 17])
     x, t = data.batch(idx)
-    assert len(data) == 40
-    np.testing.assert_array_equal(x, split["train"].x[idx])
-    np.testing.assert_array_equal(t, split["train"].t[idx])
+    assert len(data) == 40 and bs == 8
+    np.testing.assert_array_equal(x, splits["train"].x[idx])
+    np.testing.assert_array_equal(t, splits["train"].t[idx])
+
+
+def test_feedback_epochs_without_training_data_say_what_to_do():
+    rule = DFC(fb_schedule={"batch_size": 8})
+    rule.setup(small_net(numpy_backend(), "tanh"), np.random.default_rng(0))
+    with pytest.raises(UserError, match="need the training data"):
+        rule.training_data()
+
+
+def test_noise_stream_is_the_same_with_prefetching():
+    bk = numpy_backend()
+    net = small_net(bk, "tanh")
+    rule = DFC(noisy_dynamics=True, dt_di=0.01, tmax_di=130, time_constant_ratio=0.05)
+    rule.setup(net, np.random.default_rng(0))
+    draw = rule.noise(3, 12, 0, 129)
+    got = np.concatenate([np.concatenate(draw(t0, min(t0 + 50, 129)), axis=2)
+                          for t0 in range(0, 129, 50)])
+    rule.counter = 0
+    ref = np.random.default_rng([rule.noise_seed, 0, 0, 0]).standard_normal
+    expected = np.concatenate([ref((50, 3, 12)), ref((50, 3, 12)), ref((29, 3, 12))])
+    np.testing.assert_array_equal(got, expected)

@@ -291,7 +291,7 @@ def test_bdfa_torch_sgd_emulates_torch7_dampened_momentum_and_weight_decay():
     rule_a = BdfaTorch(gradient="bp", momentum=mu, weight_decay=wd)
     rule_a.setup(net_a, np.random.default_rng(0))
     train(bk, net_a, rule_a, x, labels, epochs=2, opt=SGD(bk, net_a.params(), lr=lr, momentum=mu))
-    v, step, loss_fn, T = None, 0, get_loss("bce"), soft_targets(labels, 3)
+    v, loss_fn, T = None, get_loss("bce"), soft_targets(labels, 3)
     for epoch in (1, 2):
         order = np.random.default_rng([0, epoch]).permutation(40)
         for i in range(0, 40, 20):

@@ -96,9 +96,7 @@ def rule_options(args, cfg, single_phase=False) -> dict:
     if args.test:
         o["init_fb_epochs"] = min(o["init_fb_epochs"], 1)
         o["extra_fb_epochs"] = min(o["extra_fb_epochs"], 1)
-    o["fb_data"] = {k: cfg[k] for k in ("dataset", "standardize", "data_dir", "val_size",
-                                        "data_seed", "target_value", "dataset_opts", "loss")}
-    o["fb_data"].update(batch_size=cfg["batch_size"], max_batches=2 if args.test else 0)
+    o["fb_schedule"] = {"batch_size": cfg["batch_size"], "max_batches": 2 if args.test else 0}
     return o
 
 

@@ -34,7 +34,8 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
             cfg["backend"] = args.backend
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds = load_splits(bk, cfg)
-    net, rule, opt, loss, streams = build(bk, cfg, ds, n_train=len(splits["train"]))
+    net, rule, opt, loss, streams = build(bk, cfg, ds, n_train=len(splits["train"]),
+                                          train=splits["train"])
     quiet = bool(getattr(args, "quiet", False))
     trainer = Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
                       shuffle_seed=int(streams[1].generate_state(1)[0]),

@@ -45,10 +45,11 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
+from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate, simulate_fast
 from simkit.rules import dfc_feedback as fbk
@@ -78,7 +79,7 @@ DEFAULTS = {
     "clip_grad_norm": -1.0, "init_fb_epochs": 1, "extra_fb_epochs": 0, "scaling_fb_updates": False,
     "initialization_fb": "xavier_normal", "sigma_init": 0.0, "freeze_fb_weights": False,
     "freeze_fb_weights_output": False, "pretrain_without_controller": False,
-    "use_bp_updates": False, "diagnostics": False, "fb_data": None, "kernel": "auto",
+    "use_bp_updates": False, "diagnostics": False, "fb_schedule": None, "kernel": "auto",
 }
 
 
@@ -180,13 +181,16 @@ class DFC:
         self.dyn = dynamics(o, error=self.error, noisy=o["noisy_dynamics"])
         self.dyn_fb = dynamics(o, fb=True, error=self.error, noisy=True)
         self.epoch, self.counter, self.pretrained = 0, 0, 0
-        self.last, self.fb_seconds = {}, None
-        self.data = None
+        self.last, self.fb_seconds, self.lu_sum, self.lu_n = {}, None, 0.0, 0
+        self.data, self.pool = None, None
         self.train_fb = not o["freeze_fb_weights"]
 
     # ----------------------------------------------------------------------------- set-up
-    def setup(self, net, rng):
+    def setup(self, net, rng, train=None, **_):
+        """Draw Q from the rule's stream; ``train`` is the run's training split (sleep epochs)."""
         self.bk, self.net = net.bk, net
+        if train is not None:
+            self.data = fbk.SplitInputs(net.bk, train)
         o = self.o
         self.Q = [net.bk.asarray(q) for q in fbk.init_Q(rng, net, o["initialization_fb"],
                                                         o["sigma_init"])]
@@ -194,17 +198,27 @@ class DFC:
         self.opt_fb = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb"])
         self.opt_fb_init = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb_init"])
 
-    def noise(self, B, N, phase):
-        """``noise(t0, t1)`` for one simulation: host standard normals, a fresh stream per call
-        keyed by (seed, epoch, counter, phase), so a resumed run draws the same numbers."""
+    def noise(self, B, N, phase, steps):
+        """``noise(t0, t1)`` for one simulation of ``steps`` Euler steps: host standard normals
+        from a fresh stream keyed by (seed, epoch, counter, phase), so a resumed run draws the
+        same numbers. The next chunk is drawn on a helper thread while the loop runs (NumPy's
+        generator releases the GIL), in the same order, so the draws do not change."""
         rng = np.random.default_rng([self.noise_seed, self.epoch, self.counter, phase])
         self.counter += 1
-        sizes = self.net.sizes[1:]
+        offs = np.cumsum([0] + self.net.sizes[1:])
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1)
+        pending = {}
+
+        def make(t0):
+            return rng.standard_normal((min(t0 + NOISE_CHUNK, steps) - t0, B, N))
 
         def draw(t0, t1):
-            xi = self.bk.asarray(rng.standard_normal((t1 - t0, B, N)))
-            offs = np.cumsum([0] + sizes)
-            return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))]
+            host = pending.pop(t0).result() if t0 in pending else make(t0)
+            if t1 < steps:
+                pending[t1] = self.pool.submit(make, t1)
+            xi = self.bk.asarray(host)
+            return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(offs) - 1)]
         return draw
 
     def run(self, cache, r_target, dyn, learn, phase):
@@ -213,7 +227,8 @@ class DFC:
         x = cache.h[0]
         P = {"W": net.W, "b": net.b, "Q": self.Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
              "r_target": r_target}
-        noise = self.noise(x.shape[0], sum(net.sizes[1:]), phase) if dyn.noise != "none" else None
+        noise = None if dyn.noise == "none" else \
+            self.noise(x.shape[0], sum(net.sizes[1:]), phase, dyn.T - 1)
         v_ff0, r0 = cache.a[1:], cache.h[1:]
         use_kernel = self.bk.name == "numba" and (self.o["kernel"] == "numba" or (
             self.o["kernel"] == "auto" and sum(net.sizes[1:]) <= KERNEL_MAX_UNITS))
@@ -245,6 +260,9 @@ class DFC:
         if fb:
             self.step_feedback(st, self.opt_fb, B, self.dyn, self.o["time_constant_ratio"])
         self.last = {"u_norm": float(xp.sqrt((st.u ** 2).sum(axis=1)).mean())}
+        fb_in = [st.u @ q.T for q in self.Q]                              # Q-bar u per layer
+        lu = sum(float((a ** 2).sum()) for a in fb_in) / (B * sum(net.sizes[1:]))
+        self.lu_sum, self.lu_n = self.lu_sum + lu * B, self.lu_n + B     # surrogate H (Strong-DFC)
         if o["diagnostics"]:
             self.last.update(self.diagnose(net, cache, dL_dy, r_t, g))
         return g
@@ -273,7 +291,7 @@ class DFC:
         self.step_feedback(st, self.opt_fb_init if init else self.opt_fb, x.shape[0], dyn, tau_v)
 
     def feedback_epoch(self, init=False):
-        """A full pass of feedback learning over the training set (needs ``fb_data``)."""
+        """A full pass of feedback learning over the run's training split."""
         data, bs, max_b = self.training_data()
         order = np.random.default_rng([self.noise_seed, self.epoch, 7]).permutation(len(data))
         starts = list(range(0, len(data), bs))
@@ -281,14 +299,13 @@ class DFC:
             self.feedback_batch(*data.batch(order[i:i + bs]), init)
 
     def training_data(self):
-        """The training inputs for the feedback epochs, loaded once from ``fb_data``."""
-        fd = self.o["fb_data"]
-        if fd is None:
-            raise UserError("DFC feedback epochs need the training data: give the rule option "
-                            "fb_data (simkit run_dfc sets it)")
-        if self.data is None:
-            self.data = fbk.TrainingInputs(self.bk, fd)
-        return self.data, int(fd["batch_size"]), int(fd.get("max_batches", 0))
+        """The training inputs of the feedback epochs, and their batch size and batch cap."""
+        fs = self.o["fb_schedule"] or {}
+        if self.data is None or "batch_size" not in fs:
+            raise UserError("DFC feedback epochs need the training data and the option "
+                            "fb_schedule={'batch_size': B}: build the rule with "
+                            "simkit.experiment.build (simkit run_dfc does)")
+        return self.data, int(fs["batch_size"]), int(fs.get("max_batches", 0))
 
     def begin_epoch(self, epoch):
         """Pre-training before epoch 1, then the two-phase schedule's sleep epochs (timed into
@@ -328,6 +345,9 @@ class DFC:
 
     def epoch_metrics(self, net) -> dict:
         out = {"net": {"fb_seconds": self.fb_seconds} if self.fb_seconds is not None else {}}
+        if self.lu_n:
+            out["net"]["lu_loss"] = self.lu_sum / self.lu_n
+        self.lu_sum, self.lu_n = 0.0, 0
         for k, v in self.last.items():
             if "/" in k:
                 name, layer = k.split("/")

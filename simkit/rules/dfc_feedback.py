@@ -123,59 +123,16 @@ def angle_deg(xp, a, b) -> float:
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
-class TrainingInputs:
-    """The training split for feedback epochs (``fb_data``: the run's data keys), on the host.
+class SplitInputs:
+    """The run's training split, as the feedback ("sleep") epochs draw minibatches from it."""
 
-    Holds only the training part of the seeded train/validation split, and image data whose
-    values are exactly ``k/255`` as uint8 codes (MNIST: 43 MB instead of 345 MB); each
-    minibatch is rebuilt exactly as :func:`simkit.experiment.load_splits` builds it
-    (``k/255``, then the standardisation), so the values are bit-identical. Data sets with other
-    standardisations fall back to ``load_splits``. (A Trainer hook handing the rule the run's
-    own split would avoid the second load; see the report of issue 3.)
-    """
-
-    CONSTANTS = {"none": None, "mnist": (0.1307, 0.3081)}
-
-    def __init__(self, bk, fd):
-        from simkit import data as simdata
-        from simkit.nn import soft_targets
-        self.bk, self.split = bk, None
-        if fd["standardize"] not in self.CONSTANTS:
-            from simkit.experiment import load_splits, resolve_config
-            keep = {k: v for k, v in fd.items() if k not in ("max_batches",)}
-            self.split = load_splits(bk, resolve_config(keep))[0]["train"]
-            return
-        ds = simdata.load(fd["dataset"], fd["data_dir"], **(fd.get("dataset_opts") or {}))
-        idx = np.arange(len(ds.x_train))
-        train = simdata.split_validation(idx, idx, int(fd["val_size"]), fd["data_seed"])[0]
-        self.x = self._compact(ds.x_train, train)
-        y = ds.y_train[train]
-        self.t = soft_targets(y, ds.n_classes, float(fd["target_value"])) \
-            if ds.task == "classification" else y
-        self.norm = self.CONSTANTS[fd["standardize"]]
-
-    @staticmethod
-    def _compact(x, rows):
-        """uint8 codes when every value is exactly k/255, else the float rows."""
-        codes = np.empty((len(rows),) + x.shape[1:], dtype=np.uint8)
-        for i in range(0, len(rows), 5000):
-            part = x[rows[i:i + 5000]]
-            k = np.rint(part * 255.0)
-            if not (np.array_equal(k / 255.0, part) and k.min() >= 0 and k.max() <= 255):
-                return x[rows]
-            codes[i:i + 5000] = k
-        return codes
+    def __init__(self, bk, split):
+        self.bk, self.split = bk, split
 
     def __len__(self):
-        return len(self.split) if self.split is not None else len(self.x)
+        return len(self.split)
 
     def batch(self, idx):
         """Device ``(x, t)`` of the training samples ``idx`` (host integer array)."""
-        if self.split is not None:
-            j = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
-            return self.split.x[j], self.split.t[j]
-        x = self.x[idx]
-        x = x / 255.0 if x.dtype == np.uint8 else x
-        if self.norm is not None:
-            x = (x - self.norm[0]) / self.norm[1]
-        return self.bk.asarray(x), self.bk.asarray(self.t[idx])
+        j = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
+        return self.split.x[j], self.split.t[j]
