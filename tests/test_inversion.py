@@ -157,3 +157,50 @@ def test_feedback_inits_do_not_touch_w():
         assert B.shape == W.T.shape
     np.testing.assert_array_equal(W, W0)
     assert inv.mat_angle(inv.init_feedback(rng, W, "neg-transpose"), W) == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("g", [False, True])
+def test_sdi_numpy_numba_parity(g):
+    rng = np.random.default_rng(5)
+    W1, W2 = rng.uniform(-0.3, 0.3, (10, 20)), rng.uniform(-0.3, 0.3, (10, 10))
+    delta = rng.standard_normal((3, 10))
+    out = [sdi_reference(xp, W1, W2, -(W2 @ W1).T, delta, 0.01, 0.5, 400, g,
+                         bk=get_backend(b, "float64")) for b in ("numpy", "numba")]
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("dh_mode", ["paper", "code_2021"])
+def test_nonlinear_bp_errors_vs_finite_differences(dh_mode):
+    """'paper' BP errors are -dL/da of 1/2|y*-y|^2; 'code_2021' multiplies h' in once more."""
+    from simkit.rules.inversion import Model, ModelSpec, TaskConfig, forward, hidden_errors
+    rng = np.random.default_rng(6)
+    sizes = [5, 4, 3, 2]
+    W = [rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
+    b = [rng.standard_normal(o) for o in sizes[1:]]
+    x, t = rng.standard_normal((1, 5)), rng.standard_normal((1, 2))
+    cfg = TaskConfig(["tanh", "tanh", "linear"], eta=0.0, dh_mode=dh_mode)
+    m = Model(ModelSpec("BP", "BP"), W, b, [None] * 3)
+    hs = forward(xp, W, b, cfg.acts, x)
+    deltas = hidden_errors(xp, m, cfg, hs, t - hs[-1], None)
+
+    def loss(a1):                                        # as a function of layer 1's pre-activation
+        h = np.tanh(a1)
+        return 0.5 * np.sum((t - (np.tanh(h @ W[1].T + b[1]) @ W[2].T + b[2])) ** 2)
+    a1 = x @ W[0].T + b[0]
+    fd = np.array([(loss(a1 + h) - loss(a1 - h)) / 2e-6 for h in 1e-6 * np.eye(4)])
+    want = -fd if dh_mode == "paper" else None
+    if dh_mode == "paper":
+        np.testing.assert_allclose(deltas[0][0], want, rtol=1e-6, atol=1e-9)
+    else:                                                # h'^2 at both hidden layers
+        d2 = ((t - hs[-1]) @ W[2]) * (1 - hs[2] ** 2) ** 2
+        np.testing.assert_allclose(deltas[0], (d2 @ W[1]) * (1 - hs[1] ** 2) ** 2, rtol=1e-12)
+
+
+def test_di_parity_large_uses_blas_branch():
+    rng = np.random.default_rng(8)
+    W = rng.uniform(-0.2, 0.2, (40, 80))                 # 64 x 40 x 80 > kernels.di.SMALL
+    delta = rng.standard_normal((64, 40))
+    out = [DISolver(get_backend(b, "float64"), n_steps=200)(W, -W.T, 0.01, delta)
+           for b in ("numpy", "numba")]
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-10, atol=1e-12)

@@ -107,20 +107,42 @@ def di_reference(xp, W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, i
                 return
 
 
-def sdi_reference(xp, W1, W2, B, delta, alpha, dt, n_steps, g_tanh):
-    """Readable SDI loop; returns (r_x, r_y) for a batch (rows of ``delta``)."""
-    n = delta.shape[0]
-    rx = xp.zeros((n, W1.shape[1]), dtype=delta.dtype)
-    ry = xp.zeros((n, W1.shape[0]), dtype=delta.dtype)
-    rz = xp.zeros_like(delta)
-    g = (lambda a: xp.tanh(a)) if g_tanh else (lambda a: a)
+def sdi_loop_reference(xp, W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, info):
+    """Readable SDI loop, in place on (r_x, r_y, r_z); ``info`` as in :func:`di_reference`."""
+    g = (lambda a: xp.tanh(a)) if g_tanh else (lambda a: a)      # noqa: E731
+    info[0], info[1] = 0, -1
     for t in range(1, int(n_steps)):
         rx += dt * (-rx + rz @ B.T)
         ry += dt * (-ry + g(rx) @ W1.T)
         rz += dt * (-alpha * rz + g(ry) @ W2.T - delta)
+        info[0] = t
         if t % CHECK_EVERY == 0 and not float(xp.abs(rz).max()) < BLOWUP:
-            raise NumericalError(f"SDI Euler loop diverged at step {t} (dt={dt}, alpha={alpha}); "
-                                 "the loop's Jacobian (sdi_jacobian) is unstable or dt too large")
+            info[1] = t
+            return
+
+
+def sdi_reference(xp, W1, W2, B, delta, alpha, dt, n_steps, g_tanh, bk=None):
+    """SDI for a batch (rows of ``delta``) from zero state; returns (r_x, r_y).
+
+    With a backend ``bk`` the loop runs as its kernel (the Numba twin on numba).
+    """
+    n = delta.shape[0]
+    rx = xp.zeros((n, W1.shape[1]), dtype=delta.dtype)
+    ry = xp.zeros((n, W1.shape[0]), dtype=delta.dtype)
+    rz = xp.zeros_like(delta)
+    info = np.zeros(2)
+    dims = np.array([n, W1.shape[1], W1.shape[0], W2.shape[0]], dtype=np.int64)
+    if bk is not None and bk.name == "numba":
+        from simkit.kernels.di import SDI_KERNEL
+        run = bk.kernel(SDI_KERNEL)
+        c = np.ascontiguousarray
+        run(c(W1), c(W2), c(B), c(delta), dims, float(alpha), float(dt), int(n_steps),
+            int(g_tanh), rx, ry, rz, info)
+    else:
+        sdi_loop_reference(xp, W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, info)
+    if info[1] >= 0 or not bool(xp.isfinite(rx).all()):
+        raise NumericalError(f"SDI Euler loop diverged at step {int(info[1])} (dt={dt}, alpha={alpha}); "
+                             "the loop's Jacobian (sdi_jacobian) is unstable or dt too large")
     return rx, ry
 
 

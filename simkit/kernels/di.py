@@ -12,6 +12,8 @@ Arguments (shared by the twins): inputs ``W`` (d_out, d_in), ``B`` (d_in, d_out)
 (n, d_out), ``dims`` = (n, d_out, d_in) int64, ``alpha, dt, n_steps, g_tanh, tol``; in-place
 outputs ``u`` (n, d_out), ``r`` (n, d_in), ``info`` = [steps taken, divergence step or -1].
 
+``SDI_KERNEL`` is the same arrangement for the single loop (``sdi_loop_reference``).
+
 Twins: the Numba ``loop`` reshapes the flat arrays and uses ``np.dot`` (BLAS) for the two
 products per step: one compiled call runs the whole loop for the whole batch, with no Python
 per step. CuPy has no CUDA twin (``cuda=None``): an Euler loop of matrix products does not fit
@@ -20,29 +22,51 @@ per step, for the whole batch at once).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simkit.backend import Kernel
-from simkit.dynamics.di import BLOWUP, CHECK_EVERY, di_reference
+from simkit.dynamics.di import BLOWUP, CHECK_EVERY, di_reference, sdi_loop_reference
+
+
+SMALL = 4096      # below this many multiply-adds per product, inline loops beat np.dot's call
 
 
 def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
     """Numba twin over flat arrays (same semantics as ``di_reference``)."""
     n, d_out, d_in = dims[0], dims[1], dims[2]
-    Wt = np.ascontiguousarray(W.reshape((d_out, d_in)).T)          # (d_in, d_out)
-    Bt = np.ascontiguousarray(B.reshape((d_in, d_out)).T)          # (d_out, d_in)
-    D = delta.reshape((n, d_out))
-    U = u.reshape((n, d_out))
-    R = r.reshape((n, d_in))
+    Wm = W.reshape((d_out, d_in))
+    Bm = B.reshape((d_in, d_out))
+    Wt, Bt = np.ascontiguousarray(Wm.T), np.ascontiguousarray(Bm.T)
+    D, U, R = delta.reshape((n, d_out)), u.reshape((n, d_out)), r.reshape((n, d_in))
+    small = n * d_out * d_in < SMALL
+    WG, BU = np.empty((n, d_out)), np.empty((n, d_in))
     info[0] = 0.0
     info[1] = -1.0
     for t in range(1, n_steps):
         G = np.tanh(R) if g_tanh else R
-        WG = np.dot(G, Wt)
+        if small:                          # WG = G W^T, inline (Numba compiles one function)
+            for i in range(n):
+                for j in range(d_out):
+                    acc = 0.0
+                    for q in range(d_in):
+                        acc += G[i, q] * Wm[j, q]
+                    WG[i, j] = acc
+        else:
+            WG[:, :] = np.dot(G, Wt)
         for i in range(n):
             for j in range(d_out):
                 U[i, j] += dt * (-alpha * U[i, j] + WG[i, j] - D[i, j])   # Eq. (5)
-        BU = np.dot(U, Bt)
+        if small:                          # BU = U B^T
+            for i in range(n):
+                for j in range(d_in):
+                    acc = 0.0
+                    for q in range(d_out):
+                        acc += U[i, q] * Bm[j, q]
+                    BU[i, j] = acc
+        else:
+            BU[:, :] = np.dot(U, Bt)
         step = 0.0
         big = 0.0
         for i in range(n):
@@ -62,6 +86,46 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
 
 
 DI_KERNEL = Kernel("di_euler", reference=di_reference, loop=di_loop, cuda=None)
+
+
+def sdi_loop(W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, info):
+    """Numba twin of the SDI loop (``dims`` = n, n_1, n_2, n_3); same step order as the reference.
+
+    Products are inline loops (SDI is used at 20-10-10 sizes, where a BLAS call costs more).
+    """
+    n, n1, n2, n3 = dims[0], dims[1], dims[2], dims[3]
+    A1, A2, Bm = W1.reshape((n2, n1)), W2.reshape((n3, n2)), B.reshape((n1, n3))
+    D = delta.reshape((n, n3))
+    X, Y, Z = rx.reshape((n, n1)), ry.reshape((n, n2)), rz.reshape((n, n3))
+    gx, gy = np.empty(n1), np.empty(n2)
+    info[0] = 0.0
+    info[1] = -1.0
+    for t in range(1, n_steps):
+        for i in range(n):
+            for j in range(n1):                                  # r_x += dt(-r_x + B r_z)
+                acc = 0.0
+                for q in range(n3):
+                    acc += Bm[j, q] * Z[i, q]
+                X[i, j] += dt * (-X[i, j] + acc)
+                gx[j] = math.tanh(X[i, j]) if g_tanh else X[i, j]
+            for j in range(n2):                                  # r_y += dt(-r_y + W1 g(r_x))
+                acc = 0.0
+                for q in range(n1):
+                    acc += A1[j, q] * gx[q]
+                Y[i, j] += dt * (-Y[i, j] + acc)
+                gy[j] = math.tanh(Y[i, j]) if g_tanh else Y[i, j]
+            for j in range(n3):                                  # r_z += dt(-a r_z + W2 g(r_y) - d)
+                acc = 0.0
+                for q in range(n2):
+                    acc += A2[j, q] * gy[q]
+                Z[i, j] += dt * (-alpha * Z[i, j] + acc - D[i, j])
+        info[0] = t
+        if t % CHECK_EVERY == 0 and not np.abs(Z).max() < BLOWUP:
+            info[1] = t
+            return
+
+
+SDI_KERNEL = Kernel("sdi_euler", reference=sdi_loop_reference, loop=sdi_loop, cuda=None)
 
 
 # ----------------------------------------------------------------------------------------------

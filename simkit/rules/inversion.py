@@ -36,7 +36,6 @@ Deviations from the original code
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,7 +234,8 @@ def hidden_errors(xp, m, cfg, hs, e, di):
     rule, alpha = m.spec.rule, m.spec.alpha
     if rule == "SDI":
         from simkit.dynamics.di import sdi_reference
-        rx, ry = sdi_reference(xp, m.W[1], m.W[2], m.B_sdi, e, alpha, di.dt, di.n_steps, True)
+        rx, ry = sdi_reference(xp, m.W[1], m.W[2], m.B_sdi, e, alpha, di.dt, di.n_steps, True,
+                               bk=di.bk)
         deltas[0], deltas[1] = rx, ry                               # used directly, no h'
     else:
         for l in range(L - 1, 0, -1):
@@ -322,7 +322,7 @@ def build_models(bk, specs, W0, b0, rng, optim_B=None, sdi_optim=None):
 
 
 def optim_feedback(W0, rng, ssa_opts, alpha=0.0, retries=3):
-    """Per-layer SSA-optimised B (from U(-0.01, 0.01)... scaled like W), shared by 'optim' models."""
+    """Per-layer SSA-optimised B (from U(-0.01, 0.01) draws), shared by all 'optim' models."""
     out = [None] * len(W0)
     for l in range(len(W0) - 1, 0, -1):                               # B2 then B1, as the original
         out[l] = init_feedback(rng, W0[l], "optim", scale=0.01, alpha=alpha,
@@ -351,10 +351,6 @@ def check_finite(bk, m):
     """Stop a model whose weights blew up (called at every evaluation)."""
     if not all(bool(bk.xp.isfinite(w).all()) for w in m.W):
         raise NumericalError(f"model {m.spec.name}: weights became NaN/inf; lower eta")
-
-
-def clone_models(models):
-    return copy.deepcopy(models)
 
 
 def ndi_reference_delta(xp, m, cfg, hs, e):
