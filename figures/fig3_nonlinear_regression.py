@@ -13,7 +13,6 @@ Writes ``curves.npz``, ``fig3_nonlinear_regression.png`` and ``.pdf`` into ``--o
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simkit.backend import get_backend, limit_threads  # noqa: E402
+from simkit.backend import get_backend                 # noqa: E402
+from simkit.figure import figure_parser, run_figure     # noqa: E402
 from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
-from simkit.results import load_arrays, save_arrays        # noqa: E402
 
 NAME = "fig3_nonlinear_regression"
 
@@ -85,33 +84,20 @@ def plot(res: dict, out: Path):
     plt.close(fig)
 
 
+def summary(res) -> list:
+    return [f"{NAME}: computed in {float(res['seconds']):.1f} s; final NSE " + ", ".join(
+        f"{n} {v:.1e}" for n, v in zip(res["names"], res["nse"][-1]))]
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = figure_parser(__doc__, NAME)
     p.add_argument("--quick", action="store_true", help="300 examples (pipeline check)")
     p.add_argument("--n-train", type=int, default=10000, help="examples (20000: 'exact' Fig. 3)")
     p.add_argument("--dh-mode", choices=("paper", "code_2021"), default="paper",
                    help="h' once (paper) or twice for BP/FA/PBP/NDI (the Jan-2021 script)")
-    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default=None)
     p.add_argument("--eval-every", type=int, default=1, help="training-set error every k examples")
-    p.add_argument("--plot-only", action="store_true", help="redraw from saved curves.npz")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS/Numba threads (per-sample products are small: 1 was 10x faster "
-                        "than 2 on a shared 2-core box)")
     args = p.parse_args(argv)
-    limit_threads(args.threads)
-    path = args.out / "curves.npz"
-    if args.plot_only:
-        res = load_arrays(path)
-    else:
-        res = compute(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        save_arrays(path, res)
-        print(f"{NAME}: computed in {float(res['seconds']):.1f} s; final NSE " + ", ".join(
-            f"{n} {v:.1e}" for n, v in zip(res["names"], res["nse"][-1])))
-    plot(res, args.out)
-    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+    return run_figure(args, NAME, compute, plot, summary)
 
 
 if __name__ == "__main__":

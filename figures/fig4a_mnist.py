@@ -12,7 +12,6 @@ Needs MNIST in ``$SIMKIT_DATA/mnist`` (``simkit data fetch mnist``). Writes ``cu
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simkit.backend import get_backend, limit_threads  # noqa: E402
+from simkit.backend import get_backend                 # noqa: E402
+from simkit.figure import figure_parser, run_figure     # noqa: E402
 from simkit.inversion_tasks import mnist_task, style       # noqa: E402
-from simkit.results import load_arrays, save_arrays        # noqa: E402
 
 NAME = "fig4a_mnist"
 
@@ -56,36 +55,23 @@ def plot(res: dict, out: Path):
     plt.close(fig)
 
 
+def summary(res) -> list:
+    return [f"{NAME}: {float(res['seconds']):.1f} s; test error (%) after "
+            f"{int(res['samples'][-1])} samples: " + ", ".join(
+                f"{n} {v:.1f}" for n, v in zip(res["names"], res["test_error"][-1]))]
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = figure_parser(__doc__, NAME)
     p.add_argument("--quick", action="store_true", help="200 samples, 1000 test images")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--samples", type=int, default=None, help="samples per epoch (default: 60000)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--batch", type=int, default=1, help="minibatch (1: the original's online SGD)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default=None)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", type=Path, default=Path("figures/out") / NAME)
-    p.add_argument("--plot-only", action="store_true")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS/Numba threads (per-sample products are small: 1 was 10x faster "
-                        "than 2 on a shared 2-core box)")
     args = p.parse_args(argv)
-    limit_threads(args.threads)
-    path = args.out / "curves.npz"
-    if args.plot_only:
-        res = load_arrays(path)
-    else:
-        res = compute(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        save_arrays(path, res)
-        print(f"{NAME}: {float(res['seconds']):.1f} s; test error (%) after "
-              f"{int(res['samples'][-1])} samples: " + ", ".join(
-                  f"{n} {v:.1f}" for n, v in zip(res["names"], res["test_error"][-1])))
-    plot(res, args.out)
-    print(f"wrote {args.out}/{NAME}.png, .pdf, curves.npz")
+    return run_figure(args, NAME, compute, plot, summary)
 
 
 if __name__ == "__main__":
