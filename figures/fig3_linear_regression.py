@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure     # noqa: E402
+from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
 
 NAME = "fig3_linear_regression"
@@ -60,11 +60,7 @@ def plot(res: dict, out: Path):
             if y is not None:
                 a.plot(np.asarray(y).reshape(len(y), -1)[:, 0], **style(n))
         a.set(title=title, xlabel="examples")
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, NAME)
 
 
 def summary(res) -> list:

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure     # noqa: E402
+from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
 
 NAME = "fig3_nonlinear_regression"
@@ -77,11 +77,7 @@ def plot(res: dict, out: Path):
     _lines(ax[1, 1], res, sdi, "ndi2", ls="--", label=None)
     ax[1, 1].set(title="k: SDI vs NDI (deg)", xlabel="examples")
     ax[1, 2].axis("off")
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, NAME)
 
 
 def summary(res) -> list:

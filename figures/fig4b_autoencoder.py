@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure     # noqa: E402
+from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import autoencoder_task, style  # noqa: E402
 
 NAME = "fig4b_autoencoder"
@@ -53,11 +53,7 @@ def plot(res: dict, out: Path):
         a.set(title=f"4b: autoencoder, {init} init", xlabel="training examples",
               ylabel="test MSE per pixel")
         a.legend()
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"{NAME}.{ext}", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, NAME)
 
 
 def summary(res) -> list:

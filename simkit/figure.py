@@ -56,3 +56,13 @@ def _run(args, name, compute, plot, summary):
     plot(res, args.out)
     print(f"wrote {args.out}/{name}.png, .pdf, curves.npz")
     return res
+
+
+def save_figure(fig, out: Path, name: str):
+    """Lay out, save as PNG and PDF in ``out``, and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{name}.{ext}", dpi=120)
+    plt.close(fig)
