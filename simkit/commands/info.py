@@ -26,7 +26,16 @@ def info(args) -> int:
     return 0
 
 
-FIGURES: dict = {}
+def figures() -> dict:
+    """Figure scripts in the checkout's figures/ folder: name -> first docstring line."""
+    import ast
+    from pathlib import Path
+    folder = Path(__file__).resolve().parents[2] / "figures"
+    out = {}
+    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        out[f"figures/{path.name}"] = doc.strip().splitlines()[0] if doc.strip() else ""
+    return out
 
 
 def listing(args) -> int:
@@ -38,15 +47,16 @@ def listing(args) -> int:
     sections = {
         "rules": {k: v[0] for k, v in RULES.items()},
         "datasets": DATASETS,
-        "figures": FIGURES,
+        "figures": figures(),
         "commands": papers,
     }
     for name, items in sections.items():
         if args.what and args.what != name:
             continue
         print(f"{name}:")
+        width = max((len(k) for k in items), default=0)
         for key, text in items.items():
-            print(f"  {key:<22} {text}")
+            print(f"  {key:<{width}}  {text}")
         if not items:
             print("  (none yet)")
     return 0
