@@ -6,6 +6,7 @@ random inputs of the same shape). Prints samples/s and seconds per epoch for eac
 present; numbers are the median of ``--repeats`` epochs after one warm-up epoch.
 
     python benchmarks/bench_bp.py [--backends numpy numba cupy] [--dtype float32] [--repeats 3]
+                                  [--threads 1]
 
 Targets (issue 2): at most 3 s per epoch on a 2-core CPU (the original PyTorch code takes about
 7 s on one thread), under 1 s on an H100.
@@ -16,11 +17,10 @@ import time
 
 import numpy as np
 
-from simkit.backend import get_backend
+from simkit.backend import get_backend, limit_threads
 from simkit.errors import UserError
-from simkit.experiment import build, resolve_config
-from simkit.train import Trainer, epoch_order  # noqa: F401  (epoch_order documents the order)
-from simkit.experiment import Split
+from simkit.experiment import Split, build, resolve_config
+from simkit.train import Trainer
 
 
 def mnist_like(data_dir):
@@ -62,9 +62,14 @@ def main():
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="cap BLAS/Numba threads (default: all cores)")
     args = p.parse_args()
+    if args.threads:
+        limit_threads(args.threads)
     x, y, source = mnist_like(args.data_dir)
-    print(f"BP epoch, 784-256-256-256-10 tanh, batch 128, {len(x)} samples ({source}), {args.dtype}")
+    print(f"BP epoch, 784-256-256-256-10 tanh, batch 128, {len(x)} samples ({source}), "
+          f"{args.dtype}, threads {args.threads or 'all'}")
     for name in args.backends:
         try:
             s = time_backend(name, args.dtype, x, y, args.repeats)
