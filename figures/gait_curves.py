@@ -1,23 +1,25 @@
-"""GAIT-prop's training curves: test accuracy of BP, GAIT-prop and TP (square net) and of
-GAIT-prop on the tower, simkit's runs next to the original code's (Ahmad et al. 2020, Fig. 3-like).
+"""Ahmad et al. 2020 (GAIT-prop): MNIST test accuracy of BP, GAIT-prop and TP, simkit vs original.
 
-Plotting reads saved results only: run directories written by ``simkit gait`` (their
-``metrics.csv``: test accuracy against fractional epochs) and, as dashed lines, the original
-code's curves (``*_test_acc.txt``, one value per line: before training, then after the updates of
-batches 10, 20, ..., 990 of every epoch), e.g. ``/work/shared/research/gait_tp_ref_curves``.
+Square net (784 wide, 4 hidden layers) and the tower 784-784-500-200-10 (GAIT-prop), simkit's
+curves next to the original code's.
 
-    python figures/gait_curves.py --runs results/MNIST_BP_... results/MNIST_GAIT_... \\
-        [--ref-dir DIR] [--out figures/out/gait_curves.png]
-    python figures/gait_curves.py --quick [--out ...]   # computes tiny runs first (~20 s)
+Reads saved results only: run directories written by ``simkit gait`` (their ``metrics.csv``: test
+accuracy against fractional epochs) and, as dashed lines, the original code's curves
+(``*_test_acc.txt``, one value per line: before training, then after the updates of batches 10,
+20, ..., 990 of every epoch), e.g. ``/work/shared/research/gait_tp_ref_curves``.
+
+    python figures/gait_curves.py --runs results/MNIST_BP_... results/MNIST_GAIT_... [--ref-dir DIR]
+    python figures/gait_curves.py --quick        # computes tiny runs first (~10 s)
+    python figures/gait_curves.py --plot-only    # redraw from the saved curves.npz
 
 Without ``--runs`` it takes every run directory under ``results/`` (``simkit gait``'s default).
-``--quick`` trains each published command for 30 batches on the first 3,600 MNIST training
-images (random data if MNIST is missing), with one hidden layer instead of four and a 1,000-image
-test set, evaluating every 5 batches; it checks the pipeline, not the paper's numbers.
+``--quick`` trains each published command for 30 batches on the first 3,600 MNIST training images
+(random pixels if MNIST is missing), with one hidden layer instead of four and a 1,000-image test
+set, evaluating every 5 batches: it checks the pipeline, not the paper's numbers. Writes
+``curves.npz``, ``gait_curves.png`` and ``.pdf`` into ``--out``.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -27,6 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.errors import UserError                                # noqa: E402
+from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+
+NAME = "gait_curves"
 REF_DIR = Path(os.environ.get("SIMKIT_RESEARCH", "/work/shared/research")) / "gait_tp_ref_curves"
 PUBLISHED = {   # label -> run.py flags (README of nasiryahm/GAIT-prop)
     "BP": ["--algorithm=BP", "--learning_rate=0.0001", "--nb_layers=4"],
@@ -51,7 +59,7 @@ def original_epochs(n_points: int, per_epoch: int = 99, nb: int = 1000) -> np.nd
 
 
 def read_run(path: Path):
-    """``(label, epochs, test accuracy)`` of a ``simkit gait`` run directory."""
+    """``(label, epochs, test accuracy, config)`` of a ``simkit gait`` run directory."""
     cfg = json.loads((path / "run.json").read_text())["config"]
     label = cfg["algorithm"] + (" tower" if cfg["tower"] else "")
     with open(path / "metrics.csv", newline="") as f:
@@ -66,55 +74,25 @@ def read_reference(ref_dir: Path) -> dict:
     if not ref_dir.is_dir():
         return out
     for f in sorted(ref_dir.glob("MNIST_*_test_acc.txt")):
-        alg = f.name.split("_")[1]
-        label = alg + (" tower" if "TOWER" in f.name else "")
+        label = f.name.split("_")[1] + (" tower" if "TOWER" in f.name else "")
         acc = np.loadtxt(f)
         out[label] = (original_epochs(len(acc)), acc)
-    return out
-
-
-def plot(runs, reference, out: Path, title_note=""):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, tower in zip(axes, (False, True)):
-        for label, (x, y) in reference.items():
-            if label.endswith("tower") == tower:
-                ax.plot(x, 100 * y, "--", color=COLORS.get(label, "k"), lw=1, alpha=0.7,
-                        label=f"{label} (original code)")
-        for label, x, y, cfg in runs:
-            if label.endswith("tower") == tower:
-                form = " orig. form" if cfg.get("gait_formulation") == "original" else ""
-                ax.plot(x, 100 * y, "-", color=COLORS.get(label, "k"), lw=1.5,
-                        label=f"{label}{form} (simkit)")
-        ax.set_title(("tower 784-784-500-200-10" if tower else "square, 784 wide, 4 hidden")
-                     + title_note)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0].set_ylabel("MNIST test accuracy (%)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 
 def quick_data():
     """3,600 training and 1,000 test images of MNIST (random pixels if MNIST is absent)."""
     from simkit.commands.gait import load_data
-    from simkit.errors import UserError
     try:
         x, y, xt, yt, C = load_data({"dataset": "MNIST", "data_dir": None})
         return x[:3600], y[:3600], xt[:1000], yt[:1000], C
     except UserError:
         rng = np.random.default_rng(0)
-        return rng.random((3600, 784)), rng.integers(0, 10, 3600), rng.random((1000, 784)), \
-            rng.integers(0, 10, 1000), 10
+        return (rng.random((3600, 784)), rng.integers(0, 10, 3600), rng.random((1000, 784)),
+                rng.integers(0, 10, 1000), 10)
 
 
-def quick_runs(root: Path) -> list:
+def quick_runs(root: Path, backend=None) -> list:
     """Tiny versions of the published commands (see the module docstring)."""
     from simkit.commands.gait import config_from_flags, execute
     data = quick_data()
@@ -122,40 +100,79 @@ def quick_runs(root: Path) -> list:
     for label, flags in PUBLISHED.items():
         flags = [f for f in flags if not f.startswith("--nb_layers")] + [
             "--nb_layers=1", "--nb_epochs=1", "--max_batches=30", "--eval_every=5",
-            "--eval_splits=test"]
-        cfg = config_from_flags(flags)
+            "--eval_splits=test"] + ([f"--backend={backend}"] if backend else [])
         path = root / label.replace(" ", "_")
-        execute(cfg, path, data=data, log=None, progress=False)
+        execute(config_from_flags(flags), path, data=data, log=None, progress=False)
         paths.append(path)
     return paths
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", nargs="*", default=None, help="simkit gait run directories")
-    p.add_argument("--ref-dir", default=str(REF_DIR), help="the original's *_test_acc.txt curves")
-    p.add_argument("--out", default="figures/out/gait_curves.png")
-    p.add_argument("--quick", action="store_true", help="compute tiny runs first, then plot")
-    args = p.parse_args(argv)
-    note = ""
+def compute(args) -> dict:
+    """Gather the curves: simkit runs (``--runs``, ``results/*`` or ``--quick``) and the original's."""
     if args.quick:
-        tmp = Path(tempfile.mkdtemp(prefix="gait_quick_"))
-        paths, note = quick_runs(tmp), " (quick: 30 batches, 1 hidden)"
+        paths = quick_runs(Path(tempfile.mkdtemp(prefix="gait_quick_")), args.backend)
     elif args.runs:
         paths = [Path(r) for r in args.runs]
     else:
         paths = sorted(q.parent for q in Path("results").glob("*/run.json"))
     runs = [read_run(q) for q in paths if (q / "metrics.csv").exists()]
     if not runs:
-        print("gait_curves: no runs found; pass --runs DIR... or --quick", file=sys.stderr)
-        return 2
-    out = plot(runs, read_reference(Path(args.ref_dir)), Path(args.out), note)
-    for label, x, y, _ in runs:
-        ends = {int(e): a for e, a in zip(x, y) if float(e).is_integer()}
-        print(f"{label:<11} " + "  ".join(f"ep{e} {100 * a:.2f}%" for e, a in sorted(ends.items())))
-    print(f"figure: {out}")
-    return 0
+        raise UserError("no simkit gait runs found; pass --runs DIR... or --quick")
+    curves = [(label, "simkit" + (" (orig. GAIT form)" if cfg.get("gait_formulation") == "original"
+                                  else ""), x, y) for label, x, y, cfg in runs]
+    curves += [(label, "original code", x, y) for label, (x, y) in
+               read_reference(Path(args.ref_dir)).items()]
+    res = {"labels": np.array([c[0] for c in curves]), "sources": np.array([c[1] for c in curves]),
+           "quick": np.asarray(bool(args.quick))}
+    for i, (_, _, x, y) in enumerate(curves):
+        res[f"epoch_{i}"], res[f"acc_{i}"] = x, y
+    return res
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    note = " (quick: 30 batches, 1 hidden)" if bool(res["quick"]) else ""
+    for ax, tower in zip(axes, (False, True)):
+        for i, (label, source) in enumerate(zip(res["labels"], res["sources"])):
+            label, source = str(label), str(source)
+            if label.endswith("tower") != tower:
+                continue
+            original = source == "original code"
+            color = "C3" if "orig. GAIT" in source else COLORS.get(label, "k")
+            ax.plot(res[f"epoch_{i}"], 100 * res[f"acc_{i}"], "--" if original else "-",
+                    color=color, lw=1 if original else 1.5,
+                    alpha=0.7 if original else 1.0, label=f"{label} ({source})")
+        ax.set(title=("tower 784-784-500-200-10" if tower else "square, 784 wide, 4 hidden") + note,
+               xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("MNIST test accuracy (%)")
+    save_figure(fig, out, NAME)
+
+
+def summary(res) -> list:
+    """Test accuracy at each epoch end of the simkit runs."""
+    lines = []
+    for i, (label, source) in enumerate(zip(res["labels"], res["sources"])):
+        if str(source).startswith("simkit"):
+            ends = [(int(e), a) for e, a in zip(res[f"epoch_{i}"], res[f"acc_{i}"])
+                    if float(e).is_integer()]
+            lines.append(f"{NAME}: {label} {source}: " +
+                         "  ".join(f"ep{e} {100 * a:.2f}%" for e, a in ends))
+    return lines
+
+
+def main(argv=None):
+    p = figure_parser(__doc__, NAME)
+    p.add_argument("--runs", nargs="*", default=None, help="simkit gait run directories")
+    p.add_argument("--ref-dir", default=str(REF_DIR), help="the original's *_test_acc.txt curves")
+    p.add_argument("--quick", action="store_true", help="compute tiny runs first, then plot")
+    args = p.parse_args(argv)
+    return run_figure(args, NAME, compute, plot, summary)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

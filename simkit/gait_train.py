@@ -95,7 +95,7 @@ class GaitTrainer:
     # ------------------------------------------------------------------------------ evaluation
     def evaluate(self, split: Split) -> dict:
         """Accuracy (argmax of the first C output units) and loss over a whole split."""
-        xp, C = self.bk.xp, split.onehot.shape[1]
+        C = split.onehot.shape[1]
         correct, loss = 0, 0.0
         for i in range(0, len(split), self.s.eval_batch_size):
             y = self.net.predict(split.x[i:i + self.s.eval_batch_size])[:, :C]
@@ -128,7 +128,7 @@ class GaitTrainer:
         T = output_target(xp, cache.y, onehot)
         grads = self.rule.grads(self.net, cache, None, t=T)
         self.opt.step(self.net.params(), grads)
-        self.net.weights_changed()                 # inverses refreshed lazily at next use
+        self.net.weights_changed()
         return 0.5 * float(((cache.y[:, :onehot.shape[1]] - onehot) ** 2).sum()) / x.shape[0]
 
     def train_epoch(self, e: int):

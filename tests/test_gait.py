@@ -11,15 +11,36 @@ import pytest
 
 from simkit.errors import NumericalError, UserError
 from simkit.gait_train import GaitTrainer, Schedule, Split
-from simkit.nn.invertible import (InvertibleNet, LayerInverse, ortho_grad, ortho_penalty,
-                                  original_init, sigma, sigma_inv)
+from simkit.nn.invertible import (
+    InvertibleNet,
+    original_init,
+    ortho_grad,
+    ortho_penalty,
+    probe_rows,
+    sigma,
+    sigma_inv,
+    solve_right,
+)
 from simkit.optim import Adam
 from simkit.results import RunDir, load_arrays
-from simkit.rules.gait import (InvertibleRule, bp_deltas, gait_deltas_exact, output_target,
-                               scaled_increment, tp_targets)
+from simkit.rules.gait import (
+    InvertibleRule,
+    output_target,
+    scaled_increment,
+    tp_targets,
+)
 from tests.helpers import finite_difference, numba_backend, numpy_backend
 
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """One BLAS thread: on a shared 2-core box two threads that wait for a busy core make the
+    784-wide products up to 100x slower; one is at most 2x slower when the box is idle."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def batch(n, N=12, seed=0, C=10):
@@ -84,15 +105,17 @@ def test_singular_and_ill_conditioned_layers_are_reported(bk):
     x, onehot = batch(8, C=4)
     with pytest.raises(NumericalError, match="layer 2 is singular or ill-conditioned"):
         grads_of(net, "GAIT", x, onehot)
-    W = np.diag([1.0] * 7 + [1e-14])                            # invertible but cond 1e14
-    with pytest.raises(NumericalError, match="condition number"):
-        LayerInverse(bk, W, 3)
+    Y, R = np.ones((3, 8)), probe_rows(8)
+    with pytest.raises(NumericalError, match="condition number"):    # invertible, cond 1e14
+        solve_right(np, np.diag([1.0] * 7 + [1e-14]), Y, R, 3)
     W = np.eye(8)
     W[0, 0] = np.nan
     with pytest.raises(NumericalError):
-        LayerInverse(bk, W, 1)
-    inv = LayerInverse(bk, np.diag([1.0] * 7 + [1e-6]), 1)      # badly scaled but fine
-    assert 1e5 < inv.cond < 1e7
+        solve_right(np, W, Y, R, 1)
+    X, cond = solve_right(np, np.diag([1.0] * 7 + [1e-6]), Y, R, 1)   # badly scaled but fine
+    assert 1e4 < cond < 1e7 and X[0, 7] == pytest.approx(1e6)
+    Q = original_init(64, 3, True)
+    assert solve_right(np, Q, Y[:, :1].repeat(64, 1), probe_rows(64), 1)[1] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------- the rules

@@ -36,14 +36,19 @@ no pre-activation is stored; :math:`h = 0` counts as positive, as in the origina
 
 Inverses
 --------
-:math:`y W_l^{-1}` is never formed from an explicit inverse on the CPU: each layer is LU-factorised
-once per weight update (:math:`\tfrac23 n^3` flops instead of :math:`2n^3` for ``inv``), lazily, on
-first use, and reused for every solve until :meth:`InvertibleNet.weights_changed`. The factor also
-estimates the condition number (LAPACK ``gecon``); a singular, non-finite or ill-conditioned layer
-(condition number above ``max_cond``, default :data:`MAX_COND`) raises
-:class:`~simkit.errors.NumericalError` instead of producing NaNs or digits-free targets. On CuPy
-the explicit inverse is used (cuSOLVER), with the exact 1-norm condition number
-:math:`\lVert W\rVert_1 \lVert W^{-1}\rVert_1`.
+:math:`y W_l^{-1}` is never formed from an explicit inverse: it is one LU solve
+(``xp.linalg.solve``, :math:`\tfrac23 n^3` flops instead of :math:`2n^3` for ``inv``). Every
+rule here applies each layer's inverse exactly once per step, so one factorisation per layer and
+step is the minimum. A few fixed random probe rows :math:`R` are solved along with :math:`Y`; they
+give the condition estimate
+
+.. math:: \hat\kappa(W) = \frac{\lVert W\rVert_F\, \lVert R\,W^{-1}\rVert_F}{\sqrt{n}\,\lVert R\rVert_F}
+
+(1 for an orthogonal matrix, within a factor :math:`\sqrt n` of the 2-norm condition number for
+Gaussian probes). A singular, non-finite or ill-conditioned layer (:math:`\hat\kappa` above
+``max_cond``, default :data:`MAX_COND`) raises :class:`~simkit.errors.NumericalError` instead of
+producing NaNs or targets without correct digits. NumPy's own LAPACK is used rather than SciPy's:
+SciPy ships a second OpenBLAS whose idle threads would compete with NumPy's on a small machine.
 
 Orthogonality regulariser
 -------------------------
@@ -74,6 +79,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -81,6 +87,7 @@ from simkit.errors import NumericalError, UserError
 
 SLOPE = 0.1        # leaky-ReLU negative slope of the original
 MAX_COND = 1e12    # a layer whose condition number exceeds this is reported, not inverted
+PROBES = 2         # random rows solved along with every inverse, for the condition estimate
 
 
 # ------------------------------------------------------------------------------ transfer function
@@ -133,44 +140,28 @@ def ortho_grad(xp, W, lam: float, out=None, gram=None):
 
 
 # ------------------------------------------------------------------------------ inverses
-class LayerInverse:
-    """``Y -> Y W^{-1}`` for one weight matrix, factorised once; checks conditioning (see doc)."""
+def probe_rows(n: int, k: int = PROBES) -> np.ndarray:
+    """Fixed Gaussian probe rows for the condition estimate (the same in every run)."""
+    return np.random.default_rng(20200611).normal(size=(k, n))
 
-    def __init__(self, bk, W, layer: int, max_cond: float = MAX_COND):
-        self.bk, self.layer = bk, layer
-        xp = bk.xp
-        if bk.xp is np:
-            self._lu_factor(W)
-        else:                                   # CuPy: cuSOLVER inverse, exact 1-norm condition
-            self.inv = xp.linalg.inv(W)
-            self.cond = float(xp.abs(W).sum(axis=0).max() * xp.abs(self.inv).sum(axis=0).max())
-        if not math.isfinite(self.cond) or self.cond > max_cond:
-            raise NumericalError(
-                f"layer {layer} is singular or ill-conditioned (condition number ~{self.cond:.3g} > "
-                f"{max_cond:.3g}): its inverse has no correct digits, so targets cannot be "
-                "propagated; lower the learning rate or raise --orthogonal_reg")
 
-    def _lu_factor(self, W):
-        from scipy.linalg import lapack
-        getrf, gecon, self._getrs = lapack.get_lapack_funcs(("getrf", "gecon", "getrs"), (W,))
-        Wt = W.T                                # Fortran-ordered view: factorise W^T, no transpose copy
-        anorm = float(np.abs(W).sum(axis=1).max())   # ||W^T||_1
-        if not math.isfinite(anorm):
-            self.cond = math.inf
-            return
-        self._lu, self._piv, info = getrf(Wt)
-        if info > 0:                            # an exactly zero pivot
-            self.cond = math.inf
-            return
-        rcond, _ = gecon(self._lu, anorm, norm="1")
-        self.cond = math.inf if rcond <= 0 else 1.0 / rcond
-
-    def solve(self, Y):
-        r""":math:`Y W^{-1}` for rows ``Y``: solves :math:`W^\top X^\top = Y^\top` by the LU of W^T."""
-        if self.bk.xp is not np:
-            return Y @ self.inv
-        Xt, info = self._getrs(self._lu, self._piv, Y.T)
-        return Xt.T
+def solve_right(xp, W, Y, R, layer: int, max_cond: float = MAX_COND):
+    """``(Y W^{-1}, cond)``: one LU solve for the rows ``Y`` and probes ``R`` (module docstring)."""
+    N = Y.shape[0]
+    try:
+        X = xp.linalg.solve(W.T, xp.concatenate([Y, R]).T).T      # W^T X^T = [Y; R]^T
+    except np.linalg.LinAlgError:                                   # an exactly zero pivot
+        cond = math.inf
+    else:
+        Z = X[N:]
+        cond = float(xp.linalg.norm(W) * xp.linalg.norm(Z) /
+                     (math.sqrt(W.shape[0]) * xp.linalg.norm(R)))
+    if not math.isfinite(cond) or cond > max_cond:
+        raise NumericalError(
+            f"layer {layer} is singular or ill-conditioned (condition number ~{cond:.3g} > "
+            f"{max_cond:.3g}): its inverse has no correct digits, so targets cannot be "
+            "propagated; lower the learning rate or raise --orthogonal_reg")
+    return X[:N], cond
 
 
 # ------------------------------------------------------------------------------ network
@@ -202,7 +193,7 @@ class InvertibleNet:
     def __init__(self, bk, widths, W=None, b=None, *, linear=False, slope=SLOPE,
                  max_cond=MAX_COND):
         widths = [int(n) for n in widths]
-        if len(widths) < 2 or min(widths) < 1 or any(m > n for n, m in zip(widths, widths[1:])):
+        if len(widths) < 2 or min(widths) < 1 or any(m > n for n, m in pairwise(widths)):
             raise UserError(f"impossible invertible-network widths {widths}: need an input width "
                             "and at least one layer, positive and non-increasing")
         if not 0.0 < slope < 1.0:
@@ -217,7 +208,8 @@ class InvertibleNet:
                 raise UserError(f"W_{l} has shape {np.shape(Wl)}, expected ({n}, {n})")
         self.W = [bk.asarray(np.array(Wl)) for Wl in W[:L]]     # copies: the net owns them
         self.b = [bk.asarray(np.array(bl)) for bl in b[:L]]
-        self._inverse = [None] * L
+        self._probes = {n: bk.asarray(probe_rows(n)) for n in set(widths[1:])}
+        self.cond = [None] * L          # last condition estimate of each layer (diagnostics)
 
     @property
     def L(self) -> int:
@@ -263,15 +255,11 @@ class InvertibleNet:
         return out[0] if len(out) == 1 else self.bk.xp.concatenate(out)
 
     # -------------------------------------------------------------------------- inverse
-    def inverse_of(self, l: int) -> LayerInverse:
-        """The factorised :math:`W_l` (computed on first use after each weight change)."""
-        if self._inverse[l - 1] is None:
-            self._inverse[l - 1] = LayerInverse(self.bk, self.W[l - 1], l, self.max_cond)
-        return self._inverse[l - 1]
-
     def solve(self, l: int, Y):
-        """:math:`Y W_l^{-1}`."""
-        return self.inverse_of(l).solve(Y)
+        """:math:`Y W_l^{-1}` (one LU solve; checks the layer's conditioning)."""
+        X, self.cond[l - 1] = solve_right(self.bk.xp, self.W[l - 1], Y, self._probes[self.widths[l]],
+                                          l, self.max_cond)
+        return X
 
     def g(self, l: int, y, h_below):
         """Eqs. (2)-(3): invert layer ``l`` for outputs ``y``; auxiliary units from ``h_below``."""
@@ -295,8 +283,8 @@ class InvertibleNet:
         return out if bottom else [None] + out
 
     def weights_changed(self):
-        """Forget the factorisations (call after every parameter update)."""
-        self._inverse = [None] * self.L
+        """Call after every parameter update: forgets the recorded condition estimates."""
+        self.cond = [None] * self.L
 
     # -------------------------------------------------------------------------- parameters
     def params(self) -> list:
@@ -320,5 +308,10 @@ class InvertibleNet:
         self.weights_changed()
 
     def condition_numbers(self) -> list:
-        """Per-layer condition-number estimates (factorises every layer)."""
-        return [self.inverse_of(l).cond for l in range(1, self.L + 1)]
+        """Per-layer condition estimates (module docstring); raises for a singular layer."""
+        xp = self.bk.xp
+        out = []
+        for l in range(1, self.L + 1):
+            R = self._probes[self.widths[l]]
+            out.append(solve_right(xp, self.W[l - 1], R[:0], R, l, math.inf)[1])
+        return out

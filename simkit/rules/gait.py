@@ -270,5 +270,14 @@ def make_inv_bp(**kw):
     return InvertibleRule("BP", **kw)
 
 
-__all__ = ["InvertibleRule", "output_target", "bp_deltas", "gait_deltas_exact",
-           "gait_deltas_original", "gait_targets", "tp_targets", "tp_deltas", "scaled_increment"]
+__all__ = [
+    "InvertibleRule",
+    "bp_deltas",
+    "gait_deltas_exact",
+    "gait_deltas_original",
+    "gait_targets",
+    "output_target",
+    "scaled_increment",
+    "tp_deltas",
+    "tp_targets",
+]
