@@ -7,6 +7,8 @@ A run directory holds
                     and a summary of the results
 ``metrics.csv``     long format ``epoch,split,metric,layer,value`` (``layer`` empty for whole-net
                     metrics); one block of rows per finished epoch, epoch 0 = before training
+                    (``epoch`` may be fractional where a run evaluates inside epochs, as GAIT's
+                    curves do)
 ``checkpoint.npz``  everything needed to resume after the last finished epoch; read with
                     ``allow_pickle=False``
 
