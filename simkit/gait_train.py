@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simkit.errors import NumericalError
-from simkit.results import atomic_write_bytes
+from simkit.results import atomic_write_bytes, load_state_arrays, state_arrays
 from simkit.rules.gait import output_target
 
 try:
@@ -257,17 +257,11 @@ class GaitTrainer:
             for metric in ("acc", "loss"):
                 arrays[f"points.{name}.{metric}"] = np.asarray(
                     [p[name][metric] for p in self.points], dtype=float)
-        for prefix, obj in (("net", self.net), ("opt", self.opt), ("rule", self.rule)):
-            for k, v in obj.state_dict().items():
-                arrays[f"{prefix}.{k}"] = v
+        arrays.update(state_arrays(net=self.net, opt=self.opt, rule=self.rule))
         return arrays
 
     def restore(self, arrays: dict):
-        def part(prefix):
-            return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
-        self.net.load_state_dict(part("net"))
-        self.opt.load_state_dict(part("opt"))
-        self.rule.load_state_dict(part("rule"))
+        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
         self.epoch, self.batch = int(arrays["meta.epoch"]), int(arrays["meta.batch"])
         self.train_seconds = [float(s) for s in arrays["meta.train_seconds"]]
         self.eval_seconds = [float(s) for s in arrays["meta.eval_seconds"]]

@@ -78,6 +78,19 @@ def load_arrays(path: Path) -> dict:
         raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run or restore the file")
 
 
+def state_arrays(**parts) -> dict:
+    """One flat dict of host arrays from objects' ``state_dict()``, keys ``PART.KEY``."""
+    return {f"{prefix}.{k}": v for prefix, obj in parts.items()
+            for k, v in obj.state_dict().items()}
+
+
+def load_state_arrays(arrays: dict, **parts):
+    """Hand each object its ``PART.*`` arrays (the inverse of :func:`state_arrays`)."""
+    for prefix, obj in parts.items():
+        n = len(prefix) + 1
+        obj.load_state_dict({k[n:]: v for k, v in arrays.items() if k.startswith(prefix + ".")})
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,

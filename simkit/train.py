@@ -24,6 +24,7 @@ import numpy as np
 
 from simkit.errors import NumericalError
 from simkit.optim import clip_grads
+from simkit.results import load_state_arrays, state_arrays
 
 try:
     from tqdm.auto import tqdm
@@ -163,19 +164,12 @@ class Trainer:
         return out
 
     def checkpoint_arrays(self) -> dict:
-        arrays = {"meta.epoch": np.asarray(self.epoch),
-                  "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float)}
-        for prefix, obj in (("net", self.net), ("opt", self.opt), ("rule", self.rule)):
-            for k, v in obj.state_dict().items():
-                arrays[f"{prefix}.{k}"] = v
-        return arrays
+        return {"meta.epoch": np.asarray(self.epoch),
+                "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float),
+                **state_arrays(net=self.net, opt=self.opt, rule=self.rule)}
 
     def restore(self, arrays: dict):
-        def part(prefix):
-            return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
-        self.net.load_state_dict(part("net"))
-        self.opt.load_state_dict(part("opt"))
-        self.rule.load_state_dict(part("rule"))
+        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
         self.epoch = int(arrays["meta.epoch"])
         self.epoch_seconds = [float(s) for s in arrays["meta.epoch_seconds"]]
 

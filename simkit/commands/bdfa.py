@@ -44,7 +44,7 @@ import numpy as np
 
 from simkit import data as simdata
 from simkit.backend import get_backend, versions
-from simkit.commands.runner import format_summary, progress_setting
+from simkit.commands.runner import format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import Split, build, resolve_config
 from simkit.nn import soft_targets
@@ -261,12 +261,7 @@ def execute_bdfa(cfg, flags, out_dir, args, resume=False) -> dict:
 
 def run(args) -> int:
     if args.resume:
-        info = RunDir(args.resume).read_info()
-        if info.get("paper_command") != "bdfa":
-            raise UserError(f"{args.resume} is not a 'simkit bdfa' run; use simkit train --resume")
-        cfg = resolve_config(info["config"])
-        if args.backend:
-            cfg["backend"] = args.backend
+        info, cfg = stored_run(args.resume, "bdfa", args)
         execute_bdfa(cfg, info["bdfa_flags"], args.resume, args, resume=True)
         return 0
     cfg = bdfa_config(args)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend, versions
-from simkit.commands.runner import default_out_dir, format_summary, progress_setting
+from simkit.commands.runner import default_out_dir, format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
 from simkit.results import RunDir, atomic_write_bytes
@@ -343,14 +343,9 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
 
 def run(args) -> int:
     if args.resume:
-        info = RunDir(args.resume).read_info()
-        if info.get("paper_command") != "f3":
-            raise UserError(f"{args.resume} is not a 'simkit f3' run; use simkit train --resume")
-        cfg = resolve_config(info["config"])
+        info, cfg = stored_run(args.resume, "f3", args)
         cfg["epochs"] = int(args.epochs)
-        if args.backend:
-            cfg["backend"] = args.backend
-        flags = {k: info["f3_flags"][k] for k in ORIGINAL_FLAGS}     # run.json sorts its keys
+        flags = {k: info["f3_flags"][k] for k in ORIGINAL_FLAGS}     # in the original's order
         flags["epochs"] = cfg["epochs"]
         execute_f3(cfg, flags, args.resume, args, info.get("f3_csv"), resume=True)
         return 0

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from simkit.backend import get_backend, versions
+from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
 from simkit.results import RunDir
 from simkit.train import Trainer
@@ -58,6 +59,18 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
     if not quiet:
         print(format_summary(summary, out_dir))
     return summary
+
+
+def stored_run(path, command: str, args) -> tuple[dict, dict]:
+    """``(run.json, configuration)`` of a ``simkit COMMAND`` run to resume; ``--backend`` may
+    override the stored backend."""
+    info = RunDir(path).read_info()
+    if info.get("paper_command") != command:
+        raise UserError(f"{path} is not a 'simkit {command}' run; use simkit train --resume")
+    cfg = resolve_config(info["config"])
+    if getattr(args, "backend", None):
+        cfg["backend"] = args.backend
+    return info, cfg
 
 
 def format_summary(summary: dict, out_dir) -> str:
