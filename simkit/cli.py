@@ -46,7 +46,9 @@ def build_parser() -> Parser:
     from simkit.commands import command_modules
     from simkit.data import register_cli as register_data
 
-    parser = Parser(prog="simkit", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="simkit",
+                    description="simkit: biologically plausible credit assignment, written out "
+                                "explicitly on NumPy/CuPy (no autograd).",
                     formatter_class=argparse.RawDescriptionHelpFormatter,
                     epilog="Run 'simkit COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=_version())
