@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simkit.errors import NumericalError
-from simkit.results import atomic_write_bytes, load_state_arrays, state_arrays
+from simkit.results import atomic_write_bytes, load_state_arrays, recording_status, state_arrays
 from simkit.rules.gait import output_target
 
 try:
@@ -163,7 +163,7 @@ class GaitTrainer:
 
     def fit(self) -> dict:
         """Train to ``nb_epochs``, evaluating and checkpointing as the module docstring says."""
-        try:
+        with recording_status(self.run):
             if not self.points:
                 p = self.eval_point(curve=True)
                 self._partial[1] = 0.0
@@ -180,14 +180,6 @@ class GaitTrainer:
                 self.save()
                 self.say(f"epoch {e:>3}/{self.s.nb_epochs}", p, self.train_seconds[-1],
                          self.eval_seconds[-1])
-        except KeyboardInterrupt:
-            if self.run is not None:
-                self.run.update_info(status="interrupted")
-            raise
-        except NumericalError as exc:
-            if self.run is not None:
-                self.run.update_info(status="failed", reason=str(exc))
-            raise
         if self.run is not None:
             self.write_final()
             self.run.update_info(status="finished", summary=self.summary())

@@ -26,11 +26,12 @@ import sys
 import tempfile
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from simkit.errors import UserError
+from simkit.errors import NumericalError, UserError
 
 METRIC_FIELDS = ("epoch", "split", "metric", "layer", "value")
 
@@ -89,6 +90,22 @@ def load_state_arrays(arrays: dict, **parts):
     for prefix, obj in parts.items():
         n = len(prefix) + 1
         obj.load_state_dict({k[n:]: v for k, v in arrays.items() if k.startswith(prefix + ".")})
+
+
+@contextmanager
+def recording_status(run):
+    """Mark ``run`` (a :class:`RunDir` or None) ``interrupted`` on Ctrl-C and ``failed`` (with the
+    reason) on a :class:`~simkit.errors.NumericalError` raised inside the block; re-raise."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run is not None:
+            run.update_info(status="interrupted")
+        raise
+    except NumericalError as exc:
+        if run is not None:
+            run.update_info(status="failed", reason=str(exc))
+        raise
 
 
 def git_commit() -> str | None:

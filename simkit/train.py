@@ -24,7 +24,7 @@ import numpy as np
 
 from simkit.errors import NumericalError
 from simkit.optim import clip_grads
-from simkit.results import load_state_arrays, state_arrays
+from simkit.results import load_state_arrays, recording_status, state_arrays
 
 try:
     from tqdm.auto import tqdm
@@ -191,7 +191,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train until ``cfg['epochs']``; returns the summary."""
         epochs = int(self.cfg["epochs"])
-        try:
+        with recording_status(self.run):
             if self.epoch == 0 and not self.rows:
                 self.log_epoch(0, self.evaluate_all(0, None), None)
                 self.save()
@@ -209,14 +209,6 @@ class Trainer:
                 self.epoch_seconds.append(seconds)
                 self.save()
                 self.log_epoch(e, results, seconds)
-        except KeyboardInterrupt:
-            if self.run is not None:
-                self.run.update_info(status="interrupted")
-            raise
-        except NumericalError as exc:
-            if self.run is not None:
-                self.run.update_info(status="failed", reason=str(exc))
-            raise
         if self.run is not None:
             self.run.update_info(status="finished", summary=self.summary())
         return self.summary()
