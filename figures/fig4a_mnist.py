@@ -33,7 +33,7 @@ def compute(args) -> dict:
         dict(n_samples=args.samples, eval_every=args.eval_every, n_test=None)
     t0 = time.perf_counter()
     r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
-                   data_dir=args.data_dir, **quick)
+                   data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype, **quick)
     return {"names": np.array(r["names"]), "samples": r["samples"],
             "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
 
@@ -64,6 +64,11 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=None, help="samples per epoch (default: 60000)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--batch", type=int, default=1, help="minibatch (1: the original's online SGD)")
+    p.add_argument("--defer", type=int, default=100,
+                   help="apply the first layer's online updates this many samples at a time, "
+                        "exactly (simkit/deferred.py); 1: one update per sample, as the original")
+    p.add_argument("--eval-dtype", default="float32", choices=["float32", "float64"],
+                   help="precision of the test-set forward pass (default float32: half the cost)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)

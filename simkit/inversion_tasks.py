@@ -66,32 +66,60 @@ def make_diag(bk, cfg, store):
 
 
 def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
-               rng=None, out_act="linear", diag_n=0, progress=None):
+               rng=None, out_act="linear", diag_n=0, progress=None, defer=1):
     """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
 
+    ``defer`` > 1 (online SGD only): apply the first layer's updates ``defer`` samples at a time,
+    exactly (:mod:`simkit.deferred`); blocks end at every evaluation.
     Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
     """
-    xp = bk.xp
+    if defer > 1 and (batch != 1 or diag_n or cfg.norm_delW):
+        raise UserError("deferred first-layer updates need batch 1, no diagnostics and no "
+                        "norm_delW; use defer=1")
     Xd, Yd = bk.asarray(X), bk.asarray(Y)
     di = di or DISolver(bk)
     store, steps, evals = {}, [], []
     diag = make_diag(bk, cfg, store) if diag_n else None
     n_steps = len(order) // batch
-    for i in range(n_steps):
-        idx = xp.asarray(order[i * batch:(i + 1) * batch])
-        x, t = Xd[idx], Yd[idx]
-        for m in models:
-            train_step(bk, m, cfg, x, t, di, rng, out_act,
-                       update_weights=not (cfg.skip_first and i == 0),
-                       diag=diag if i < diag_n else None)
-        if i % eval_every == 0 or i == n_steps - 1:
-            steps.append(i)
+    i = 0
+    while i < n_steps:
+        last_eval = min(-(-i // eval_every) * eval_every, n_steps - 1)   # next evaluated step
+        j = min(i + max(defer, 1), last_eval + 1)
+        idx = np.asarray(order[i * batch:j * batch])
+        if defer > 1:
+            _deferred_block(bk, models, cfg, Xd, Yd, idx, i, di, rng, out_act)
+        else:
+            x, t = Xd[bk.xp.asarray(idx)], Yd[bk.xp.asarray(idx)]
+            for m in models:
+                train_step(bk, m, cfg, x, t, di, rng, out_act,
+                           update_weights=not (cfg.skip_first and i == 0),
+                           diag=diag if i < diag_n else None)
+        i = j
+        if i - 1 == last_eval:
+            steps.append(i - 1)
             for m in models:
                 check_finite(bk, m)
             evals.append(eval_fn(models))
             if progress:
-                progress(i, n_steps, evals[-1])
+                progress(i - 1, n_steps, evals[-1])
     return np.array(steps), np.array(evals), store
+
+
+def _deferred_block(bk, models, cfg, Xd, Yd, idx, first, di, rng, out_act):
+    """Online steps ``first ..`` on samples ``idx`` with deferred first-layer updates (Eq. D3)."""
+    from simkit.deferred import DeferredFirstLayer
+    ix = bk.xp.asarray(idx)
+    Xb, Tb = Xd[ix], Yd[ix]
+    K = Xb @ Xb.T                                                 # x_i^T x_j
+    state = [DeferredFirstLayer(bk.xp, m.W[0], Xb, cfg.eta, cfg.w_decay) for m in models]
+    for j in range(len(idx)):
+        upd = not (cfg.skip_first and first + j == 0)
+        for m, st in zip(models, state):
+            _, deltas = train_step(bk, m, cfg, Xb[j:j + 1], Tb[j:j + 1], di, rng, out_act,
+                                   update_weights=upd, a0=st.product(j, K))
+            st.record(j, deltas[0], upd)
+    for st in state:
+        st.apply()
 
 
 def _streams(seed, n=4):
@@ -177,10 +205,13 @@ def _mnist(data_dir=None, zscore=True):
 
 
 def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, specs=None,
-               data_dir=None, n_test=None, progress=None):
+               data_dir=None, n_test=None, progress=None, defer=100, eval_dtype="float32"):
     """Fig. 4a: 784-1000-10 tanh/softmax, online SGD, eta 1e-3, decay 1e-6 per sample.
 
     Test error (%) every ``eval_every`` samples; ``n_samples`` per epoch (None: all 60k).
+    ``defer``: first-layer updates applied this many samples at a time, exactly
+    (:mod:`simkit.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
+    forward pass's precision (float32 halves its cost; an argmax tie within 1e-7 could differ).
     """
     xp = bk.xp
     ds, xtr, xte = _mnist(data_dir)
@@ -192,17 +223,21 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
     cfg = TaskConfig(["tanh", "softmax"], eta=1e-3, w_decay=1e-6)
     models = build_models(bk, specs, W0, b0, s_fb)
     Y = np.eye(10)[ds.y_train]
-    Xte, yte = bk.asarray(xte[:n_test]), bk.asarray(ds.y_test[:n_test], dtype=np.int64)
+    if batch != 1:
+        defer = 1
+    Xte = bk.asarray(xte[:n_test]).astype(eval_dtype)
+    yte = bk.asarray(ds.y_test[:n_test], dtype=np.int64)
 
     def test_error(models):
-        out = [forward(xp, m.W, m.b, cfg.acts, Xte)[-1] for m in models]
+        out = [forward(xp, [w.astype(eval_dtype) for w in m.W], [v.astype(eval_dtype) for v in m.b],
+                       cfg.acts, Xte)[-1] for m in models]
         return [100.0 * float((o.argmax(axis=1) != yte).mean()) for o in out]
     steps, errs = [], []
     for ep in range(epochs):
         order = s_order.permutation(len(xtr))[:n_samples]
         st, ev, _ = run_online(bk, models, cfg, xtr, Y, order, test_error, batch=batch,
                                eval_every=max(1, eval_every // batch), out_act="softmax",
-                               progress=progress)
+                               progress=progress, defer=defer)
         steps.append((st + 1) * batch + ep * len(order))
         errs.append(ev)
     return {"names": [s.name for s in specs], "samples": np.concatenate(steps),

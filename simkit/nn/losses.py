@@ -65,8 +65,9 @@ def _mse_grad(xp, y, t):
 
 
 def _bce_value(xp, y, t):
-    log_y = xp.maximum(xp.log(y), -100.0)
-    log_1my = xp.maximum(xp.log1p(-y), -100.0)
+    with np.errstate(divide="ignore"):          # log(0) = -inf, clamped at -100 as PyTorch does
+        log_y = xp.maximum(xp.log(y), -100.0)
+        log_1my = xp.maximum(xp.log1p(-y), -100.0)
     return float(-(t * log_y + (1.0 - t) * log_1my).mean())
 
 

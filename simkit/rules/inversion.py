@@ -202,11 +202,15 @@ def _dact(xp, name, h):
     return 1.0 - h * h if name == "tanh" else xp.ones_like(h)
 
 
-def forward(xp, W, b, acts, x):
-    """Hidden/outputs per layer (rows); the last entry is the output pre-activation's image."""
+def forward(xp, W, b, acts, x, a0=None):
+    """Hidden/outputs per layer (rows); the last entry is the output pre-activation's image.
+
+    ``a0``: the first layer's product :math:`x W_1^\top` when the caller already has it (the
+    deferred first-layer updates of :func:`simkit.inversion_tasks.run_online`).
+    """
     hs = [x]
     for l, (Wl, bl) in enumerate(zip(W, b)):
-        a = hs[-1] @ Wl.T + bl
+        a = (a0 if l == 0 and a0 is not None else hs[-1] @ Wl.T) + bl
         hs.append(_act(xp, acts[l], a) if l < len(W) - 1 else a)
     return hs
 
@@ -249,13 +253,18 @@ def hidden_errors(xp, m, cfg, hs, e, di):
     return deltas
 
 
-def update(bk, m, cfg, hs, deltas):
-    """W += eta sum_batch delta h^T - lambda W (one fused pass over W for a single sample)."""
+def update(bk, m, cfg, hs, deltas, defer_W1=False):
+    """W += eta sum_batch delta h^T - lambda W (one fused pass over W for a single sample).
+
+    ``defer_W1``: leave the first weight matrix to the caller (its bias is still updated).
+    """
     from simkit.kernels.di import RANK1_UPDATE
     xp = bk.xp
     for l in range(len(m.W)):
         db = deltas[l].sum(axis=0)
-        if deltas[l].shape[0] == 1 and not cfg.norm_delW:
+        if l == 0 and defer_W1:
+            pass
+        elif deltas[l].shape[0] == 1 and not cfg.norm_delW:
             bk.kernel(RANK1_UPDATE)(xp.ascontiguousarray(deltas[l][0]),
                                     xp.ascontiguousarray(hs[l][0]), cfg.eta, cfg.w_decay, m.W[l])
         else:
@@ -330,19 +339,22 @@ def optim_feedback(W0, rng, ssa_opts, alpha=0.0, retries=3):
     return out
 
 
-def train_step(bk, m, cfg, x, target, di, rng, out_act="linear", update_weights=True, diag=None):
+def train_step(bk, m, cfg, x, target, di, rng, out_act="linear", update_weights=True, diag=None,
+               a0=None):
     """One sample (or minibatch) for one model: forward, errors, update, stability check.
 
     ``diag(m, hs, e, deltas)`` runs before the update (angle panels need the current weights).
+    ``a0`` (:math:`x W_1^\top`, given by a caller that defers the first layer's updates): the
+    first weight matrix is then neither read nor updated here.
     """
     xp = bk.xp
-    hs = forward(xp, m.W, m.b, cfg.acts, x)
+    hs = forward(xp, m.W, m.b, cfg.acts, x, a0)
     e = output_error(xp, out_act, hs[-1], target)
     deltas = hidden_errors(xp, m, cfg, hs, e, di)
     if diag is not None:
         diag(m, hs, e, deltas)
     if update_weights:
-        update(bk, m, cfg, hs, deltas)
+        update(bk, m, cfg, hs, deltas, defer_W1=a0 is not None)
         restabilise(bk, m, rng, cfg.ssa)
     return hs, deltas
 
