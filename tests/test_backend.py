@@ -5,10 +5,15 @@ import pytest
 from simkit import backend
 from simkit.errors import UserError
 from simkit.kernels.adam import ADAM
+from simkit.kernels.di import RANK1_UPDATE
 
 KERNEL_CASES = {
     "adam_step": (ADAM, lambda rng, n: (rng.normal(size=n), 1e-3, 0.9, 0.999, 1e-8, 0.19, 0.002, 0.01,
                                         rng.normal(size=n), rng.normal(size=n), rng.uniform(size=n))),
+    # W <- (1 - decay) W + eta delta h^T on a (d_out, d_in) matrix, d_in = 3 for a 1-D shape
+    "inversion_rank1_update": (RANK1_UPDATE, lambda rng, s: (
+        rng.normal(size=s[0]), rng.normal(size=(s + (3,))[1]), 0.3, 1e-2,
+        rng.normal(size=(s + (3,))[:2]))),
 }
 
 

@@ -47,6 +47,7 @@ FEEDBACK = ("random", "neg-transpose", "optim")
 
 
 EXACT = False   # True: every solve is the original's lstsq (SVD); False: LU, lstsq fallback
+RANK1_MIN = 1 << 16   # below this many weights a kernel's call costs more than NumPy's 2 passes
 
 
 def _lstsq(xp, A, b):
@@ -258,15 +259,17 @@ def update(bk, m, cfg, hs, deltas, defer_W1=False):
 
     ``defer_W1``: leave the first weight matrix to the caller (its bias is still updated).
     """
-    from simkit.kernels.di import RANK1_UPDATE
+    from simkit.kernels.di import RANK1_UPDATE, rank1_reference
     xp = bk.xp
     for l in range(len(m.W)):
         db = deltas[l].sum(axis=0)
         if l == 0 and defer_W1:
             pass
         elif deltas[l].shape[0] == 1 and not cfg.norm_delW:
-            bk.kernel(RANK1_UPDATE)(xp.ascontiguousarray(deltas[l][0]),
-                                    xp.ascontiguousarray(hs[l][0]), cfg.eta, cfg.w_decay, m.W[l])
+            run = bk.kernel(RANK1_UPDATE) if m.W[l].size >= RANK1_MIN else \
+                (lambda *a: rank1_reference(xp, *a))
+            run(xp.ascontiguousarray(deltas[l][0]), xp.ascontiguousarray(hs[l][0]), cfg.eta,
+                cfg.w_decay, m.W[l])
         else:
             dW = deltas[l].T @ hs[l]                                # sum_batch delta h^T
             if cfg.norm_delW:
