@@ -58,7 +58,7 @@ def summary(res) -> list:
 
 
 def main(argv=None):
-    p = figure_parser(__doc__, NAME)
+    p = figure_parser(__doc__, NAME, eval_dtype=True)
     p.add_argument("--quick", action="store_true", help="200 samples, 1000 test images")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--samples", type=int, default=None, help="samples per epoch (default: 60000)")
@@ -67,8 +67,6 @@ def main(argv=None):
     p.add_argument("--defer", type=int, default=100,
                    help="apply the first layer's online updates this many samples at a time, "
                         "exactly (simkit/deferred.py); 1: one update per sample, as the original")
-    p.add_argument("--eval-dtype", default="float32", choices=["float32", "float64"],
-                   help="precision of the test-set forward pass (default float32: half the cost)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)

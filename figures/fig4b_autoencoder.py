@@ -33,7 +33,8 @@ def compute(args) -> dict:
         dict(n_batches=args.batches, eval_every=args.eval_every, n_test=None)
     out, t0 = {}, time.perf_counter()
     for init in args.inits:
-        r = autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir, **kw)
+        r = autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir,
+                             eval_dtype=args.eval_dtype, **kw)
         out.update({"names": np.array(r["names"]), f"{init}__examples": r["examples"],
                     f"{init}__test_mse": r["test_mse"]})
     out["inits"] = np.array(args.inits)
@@ -65,7 +66,7 @@ def summary(res) -> list:
 
 
 def main(argv=None):
-    p = figure_parser(__doc__, NAME)
+    p = figure_parser(__doc__, NAME, eval_dtype=True)
     p.add_argument("--quick", action="store_true", help="3 minibatches, 500 test images")
     p.add_argument("--batches", type=int, default=30, help="minibatches of 100 (12000: 20 epochs)")
     p.add_argument("--eval-every", type=int, default=10, help="minibatches between evaluations")

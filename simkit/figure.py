@@ -17,8 +17,13 @@ from simkit.errors import UserError
 from simkit.results import load_arrays, save_arrays
 
 
-def figure_parser(doc: str, name: str) -> argparse.ArgumentParser:
+def figure_parser(doc: str, name: str, eval_dtype: bool = False) -> argparse.ArgumentParser:
+    """The common options; ``eval_dtype`` adds ``--eval-dtype`` (the test pass's precision)."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    if eval_dtype:
+        p.add_argument("--eval-dtype", default="float32", choices=["float32", "float64"],
+                       help="precision of the test-set forward pass (default float32: half the "
+                            "cost of the evaluations, which dominate the figure)")
     p.add_argument("--out", type=Path, default=Path("figures/out") / name,
                    help="output folder (curves.npz, NAME.png, NAME.pdf)")
     p.add_argument("--seed", type=int, default=0)
