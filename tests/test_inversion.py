@@ -204,3 +204,26 @@ def test_di_parity_large_uses_blas_branch():
     out = [DISolver(get_backend(b, "float64"), n_steps=200)(W, -W.T, 0.01, delta)
            for b in ("numpy", "numba")]
     np.testing.assert_allclose(out[0], out[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("d_out,d_in", [(4, 9), (9, 4), (6, 6)])
+@pytest.mark.parametrize("alpha", [0.0, 0.01, 0.3])
+def test_reduced_di_abscissa_equals_full_jacobian(d_out, d_in, alpha):
+    from simkit.dynamics.di import di_abscissa
+    rng = np.random.default_rng(d_out * 10 + d_in)
+    for scale in (0.1, 1.0, 3.0):                      # stable and unstable loops
+        W, B = rng.normal(0, scale, (d_out, d_in)), rng.normal(0, scale, (d_in, d_out))
+        full = spectral_abscissa(di_jacobian(W, B, alpha))
+        assert di_abscissa(W, B, alpha) == pytest.approx(full, abs=1e-10)
+
+
+@pytest.mark.parametrize("n1,n2,n3", [(8, 5, 3), (6, 4, 5), (3, 3, 5)])
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_reduced_sdi_abscissa_equals_full_jacobian(n1, n2, n3, alpha):
+    from simkit.dynamics.di import sdi_abscissa
+    rng = np.random.default_rng(n1 + 10 * n2 + 100 * n3)
+    for scale in (0.2, 1.0, 2.0):
+        W1, W2 = rng.normal(0, scale, (n2, n1)), rng.normal(0, scale, (n3, n2))
+        B = rng.normal(0, scale, (n1, n3))
+        full = spectral_abscissa(sdi_jacobian(W1, W2, B, alpha))
+        assert sdi_abscissa(W1, W2, B, alpha) == pytest.approx(full, abs=1e-9)

@@ -74,6 +74,48 @@ def spectral_abscissa(M) -> float:
     return float(np.max(np.linalg.eigvals(M).real))
 
 
+def di_abscissa(W, B, alpha) -> float:
+    r"""``spectral_abscissa(di_jacobian(W, B, alpha))`` from a d x d eigenproblem, d = min(d_in, d_out).
+
+    An eigenvector (r, u) of M has :math:`r = B u / (\lambda + 1)`, so
+    :math:`W B u = (\lambda + 1)(\lambda + \alpha) u`. By the Schur complement,
+    :math:`\det(M - \lambda I) = \pm(\lambda+1)^{d_{in}-d_{out}}\det((\lambda+1)(\lambda+\alpha) I - W B)`
+    (for :math:`d_{out} > d_{in}`: :math:`(\lambda+\alpha)^{d_{out}-d_{in}}` and :math:`B W`): each
+    eigenvalue :math:`\mu` of the product gives the two roots
+    :math:`\lambda = \tfrac12\big(-(1+\alpha) \pm \sqrt{(1-\alpha)^2 + 4\mu}\big)`, the rest
+    are :math:`-1` (or :math:`-\alpha`).
+    """
+    d_out, d_in = W.shape
+    mu = np.linalg.eigvals(W @ B if d_out <= d_in else B @ W).astype(complex)
+    root = np.sqrt((1.0 - alpha) ** 2 + 4.0 * mu)
+    s = float(np.max((-(1.0 + alpha) + root).real) / 2.0)        # the + root has the larger Re
+    if d_in != d_out:
+        s = max(s, -1.0 if d_in > d_out else -float(alpha))
+    return s
+
+
+def sdi_abscissa(W1, W2, B, alpha) -> float:
+    r"""``spectral_abscissa(sdi_jacobian(W1, W2, B, alpha))`` from an n3 x n3 eigenproblem.
+
+    An eigenvector gives :math:`r_x = B r_z/(\lambda+1)`, :math:`r_y = W_1 r_x/(\lambda+1)`, so
+    :math:`C r_z = (\lambda+1)^2(\lambda+\alpha) r_z` with :math:`C = W_2 W_1 B`, and
+    :math:`\det(M - \lambda I) = \pm(\lambda+1)^{n_1+n_2-2n_3}\det((\lambda+1)^2(\lambda+\alpha)I - C)`
+    when :math:`n_1 + n_2 \ge 2 n_3` (otherwise the full eigenproblem is solved). Each eigenvalue
+    :math:`\mu` of C gives the three roots of
+    :math:`\lambda^3 + (2+\alpha)\lambda^2 + (1+2\alpha)\lambda + \alpha - \mu`
+    (eigenvalues of its companion matrix, all :math:`\mu` in one batched call); the rest are -1.
+    """
+    n1, n2, n3 = W1.shape[1], W1.shape[0], W2.shape[0]
+    if n1 + n2 < 2 * n3:
+        return spectral_abscissa(sdi_jacobian(W1, W2, B, alpha))
+    mu = np.linalg.eigvals(W2 @ W1 @ B).astype(complex)
+    comp = np.zeros((n3, 3, 3), dtype=complex)
+    comp[:, 0, 0], comp[:, 0, 1], comp[:, 0, 2] = -(2.0 + alpha), -(1.0 + 2.0 * alpha), mu - alpha
+    comp[:, 1, 0] = comp[:, 2, 1] = 1.0
+    s = float(np.max(np.linalg.eigvals(comp).real))
+    return max(s, -1.0) if n1 + n2 > 2 * n3 else s
+
+
 def euler_radius(W, B, alpha, dt=DT) -> float:
     """Spectral radius of the linear DI Euler map (> 1: the discrete loop diverges)."""
     d_out, d_in = W.shape

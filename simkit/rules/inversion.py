@@ -281,15 +281,14 @@ def update(bk, m, cfg, hs, deltas, defer_W1=False):
 
 def restabilise(bk, m, rng, ssa_opts):
     """DI/SDI: record each loop's spectral abscissa; re-run SSA on that loop's B if >= 0."""
-    from simkit.dynamics.di import di_jacobian, sdi_jacobian, spectral_abscissa
+    from simkit.dynamics.di import di_abscissa, sdi_abscissa
     from simkit.dynamics.ssa import ssa_opt, ssa_opt_sdi, stabilise
     if m.spec.rule not in ("DI", "SDI"):
         return
     h = bk.to_host
     W = [h(w) for w in m.W]
     if m.spec.rule == "SDI":
-        jac = lambda: sdi_jacobian(W[1], W[2], h(m.B_sdi), m.spec.alpha)   # noqa: E731
-        s = spectral_abscissa(jac())
+        s = sdi_abscissa(W[1], W[2], h(m.B_sdi), m.spec.alpha)
         if s >= 0:
             opt = lambda b: ssa_opt_sdi(W[1], W[2], b, m.spec.alpha, **ssa_opts)  # noqa: E731
             m.B_sdi = bk.asarray(stabilise(h(m.B_sdi), opt, rng))
@@ -297,7 +296,7 @@ def restabilise(bk, m, rng, ssa_opts):
         return
     out = []
     for l in range(1, len(W)):
-        s = spectral_abscissa(di_jacobian(W[l], h(m.B[l]), m.spec.alpha))
+        s = di_abscissa(W[l], h(m.B[l]), m.spec.alpha)
         if s >= 0:
             opt = lambda b, l=l: ssa_opt(W[l], b, m.spec.alpha, **ssa_opts)  # noqa: E731
             m.B[l] = bk.asarray(stabilise(h(m.B[l]), opt, rng))
