@@ -11,8 +11,9 @@ weights) and (3) dynamics noise; the train/validation split uses ``data_seed``.
 """
 from __future__ import annotations
 
+
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +31,7 @@ DEFAULTS = {
     "dataset_opts": {},           # loader options (synthetic sizes, ...)
     "data_dir": None,             # --data-dir, else SIMKIT_DATA, else ./data
     "standardize": "none",        # none | mnist ((x-0.1307)/0.3081) | dataset (train mean/std)
+    "autoencode": False,          # True: the targets are the (standardised) inputs, a regression
     "val_size": 0,                # samples held out of the training set for validation
     "data_seed": 42,              # seed of the train/validation split
     "target_value": 1.0,          # soft-target value of the true class (DFC's target_class_value)
@@ -104,17 +106,23 @@ def load_splits(bk, cfg) -> tuple[dict, object]:
     """Load the data set and return ``({'train','val','test'}: Split, dataset)`` on the device."""
     ds = simdata.load(cfg["dataset"], cfg["data_dir"], **cfg["dataset_opts"])
     x_tr, x_te = _standardize(ds, cfg["standardize"])
+    if cfg["autoencode"]:                       # strong_dfc's mnist_autoencoder: t = x
+        ds = replace(ds, name=f"{ds.name}_autoencoder", task="regression", x_train=x_tr,
+                     y_train=x_tr, x_test=x_te, y_test=x_te, n_classes=None)
     y_tr, y_te = ds.y_train, ds.y_test
     n_val = int(cfg["val_size"])
     if n_val >= len(x_tr):
         raise UserError(f"val_size {n_val} leaves no training data ({len(x_tr)} samples)")
     x_tr, y_tr, x_va, y_va = simdata.split_validation(x_tr, y_tr, n_val, cfg["data_seed"])
+    if cfg["autoencode"]:
+        y_tr, y_va = x_tr, x_va
 
     def split(x, y):
         if ds.task == "classification":
             t = soft_targets(y, ds.n_classes, float(cfg["target_value"]))
             return Split(bk.asarray(x), bk.asarray(t), np.asarray(y))
-        return Split(bk.asarray(x), bk.asarray(y), None)
+        xd = bk.asarray(x)
+        return Split(xd, xd if y is x else bk.asarray(y), None)     # one device copy when t = x
 
     splits = {"train": split(x_tr, y_tr), "test": split(x_te, y_te)}
     if n_val:

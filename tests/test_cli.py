@@ -65,7 +65,7 @@ def test_per_layer_learning_rates_parse():
     (["run_bp", "--no_such_flag"], "unrecognized arguments"),
     (["run_bp", "--lr", "fast"], "--lr must be a number"),
     (["run_bp", "--target_class_value", "1.5"], "target_class_value must be in (0, 1]"),
-    (["run_bp", "--dataset", "mnist_autoencoder"], "invalid choice"),
+    (["run_bp", "--dataset", "emnist"], "invalid choice"),
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, argv, needle):
     code, _, err = run_cli(capsys, *argv, "--out-dir" if argv[0] == "train" else "--out_dir",

@@ -81,3 +81,33 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
 def test_published_dfc_command_sets_the_feedback_schedule():
     cfg = build_config(parse("run_dfc", DFC))
     assert cfg["rule_opts"]["fb_schedule"] == {"batch_size": 32, "max_batches": 0}
+
+
+def test_strong_feedback_error_follows_the_task():
+    """-dL/dr_L is t - softmax(r) for classification, t - r for MSE tasks (the original's
+    loss_function_name); simkit once used the softmax form for regression too."""
+    from simkit.rules.dfc import DFC
+    for dataset, error in (("mnist", "ce"), ("student_teacher", "mse"), ("mnist_autoencoder", "mse")):
+        cfg = build_config(parse("run_dfc", f"--dataset={dataset} --strong_feedback --ss"))
+        assert DFC(**cfg["rule_opts"]).error == error, dataset
+
+
+@needs_mnist
+def test_mnist_autoencoder_targets_are_the_standardised_inputs(tmp_path):
+    from simkit.backend import get_backend
+    from simkit.experiment import load_splits, resolve_config
+    cfg = resolve_config(build_config(parse("run_dfc", "--dataset=mnist_autoencoder --test")))
+    assert cfg["loss"] == "mse" and cfg["autoencode"]
+    splits, ds = load_splits(get_backend("numpy", announce=False), cfg)
+    assert ds.task == "regression" and ds.n_out == 784 and splits["train"].labels is None
+    for part, n in (("train", 55000), ("val", 5000), ("test", 10000)):
+        assert splits[part].t is splits[part].x and len(splits[part].x) == n   # one copy
+    assert abs(float(splits["train"].x.mean())) < 0.05 and abs(float(splits["train"].x.std()) - 1) < 0.05
+    out = tmp_path / "ae"
+    rc = main(["run_dfc", "--dataset=mnist_autoencoder", "--size_hidden=32", "--tmax_di=20",
+               "--dt_di=0.02", "--k_p=2.0", "--proactive_controller", "--hidden_activation=tanh",
+               "--test", "--out_dir", str(out), "--quiet", "--backend", "numpy"])
+    assert rc == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["data"]["task"] == "regression"
+    assert "mnist_autoencoder" in info["data"]["name"]

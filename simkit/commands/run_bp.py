@@ -30,6 +30,7 @@ from simkit.experiment import resolve_config
 PAPER_COMMAND = "strong_dfc run_bp.py (Meulemans et al. 2021/2022): the backprop baseline"
 DATASETS = {  # the original's name -> (simkit data set, standardisation)
     "mnist": ("mnist", "mnist"),
+    "mnist_autoencoder": ("mnist", "mnist"),      # targets = the standardised images, MSE
     "fashion_mnist": ("fashion_mnist", "none"),
     "cifar10": ("cifar10", "none"),
     "student_teacher": ("student_teacher", "none"),
@@ -105,7 +106,9 @@ def dfc_config(args) -> dict:
         "val_size": 0 if args.no_val_set or dataset == "student_teacher" else 5000,
         "data_seed": args.data_random_seed, "target_value": args.target_class_value,
         "hidden": parse_sizes(args.size_hidden), "hidden_activation": args.hidden_activation,
-        "loss": "mse" if dataset == "student_teacher" else "ce",
+        "autoencode": args.dataset == "mnist_autoencoder",
+        "loss": "mse" if dataset == "student_teacher" or args.dataset == "mnist_autoencoder"
+        else "ce",
         "init": "xavier_uniform" if args.initialization == "xavier" else args.initialization,
         "bias": not args.no_bias, "epochs": 1 if args.test else args.epochs,
         "max_batches": 2 if args.test else 0, "batch_size": args.batch_size,

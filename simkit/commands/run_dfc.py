@@ -92,6 +92,7 @@ def rule_options(args, cfg, single_phase=False) -> dict:
     o["momentum_fb"] = args.momentum if args.momentum_fb is None else args.momentum_fb
     o["clip_grad_norm"] = args.clip_grad_norm
     o["single_phase"] = single_phase
+    o["classification"] = cfg["loss"] == "ce"
     o["diagnostics"] = any(getattr(args, f) for f in SAVE)
     if args.test:
         o["init_fb_epochs"] = min(o["init_fb_epochs"], 1)

@@ -80,6 +80,7 @@ DEFAULTS = {
     "initialization_fb": "xavier_normal", "sigma_init": 0.0, "freeze_fb_weights": False,
     "freeze_fb_weights_output": False, "pretrain_without_controller": False,
     "use_bp_updates": False, "diagnostics": False, "fb_schedule": None, "kernel": "auto",
+    "classification": True,
 }
 
 
@@ -177,7 +178,8 @@ class DFC:
     def __init__(self, **opts):
         self.o = resolve(opts)
         o = self.o
-        self.error = "ce" if o["error_as_loss_grad"] else "mse"
+        # -dL/dr_L: t - softmax(r_L) for classification (cross-entropy), t - r_L for MSE tasks
+        self.error = "ce" if o["error_as_loss_grad"] and o["classification"] else "mse"
         self.dyn = dynamics(o, error=self.error, noisy=o["noisy_dynamics"])
         self.dyn_fb = dynamics(o, fb=True, error=self.error, noisy=True)
         self.epoch, self.counter, self.pretrained = 0, 0, 0
