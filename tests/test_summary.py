@@ -1,0 +1,41 @@
+"""``simkit summary``: mean and std over seeds, grouped by configuration."""
+import csv
+
+import pytest
+
+from simkit.cli import main
+from simkit.results import RunDir
+
+
+def _run(path, rule, seed, accs, status="finished"):
+    r = RunDir(path)
+    r.create({"config": {"rule": rule, "dataset": "mnist", "seed": seed, "lr": 0.1,
+                         "rule_opts": {"x": 1} if rule == "dfa" else {}},
+              "data": {"task": "classification"}, "summary": {"avg_time_per_epoch": 2.0}})
+    r.write_metrics([{"epoch": e, "split": "test", "metric": "acc", "value": a}
+                     for e, a in enumerate(accs)])
+    r.update_info(status=status)
+
+
+def test_summary_pools_seeds_and_labels_the_difference(tmp_path, capsys):
+    _run(tmp_path / "bp1", "bp", 1, [0.1, 0.90, 0.95])
+    _run(tmp_path / "bp2", "bp", 2, [0.1, 0.97, 0.93])
+    _run(tmp_path / "dfa1", "dfa", 1, [0.1, 0.80, 0.85])
+    _run(tmp_path / "dfa2", "dfa", 2, [0.1, 0.99, 0.99], status="interrupted")   # skipped
+    rc = main(["summary", str(tmp_path), "--csv", str(tmp_path / "t.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "skipped" in err and "dfa2" in err
+    rows = {r["run"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
+    assert set(rows) == {"rule=bp", "rule=dfa, rule_opts.x=1"}
+    bp = rows["rule=bp"]
+    assert bp["seeds"] == "1 2" and float(bp["last_mean"]) == pytest.approx(0.94)
+    assert float(bp["last_std"]) == pytest.approx(0.0141421356, rel=1e-6)   # sample std of .95, .93
+    assert float(bp["best_mean"]) == pytest.approx(0.96)                    # best epochs: .95, .97
+    assert rows["rule=dfa, rule_opts.x=1"]["seeds"] == "1"
+    assert "| rule=bp | 1,2 | 2 | acc 94.00% ± 1.41 | 96.00% ± 1.41 | 2.00 |" in out
+
+
+def test_summary_of_nothing_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["summary", str(tmp_path / "empty")]) == 2
+    assert main(["summary", str(tmp_path / "missing")]) == 2
