@@ -1,7 +1,7 @@
 """``simkit summary RUN ...``: mean and spread over seeds of finished runs, as a table.
 
 Runs whose resolved configurations differ only in the seed (and the data folder or backend) form
-one row; each row is labelled by the configuration keys that tell the rows apart. The value of a
+one row (a key a run's configuration lacks, added to simkit after it, reads as its default); each row is labelled by the configuration keys that tell the rows apart. The value of a
 run is its metric on the chosen split after its last epoch ("last") and at its best epoch
 ("best": highest accuracy, lowest loss); the table gives mean and sample standard deviation over
 the seeds. Unfinished runs, and folders without a simkit run, are skipped with a note on stderr.
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from simkit.errors import UserError
+from simkit.experiment import DEFAULTS               # keys added since a run count as defaults
 from simkit.results import RunDir
 
 IGNORED = ("seed", "data_dir", "backend")            # keys that do not make a different experiment
@@ -40,7 +41,7 @@ def find_runs(paths) -> list[RunDir]:
         elif p.is_dir():
             out += [RunDir(c) for c in sorted(p.iterdir()) if RunDir(c).exists()]
         else:
-            raise UserError(f"{p} is neither a run directory nor a folder holding runs")
+            print(f"simkit summary: skipped {p} (not a run directory)", file=sys.stderr)
     return out
 
 
@@ -85,7 +86,7 @@ def collect(runs, metric, split) -> list[dict]:
             print(f"simkit summary: skipped {r.path} (not a finished run with {split} "
                   f"{metric or 'acc/loss'})", file=sys.stderr)
             continue
-        flat = {k: v for k, v in _flat(cfg).items() if k not in IGNORED}
+        flat = {k: v for k, v in _flat({**DEFAULTS, **cfg}).items() if k not in IGNORED}
         g = groups.setdefault(json.dumps(flat, sort_keys=True, default=str), {"cfg": flat, "runs": []})
         g["runs"].append((cfg.get("seed"), val, info.get("summary", {}).get("avg_time_per_epoch")))
     keys = sorted({k for g in groups.values() for k in g["cfg"]})
