@@ -11,7 +11,6 @@ weights) and (3) dynamics noise; the train/validation split uses ``data_seed``.
 """
 from __future__ import annotations
 
-
 import inspect
 from dataclasses import dataclass, replace
 

@@ -254,29 +254,31 @@ def hidden_errors(xp, m, cfg, hs, e, di):
     return deltas
 
 
+def _update_weights(bk, cfg, W, delta, h):
+    """W += eta sum_batch delta h^T - lambda W; one sample: one fused pass (the rank-1 kernel)."""
+    from simkit.kernels.di import RANK1_UPDATE, rank1_reference
+    xp = bk.xp
+    if delta.shape[0] == 1 and not cfg.norm_delW:
+        run = bk.kernel(RANK1_UPDATE) if W.size >= RANK1_MIN else \
+            (lambda *a: rank1_reference(xp, *a))
+        run(xp.ascontiguousarray(delta[0]), xp.ascontiguousarray(h[0]), cfg.eta, cfg.w_decay, W)
+        return
+    dW = delta.T @ h                                                # sum_batch delta h^T
+    if cfg.norm_delW:
+        dW = dW / max(float(xp.sqrt((dW * dW).sum())), 1e-300)
+    W += cfg.eta * dW - cfg.w_decay * W
+
+
 def update(bk, m, cfg, hs, deltas, defer_W1=False):
-    """W += eta sum_batch delta h^T - lambda W (one fused pass over W for a single sample).
+    """Every layer's weights (:func:`_update_weights`) and biases, b += eta sum delta - lambda b.
 
     ``defer_W1``: leave the first weight matrix to the caller (its bias is still updated).
     """
-    from simkit.kernels.di import RANK1_UPDATE, rank1_reference
-    xp = bk.xp
     for l in range(len(m.W)):
-        db = deltas[l].sum(axis=0)
-        if l == 0 and defer_W1:
-            pass
-        elif deltas[l].shape[0] == 1 and not cfg.norm_delW:
-            run = bk.kernel(RANK1_UPDATE) if m.W[l].size >= RANK1_MIN else \
-                (lambda *a: rank1_reference(xp, *a))
-            run(xp.ascontiguousarray(deltas[l][0]), xp.ascontiguousarray(hs[l][0]), cfg.eta,
-                cfg.w_decay, m.W[l])
-        else:
-            dW = deltas[l].T @ hs[l]                                # sum_batch delta h^T
-            if cfg.norm_delW:
-                dW = dW / max(float(xp.sqrt((dW * dW).sum())), 1e-300)
-            m.W[l] += cfg.eta * dW - cfg.w_decay * m.W[l]
+        if not (l == 0 and defer_W1):
+            _update_weights(bk, cfg, m.W[l], deltas[l], hs[l])
         if cfg.bias:
-            m.b[l] += cfg.eta * db - cfg.w_decay * m.b[l]
+            m.b[l] += cfg.eta * deltas[l].sum(axis=0) - cfg.w_decay * m.b[l]
 
 
 def restabilise(bk, m, rng, ssa_opts):
