@@ -30,9 +30,10 @@ def compute(args) -> dict:
     bk = get_backend(args.backend, "float64")
     n_a, n_b, n_diag = (300, 300, 100) if args.quick else (2000, 4000, 500)
     t0 = time.perf_counter()
-    a = regression_task(bk, args.seed, n_train=n_a, diag_n=n_diag, eval_every=args.eval_every)
+    a = regression_task(bk, args.seed, n_train=n_a, diag_n=n_diag, eval_every=args.eval_every,
+                        workers=args.workers)
     b = regression_task(bk, args.seed, n_train=n_b, norm_delW=True, diag_n=0,
-                        eval_every=args.eval_every)
+                        eval_every=args.eval_every, workers=args.workers)
     out = {"names": np.array(a["names"]), "steps_a": a["steps"], "nse_a": a["nse"],
            "steps_b": b["steps"], "nse_b": b["nse"], "seconds": time.perf_counter() - t0}
     out.update(diag_arrays(a["diag"]))
@@ -69,7 +70,7 @@ def summary(res) -> list:
 
 
 def main(argv=None):
-    p = figure_parser(__doc__, NAME)
+    p = figure_parser(__doc__, NAME, workers=True)
     p.add_argument("--quick", action="store_true", help="300 examples (pipeline check)")
     p.add_argument("--eval-every", type=int, default=1, help="training-set error every k examples")
     args = p.parse_args(argv)

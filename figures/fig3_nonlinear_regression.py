@@ -6,7 +6,8 @@ and of the SDI loop; i: B angles to -W^T; j: DI error angles to NDI (delta_1 sol
 dashed); k: SDI error angles to NDI (h-k over the first 500 examples).
 
     python figures/fig3_nonlinear_regression.py [--out DIR] [--seed 0] [--n-train 10000]
-        [--dh-mode paper|code_2021] [--eval-every 1]
+        [--dh-mode paper|code_2021] [--eval-every 1] [--eval-dtype float32|float64]
+        [--workers 2]
     python figures/fig3_nonlinear_regression.py --quick   # 300 examples, under a minute
 
 Writes ``curves.npz``, ``fig3_nonlinear_regression.png`` and ``.pdf`` into ``--out``.
@@ -33,7 +34,8 @@ def compute(args) -> dict:
     n, n_diag = (300, 100) if args.quick else (args.n_train, 500)
     t0 = time.perf_counter()
     r = regression_task(bk, args.seed, nonlinear=True, n_train=n, diag_n=n_diag,
-                        eval_every=args.eval_every, dh_mode=args.dh_mode)
+                        eval_every=args.eval_every, dh_mode=args.dh_mode,
+                        eval_dtype=args.eval_dtype, workers=args.workers)
     out = {"names": np.array(r["names"]), "steps": r["steps"], "nse": r["nse"],
            "seconds": time.perf_counter() - t0}
     out.update(diag_arrays(r["diag"]))
@@ -86,7 +88,7 @@ def summary(res) -> list:
 
 
 def main(argv=None):
-    p = figure_parser(__doc__, NAME)
+    p = figure_parser(__doc__, NAME, eval_dtype=True, workers=True)
     p.add_argument("--quick", action="store_true", help="300 examples (pipeline check)")
     p.add_argument("--n-train", type=int, default=10000, help="examples (20000: 'exact' Fig. 3)")
     p.add_argument("--dh-mode", choices=("paper", "code_2021"), default="paper",

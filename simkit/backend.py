@@ -59,12 +59,16 @@ class Kernel:
     cuda : tuple of str, optional
         ``(in_params, out_params, operation)`` of a ``cupy.ElementwiseKernel`` over the
         same arguments; ``None`` falls back to the reference on CuPy.
+    helpers : tuple of callables, optional
+        Plain functions of the loop's module that ``loop`` calls; they are compiled first and
+        bound in that module under their names (Numba resolves a call by the global name).
     """
 
     name: str
     reference: Callable
     loop: Callable
     cuda: tuple | None = None
+    helpers: tuple = ()
 
 
 @dataclass
@@ -106,7 +110,11 @@ def _build(bk: Backend, k: Kernel) -> Callable:
         import numba
         # error_model="numpy": no zero-division check per element, which would stop LLVM from
         # vectorising the loop (6x slower Adam step); IEEE semantics like the NumPy reference.
-        compiled = numba.njit(cache=True, error_model="numpy")(k.loop)
+        jit = numba.njit(cache=True, error_model="numpy")
+        for h in k.helpers:
+            if not isinstance(k.loop.__globals__.get(h.__name__), numba.core.dispatcher.Dispatcher):
+                k.loop.__globals__[h.__name__] = jit(h)
+        compiled = jit(k.loop)
         return lambda *args: compiled(*[_flat(a) for a in args])
     if bk.name == "cupy" and k.cuda is not None:
         import cupy

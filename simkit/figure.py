@@ -9,6 +9,7 @@ redraws a figure without recomputing it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,13 +18,20 @@ from simkit.errors import UserError
 from simkit.results import load_arrays, save_arrays
 
 
-def figure_parser(doc: str, name: str, eval_dtype: bool = False) -> argparse.ArgumentParser:
-    """The common options; ``eval_dtype`` adds ``--eval-dtype`` (the test pass's precision)."""
+def figure_parser(doc: str, name: str, eval_dtype: bool = False,
+                  workers: bool = False) -> argparse.ArgumentParser:
+    """The common options; ``eval_dtype`` adds ``--eval-dtype`` (the test pass's precision),
+    ``workers`` adds ``--workers`` (processes the figure's models are spread over)."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     if eval_dtype:
         p.add_argument("--eval-dtype", default="float32", choices=["float32", "float64"],
-                       help="precision of the test-set forward pass (default float32: half the "
-                            "cost of the evaluations, which dominate the figure)")
+                       help="precision of the evaluation's forward pass (default float32: "
+                            "a fraction of the cost of the evaluations, which dominate the "
+                            "figure; training stays in the run's dtype)")
+    if workers:
+        p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
+                       help="processes the models are spread over (default: the CPU count; "
+                            "the curves do not depend on it)")
     p.add_argument("--out", type=Path, default=Path("figures/out") / name,
                    help="output folder (curves.npz, NAME.png, NAME.pdf)")
     p.add_argument("--seed", type=int, default=0)
@@ -33,6 +41,12 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False) -> argparse.Arg
                    help="BLAS/Numba threads (per-sample products are small: 1 was 10x faster "
                         "than 2 on a shared 2-core box)")
     return p
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def run_figure(args, name: str, compute, plot, summary=None):

@@ -58,6 +58,29 @@ def test_fig3_nonlinear_quick_short(tmp_path):
     assert (tmp_path / f"{mod.NAME}.png").exists()
 
 
+def test_models_in_parallel_processes_give_the_same_curves():
+    """Each model has its own SSA stream, so splitting the models over processes changes nothing:
+    errors, diagnostics and their order are those of one process (abscissae >= 0 would draw)."""
+    from simkit.inversion_tasks import NONLINEAR_MODELS, split_models
+    groups = split_models(NONLINEAR_MODELS, 2)
+    assert sorted(sum(groups, [])) == list(range(13)) and len(groups) == 2
+    bk = get_backend("numba", "float64")
+    one, two = [regression_task(bk, 3, nonlinear=True, n_train=40, diag_n=10, workers=w,
+                                eval_every=3) for w in (1, 2)]
+    assert np.array_equal(one["error"], two["error"]) and np.array_equal(one["steps"], two["steps"])
+    assert one["diag"] == two["diag"] and list(one["diag"]) == list(two["diag"])
+    assert not np.allclose(one["error"][-1], one["error"][-1, 0])   # columns are distinct models
+
+
+def test_float32_training_error_matches_float64():
+    bk = get_backend("numpy", "float64")
+    e64, e32 = [regression_task(bk, 1, nonlinear=True, n_train=50, diag_n=0, eval_every=10,
+                                specs=LINEAR_MODELS[:2], eval_dtype=d)["error"]
+                for d in (None, "float32")]
+    np.testing.assert_allclose(e32, e64, rtol=1e-4)
+    assert not np.array_equal(e32, e64)
+
+
 def test_minibatch_option_runs_and_models_share_init():
     bk = get_backend("numpy", "float64")
     r = regression_task(bk, 2, n_train=64, batch=8, diag_n=0, specs=LINEAR_MODELS[:4])

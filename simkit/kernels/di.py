@@ -33,6 +33,17 @@ from simkit.dynamics.di import BLOWUP, CHECK_EVERY, di_reference, sdi_loop_refer
 SMALL = 4096      # below this many multiply-adds per product, inline loops beat np.dot's call
 
 
+def _matvec_t(At, v, out):
+    """out = A v with ``At`` = A^T (contiguous): axpy order, so the inner loop runs over the
+    contiguous output and vectorises, while each out[j] still sums q = 0, 1, ... as a dot would."""
+    for j in range(out.size):
+        out[j] = 0.0
+    for q in range(v.size):
+        vq = v[q]
+        for j in range(out.size):
+            out[j] += At[q, j] * vq
+
+
 def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
     """Numba twin over flat arrays (same semantics as ``di_reference``)."""
     n, d_out, d_in = dims[0], dims[1], dims[2]
@@ -41,30 +52,23 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
     Wt, Bt = np.ascontiguousarray(Wm.T), np.ascontiguousarray(Bm.T)
     D, U, R = delta.reshape((n, d_out)), u.reshape((n, d_out)), r.reshape((n, d_in))
     small = n * d_out * d_in < SMALL
-    WG, BU = np.empty((n, d_out)), np.empty((n, d_in))
+    WG, BU, g = np.empty((n, d_out)), np.empty((n, d_in)), np.empty(d_in)
     info[0] = 0.0
     info[1] = -1.0
     for t in range(1, n_steps):
-        G = np.tanh(R) if g_tanh else R
-        if small:                          # WG = G W^T, inline (Numba compiles one function)
+        if small:                          # WG = g(R) W^T, inline (a BLAS call costs more)
             for i in range(n):
-                for j in range(d_out):
-                    acc = 0.0
-                    for q in range(d_in):
-                        acc += G[i, q] * Wm[j, q]
-                    WG[i, j] = acc
+                for q in range(d_in):
+                    g[q] = math.tanh(R[i, q]) if g_tanh else R[i, q]
+                _matvec_t(Wt, g, WG[i])
         else:
-            WG[:, :] = np.dot(G, Wt)
+            WG[:, :] = np.dot(np.tanh(R) if g_tanh else R, Wt)
         for i in range(n):
             for j in range(d_out):
                 U[i, j] += dt * (-alpha * U[i, j] + WG[i, j] - D[i, j])   # Eq. (5)
         if small:                          # BU = U B^T
             for i in range(n):
-                for j in range(d_in):
-                    acc = 0.0
-                    for q in range(d_out):
-                        acc += U[i, q] * Bm[j, q]
-                    BU[i, j] = acc
+                _matvec_t(Bt, U[i], BU[i])
         else:
             BU[:, :] = np.dot(U, Bt)
         step = 0.0
@@ -85,47 +89,46 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
                 return
 
 
-DI_KERNEL = Kernel("di_euler", reference=di_reference, loop=di_loop, cuda=None)
+DI_KERNEL = Kernel("di_euler", reference=di_reference, loop=di_loop, cuda=None,
+                   helpers=(_matvec_t,))
 
 
 def sdi_loop(W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, info):
     """Numba twin of the SDI loop (``dims`` = n, n_1, n_2, n_3); same step order as the reference.
 
-    Products are inline loops (SDI is used at 20-10-10 sizes, where a BLAS call costs more).
+    Products are inline (SDI is used at 20-10-10 sizes, where a BLAS call costs more).
     """
     n, n1, n2, n3 = dims[0], dims[1], dims[2], dims[3]
-    A1, A2, Bm = W1.reshape((n2, n1)), W2.reshape((n3, n2)), B.reshape((n1, n3))
+    A1t = np.ascontiguousarray(W1.reshape((n2, n1)).T)
+    A2t = np.ascontiguousarray(W2.reshape((n3, n2)).T)
+    Bt = np.ascontiguousarray(B.reshape((n1, n3)).T)
     D = delta.reshape((n, n3))
     X, Y, Z = rx.reshape((n, n1)), ry.reshape((n, n2)), rz.reshape((n, n3))
     gx, gy = np.empty(n1), np.empty(n2)
+    px, py, pz = np.empty(n1), np.empty(n2), np.empty(n3)
     info[0] = 0.0
     info[1] = -1.0
     for t in range(1, n_steps):
         for i in range(n):
-            for j in range(n1):                                  # r_x += dt(-r_x + B r_z)
-                acc = 0.0
-                for q in range(n3):
-                    acc += Bm[j, q] * Z[i, q]
-                X[i, j] += dt * (-X[i, j] + acc)
+            _matvec_t(Bt, Z[i], px)                              # r_x += dt(-r_x + B r_z)
+            for j in range(n1):
+                X[i, j] += dt * (-X[i, j] + px[j])
                 gx[j] = math.tanh(X[i, j]) if g_tanh else X[i, j]
-            for j in range(n2):                                  # r_y += dt(-r_y + W1 g(r_x))
-                acc = 0.0
-                for q in range(n1):
-                    acc += A1[j, q] * gx[q]
-                Y[i, j] += dt * (-Y[i, j] + acc)
+            _matvec_t(A1t, gx, py)                               # r_y += dt(-r_y + W1 g(r_x))
+            for j in range(n2):
+                Y[i, j] += dt * (-Y[i, j] + py[j])
                 gy[j] = math.tanh(Y[i, j]) if g_tanh else Y[i, j]
-            for j in range(n3):                                  # r_z += dt(-a r_z + W2 g(r_y) - d)
-                acc = 0.0
-                for q in range(n2):
-                    acc += A2[j, q] * gy[q]
-                Z[i, j] += dt * (-alpha * Z[i, j] + acc - D[i, j])
+            _matvec_t(A2t, gy, pz)                               # r_z += dt(-a r_z + W2 g(r_y) - d)
+            for j in range(n3):
+                Z[i, j] += dt * (-alpha * Z[i, j] + pz[j] - D[i, j])
         info[0] = t
         if t % CHECK_EVERY == 0 and not np.abs(Z).max() < BLOWUP:
             info[1] = t
             return
 
 
-SDI_KERNEL = Kernel("sdi_euler", reference=sdi_loop_reference, loop=sdi_loop, cuda=None)
+SDI_KERNEL = Kernel("sdi_euler", reference=sdi_loop_reference, loop=sdi_loop, cuda=None,
+                    helpers=(_matvec_t,))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,8 +141,9 @@ def rank1_reference(xp, delta, h, eta, decay, W):
     The original's ``W += eta * outer(delta, h) - lambda * W`` costs ~5 passes over W; this is
     one read and one write, which is what bounds online SGD on a 1000 x 784 matrix.
     """
-    W *= 1.0 - decay
-    W += eta * xp.outer(delta, h)
+    if decay:
+        W *= 1.0 - decay
+    W += (eta * delta)[:, None] * h                     # the loop's order: (eta delta_i) h_j
 
 
 def rank1_loop(delta, h, eta, decay, W):

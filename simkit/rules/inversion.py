@@ -278,7 +278,9 @@ def update(bk, m, cfg, hs, deltas, defer_W1=False):
         if not (l == 0 and defer_W1):
             _update_weights(bk, cfg, m.W[l], deltas[l], hs[l])
         if cfg.bias:
-            m.b[l] += cfg.eta * deltas[l].sum(axis=0) - cfg.w_decay * m.b[l]
+            d = deltas[l]
+            step = cfg.eta * (d[0] if d.shape[0] == 1 else d.sum(axis=0))
+            m.b[l] += step - cfg.w_decay * m.b[l] if cfg.w_decay else step
 
 
 def restabilise(bk, m, rng, ssa_opts):
