@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+from simkit.figure import StepProgress, figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import mnist_task, style       # noqa: E402
 
 NAME = "fig4a_mnist"
@@ -33,7 +33,8 @@ def compute(args) -> dict:
         dict(n_samples=args.samples, eval_every=args.eval_every, n_test=None)
     t0 = time.perf_counter()
     r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
-                   data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype, **quick)
+                   data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype,
+                   progress=StepProgress(NAME, "best test error"), **quick)
     return {"names": np.array(r["names"]), "samples": r["samples"],
             "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
 

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+from simkit.figure import StepProgress, figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import autoencoder_task, style  # noqa: E402
 
 NAME = "fig4b_autoencoder"
@@ -34,7 +34,8 @@ def compute(args) -> dict:
     out, t0 = {}, time.perf_counter()
     for init in args.inits:
         r = autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir,
-                             eval_dtype=args.eval_dtype, **kw)
+                             eval_dtype=args.eval_dtype,
+                             progress=StepProgress(f"{NAME} ({init})", "best test MSE"), **kw)
         out.update({"names": np.array(r["names"]), f"{init}__examples": r["examples"],
                     f"{init}__test_mse": r["test_mse"]})
     out["inits"] = np.array(args.inits)

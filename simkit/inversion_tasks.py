@@ -29,8 +29,9 @@ import numpy as np
 
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
-from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error, build_models,
-                                    check_finite, check_models, forward, ndi_operator, ndi_reference_delta,
+from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
+                                    build_models, check_finite, check_models, forward,
+                                    ndi_operator, ndi_reference_delta,
                                     optim_feedback, train_step)
 
 
