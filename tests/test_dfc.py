@@ -279,3 +279,44 @@ def test_noise_stream_is_the_same_with_prefetching():
     ref = np.random.default_rng([rule.noise_seed, 0, 0, 0]).standard_normal
     expected = np.concatenate([ref((50, 3, 12)), ref((50, 3, 12)), ref((29, 3, 12))])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_ssa_equals_the_simulated_steady_state_of_a_linear_net():
+    """DFC-SSA solves the linear controller's fixed point: for a linear net its state and its
+    update equal those of a long simulation (DFC-SS) with the same Q and alpha."""
+    from simkit.rules.dfc import ssa_state
+    bk = numba_backend()
+    net = small_net(bk)
+    Q = weight_product_Q(net)
+    cache, P = problem(bk, net, Q)
+    dyn = Dynamics(dt=0.01, T=4000, tau_v=0.05, tau_A=0.01, alpha=0.3, k_p=1.0).check()
+    sim = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+    ssa = ssa_state(np, net, cache, Q, P["r_target"], dyn)
+    np.testing.assert_allclose(ssa.u, sim.u, rtol=1e-6, atol=1e-9)
+    for l in range(net.L):
+        np.testing.assert_allclose(ssa.v[l], sim.v[l], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(ssa.r[l], sim.r[l], rtol=1e-6, atol=1e-9)
+    for a, b in zip(ss_grads(np, net, ssa, P["x"], "nonlinear_difference"),
+                    ss_grads(np, net, sim, P["x"], "nonlinear_difference")):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-9)
+
+
+def test_ssa_rule_on_a_tanh_net_is_close_to_the_simulation_and_descends():
+    """On a tanh net with a small output step the linearisation is accurate: the SSA update is
+    within a few degrees of the simulated steady state's, and a step along it lowers the loss."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (6, 5, 4, 3))
+    Q = weight_product_Q(net)
+    cache, P = problem(bk, net, Q, step=1e-3)
+    dyn = Dynamics(dt=0.02, T=3000, tau_v=0.05, tau_A=0.02, alpha=0.01, k_p=1.0).check()
+    sim = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+    from simkit.rules.dfc import ssa_state
+    ssa = ssa_state(np, net, cache, Q, P["r_target"], dyn)
+    g_sim, g_ssa = (ss_grads(np, net, s, P["x"], "nonlinear_difference") for s in (sim, ssa))
+    for a, b in zip(g_ssa, g_sim):
+        assert fbk.angle_deg(np, a[0], b[0]) < 2.0
+    loss = lambda: float(((net.forward(P["x"]).y - P["r_target"]) ** 2).sum())   # noqa: E731
+    before = loss()
+    for W, g in zip(net.W, g_ssa):
+        W -= 0.5 * g[0]
+    assert loss() < before

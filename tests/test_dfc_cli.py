@@ -48,7 +48,11 @@ def test_unstable_step_is_a_one_line_error(capsys, tmp_path):
 
 
 def test_unsupported_flag_is_refused(capsys, tmp_path):
-    rc = main(["run_dfc", "--ssa", "--out_dir", str(tmp_path / "r"), "--test", "--quiet"])
+    rc = main(["run_dfc", "--low_pass_filter_u", "--out_dir", str(tmp_path / "r"), "--test",
+               "--quiet"])
+    assert rc == 2 and "--low_pass_filter_u" in capsys.readouterr().err
+    rc = main(["run_dfc_single_phase", "--ssa", "--out_dir", str(tmp_path / "s"), "--test",
+               "--quiet"])
     assert rc == 2 and "--ssa" in capsys.readouterr().err
 
 

@@ -7,9 +7,11 @@ weights first. ``--strong_feedback --ss`` is two-phase Strong-DFC. The options s
 ``run_bp`` (data, split, Adam betas 0.99, per-layer clipping, float32 unless
 ``--double_precision``) come from :mod:`simkit.commands.run_bp`.
 
-Options of the original that simkit does not implement (``--ssa``, ``--low_pass_filter_u``,
-``--include_only_converged_samples``, ``--use_jacobian_as_fb``, ``--compare_with_ndi``,
-``--save_ndi_angle``, ``--compute_jacobian_at`` other than ``ss``) are refused with a message.
+``--ssa`` is DFC-SSA, the linearised steady state solved directly (the original's crashes on
+torch 2: ``torch.solve`` is gone). Options of the original that simkit does not implement
+(``--low_pass_filter_u``, ``--include_only_converged_samples``, ``--use_jacobian_as_fb``,
+``--compare_with_ndi``, ``--save_ndi_angle``, ``--compute_jacobian_at`` other than ``ss``) are
+refused with a message.
 Any ``--save_*`` flag turns on the per-epoch diagnostics (condition 2, angles to BP and GN per
 layer, the control norm) in metrics.csv; ``--save_df`` alone does too.
 """
@@ -25,7 +27,7 @@ from simkit.errors import UserError
 from simkit.experiment import resolve_config
 
 PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-phase Strong-DFC"
-FLAGS = ("ss", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
+FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
          "error_as_loss_grad", "pretrain_without_controller", "freeze_fb_weights",
          "freeze_fb_weights_output", "scaling_fb_updates", "inst_system_dynamics",
          "proactive_controller", "inst_transmission", "inst_transmission_fb", "use_bp_updates")
@@ -36,7 +38,7 @@ FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
           "time_constant_ratio_fb": -1.0, "sigma_fb": -1.0, "sigma_output_fb": -1.0,
           "alpha_di_fb": 0.5, "k_p_fb": -1.0, "epsilon_di": 0.5}
 INTS = {"init_fb_epochs": 1, "extra_fb_epochs": 0, "tmax_di": 10, "tmax_di_fb": -1}
-UNSUPPORTED = ("ssa", "low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb",
+UNSUPPORTED = ("low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb",
                "compare_with_ndi", "save_ndi_angle")
 SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "save_lu_loss",
         "save_ratio_ff_fb", "save_condition_fb")

@@ -22,7 +22,8 @@ and the forward weights learn from the time average of the somatic-basal mismatc
     g_{W_l} = -\frac{2}{BT}\sum_{t=0}^{T-1}\big(\phi(v_l[t]) - \phi(v_{ff,l}[t])\big)^\top r_{l-1}[t],
     \qquad g_{b_l} = -\frac{2}{BT}\sum_{t}\sum_{n}\big(\phi(v_l) - \phi(v_{ff,l})\big)_n      \quad (5)
 
-``ss`` (DFC-SS) uses only the steady state :math:`t = T-1`:
+``ss`` (DFC-SS) uses only the steady state :math:`t = T-1`, ``ssa`` (DFC-SSA) the linearised
+steady state without a simulation (:func:`ssa_state`); both update by
 :math:`\delta_l = \phi(v_{ff,l}' + \Delta v_l) - \phi(v_{ff,l}')`,
 :math:`v_{ff,l}' = W_l r_{l-1}^{ss} + b_l`, :math:`g_{W_l} = -\frac2B \delta_l^\top r^{ss}_{l-1}`.
 Feedback weights learn in noisy phases (:mod:`simkit.rules.dfc_feedback`): two-phase DFC runs one
@@ -66,7 +67,7 @@ KERNEL_MAX_UNITS = 64
 # Every option with the original's default (research note §2.3); -1 means "copy" (see resolve).
 DEFAULTS = {
     "single_phase": False, "strong_feedback": False, "error_as_loss_grad": False,
-    "target_stepsize": 0.001, "learning_rule": "nonlinear_difference", "ss": False,
+    "target_stepsize": 0.001, "learning_rule": "nonlinear_difference", "ss": False, "ssa": False,
     "dt_di": 0.1, "tmax_di": 10, "time_constant_ratio": 0.2, "apical_time_constant": -1.0,
     "alpha_di": 0.001, "k_p": 0.0, "proactive_controller": False, "inst_transmission": False,
     "inst_system_dynamics": False, "noisy_dynamics": False, "low_pass_filter_noise": False,
@@ -117,6 +118,9 @@ def resolve(opts: dict) -> dict:
     o["tau_noise"] = min(o["tau_noise"], o["tau_f"])                # the original clips these two
     o["time_constant_ratio"] = min(o["time_constant_ratio"], o["tau_f"])
     if o["single_phase"]:
+        if o["ssa"]:
+            raise UserError("--ssa is not available in the single phase (nor in the original); "
+                            "use simkit run_dfc --ssa")
         o["noisy_dynamics"] = True
     return o
 
@@ -161,6 +165,38 @@ def ss_grads(xp, net, st, x, rule):
         gW = (-2.0 / B) * (delta.T @ r_in)
         out.append([gW] if net.b[l] is None else [gW, -2.0 * delta.mean(axis=0)])
     return out
+
+
+def ssa_state(xp, net, cache, Q, r_target, dyn):
+    r"""DFC-SSA (``--ssa``, research note §1.7): the linearised controller's steady state.
+
+    With :math:`J` the Jacobian of :math:`r_L` to every layer's voltage at the feed-forward
+    state and :math:`\bar Q` the stacked feedback weights, the linear controller settles where
+    :math:`e = \alpha u` and :math:`e = \delta_L - J\bar Q u`:
+
+    .. math::  u_{ss} = (J\bar Q + \alpha I)^{-1}\delta_L, \qquad
+               \Delta v_l = Q_l u_{ss}, \qquad
+               v_l = W_l r_{l-1} + b_l + \Delta v_l,\ r_l = \phi(v_l)
+
+    (rates recomputed layer by layer from the target rates below, :math:`r_0 = x`). The state
+    feeds :func:`ss_grads`, as DFC-SS does. The original solves with ``torch.solve``, removed
+    in torch 2, so its ``--ssa`` no longer runs; this is the formula it codes.
+    """
+    from simkit.dynamics.controller import State, error
+    J = xp.concatenate(fbk.jacobians(xp, net, cache), axis=2)           # (B, n_L, N)
+    JQ = J @ xp.concatenate(Q, axis=0)                                  # (B, n_L, n_L)
+    JQ += dyn.alpha * xp.eye(JQ.shape[1], dtype=JQ.dtype)
+    delta = error(xp, dyn, r_target, cache.y)                           # delta_L = e(r*, r-)
+    u = xp.linalg.solve(JQ, delta[:, :, None])[:, :, 0]                 # u_ss
+    st = State(v=[], v_ff=[], v_fb=[], r=[], n=[], u=u, u_int=u, u_lp=None)
+    r = cache.h[0]
+    for l in range(net.L):
+        st.v_ff.append(r @ net.W[l].T + (net.b[l] if net.b[l] is not None else 0.0))
+        st.v_fb.append(u @ Q[l].T)                                      # Delta v_l = Q_l u_ss
+        st.v.append(st.v_ff[l] + st.v_fb[l])
+        r = net.phi[l].f(xp, st.v[l])
+        st.r.append(r)
+    return st
 
 
 def continuous_grads(net, st, B, T):
@@ -255,9 +291,12 @@ class DFC:
         fb = "highpass" if (o["single_phase"] and self.train_fb) else None
         learn = Learning(fw=None if o["ss"] else o["learning_rule"], fb=fb,
                          a_u=self.dyn.dt / o["tau_f"])
-        st = self.run(cache, r_t, self.dyn, learn, phase=0)
+        if o["ssa"]:
+            st = ssa_state(xp, net, cache, self.Q, r_t, self.dyn)          # no simulation
+        else:
+            st = self.run(cache, r_t, self.dyn, learn, phase=0)
         B = cache.h[0].shape[0]
-        g = ss_grads(xp, net, st, cache.h[0], o["learning_rule"]) if o["ss"] \
+        g = ss_grads(xp, net, st, cache.h[0], o["learning_rule"]) if o["ss"] or o["ssa"] \
             else continuous_grads(net, st, B, self.dyn.T)
         if fb:
             self.step_feedback(st, self.opt_fb, B, self.dyn, self.o["time_constant_ratio"])
