@@ -1,4 +1,6 @@
 """DFC / Strong-DFC: limits, closed forms, stability, parity and feedback learning (issue 3)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -320,3 +322,30 @@ def test_ssa_rule_on_a_tanh_net_is_close_to_the_simulation_and_descends():
     for W, g in zip(net.W, g_ssa):
         W -= 0.5 * g[0]
     assert loss() < before
+
+
+def test_ndi_diagnostics_vanish_when_the_simulation_reaches_the_linear_steady_state():
+    """--save_ndi_angle / --compare_with_ndi: for a linear net simulated to its fixed point, the
+    DFC-SS update is the SSA update (angle ~0) and the output is the SSA output (distance ~0);
+    a simulation stopped early is measurably away from both."""
+    bk = numba_backend()
+    net = small_net(bk)
+    rule = DFC(ss=True, dt_di=0.01, tmax_di=4000, time_constant_ratio=0.05,
+               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,
+               initialization_fb="weight_product", kernel="numba")
+    rule.setup(net, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x = bk.asarray(rng.normal(size=(4, 6)))
+    t = bk.asarray(rng.normal(size=(4, 3)))
+    cache = net.forward(x)
+    loss = get_loss("mse")
+    dL = loss.grad(np, cache.y, t)
+    out = []
+    for T in (4000, 20):
+        rule.dyn = dataclasses.replace(rule.dyn, T=T)
+        r_t = cache.y - rule.o["target_stepsize"] * 4 * dL
+        st = rule.run(cache, r_t, rule.dyn, Learning(fw=None), phase=0)
+        g = ss_grads(np, net, st, x, "nonlinear_difference")
+        out.append(rule.diagnose(net, cache, dL, r_t, g, st))
+    assert out[0]["dist_to_ndi"] < 1e-6 and max(out[0][f"angle_ndi/{l}"] for l in (1, 2, 3)) < 1e-3
+    assert out[1]["dist_to_ndi"] > 1e-2 and max(out[1][f"angle_ndi/{l}"] for l in (1, 2, 3)) > 0.1

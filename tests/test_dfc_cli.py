@@ -66,7 +66,7 @@ def test_student_teacher_smoke(tmp_path):
                "--init_fb_epochs=1", "--extra_fb_epochs=1", "--lr_fb=1e-4", "--optimizer_fb=Adam"])
     assert rc == 0
     metrics = (out / "metrics.csv").read_text()
-    assert "condition_2" in metrics and "angle_bp" in metrics
+    assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi"))
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["rule"] == "dfc"
 

@@ -10,10 +10,10 @@ weights first. ``--strong_feedback --ss`` is two-phase Strong-DFC. The options s
 ``--ssa`` is DFC-SSA, the linearised steady state solved directly (the original's crashes on
 torch 2: ``torch.solve`` is gone). Options of the original that simkit does not implement
 (``--low_pass_filter_u``, ``--include_only_converged_samples``, ``--use_jacobian_as_fb``,
-``--compare_with_ndi``, ``--save_ndi_angle``, ``--compute_jacobian_at`` other than ``ss``) are
-refused with a message.
-Any ``--save_*`` flag turns on the per-epoch diagnostics (condition 2, angles to BP and GN per
-layer, the control norm) in metrics.csv; ``--save_df`` alone does too.
+``--compute_jacobian_at`` other than ``ss``) are refused with a message.
+Any ``--save_*`` flag or ``--compare_with_ndi`` turns on the per-epoch diagnostics (condition 2,
+angles to BP, GN and DFC-SSA per layer, the distance to the SSA output, the control norm) in
+metrics.csv; ``--save_df`` alone does too.
 """
 from __future__ import annotations
 
@@ -38,10 +38,9 @@ FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
           "time_constant_ratio_fb": -1.0, "sigma_fb": -1.0, "sigma_output_fb": -1.0,
           "alpha_di_fb": 0.5, "k_p_fb": -1.0, "epsilon_di": 0.5}
 INTS = {"init_fb_epochs": 1, "extra_fb_epochs": 0, "tmax_di": 10, "tmax_di_fb": -1}
-UNSUPPORTED = ("low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb",
-               "compare_with_ndi", "save_ndi_angle")
+UNSUPPORTED = ("low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb")
 SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "save_lu_loss",
-        "save_ratio_ff_fb", "save_condition_fb")
+        "save_ratio_ff_fb", "save_condition_fb", "save_ndi_angle", "compare_with_ndi")
 
 
 def add_dfc_options(p, single_phase=False):

@@ -305,7 +305,7 @@ class DFC:
         lu = sum(float((a ** 2).sum()) for a in fb_in) / (B * sum(net.sizes[1:]))
         self.lu_sum, self.lu_n = self.lu_sum + lu * B, self.lu_n + B     # surrogate H (Strong-DFC)
         if o["diagnostics"]:
-            self.last.update(self.diagnose(net, cache, dL_dy, r_t, g))
+            self.last.update(self.diagnose(net, cache, dL_dy, r_t, g, st))
         return g
 
     def step_feedback(self, st, opt, B, dyn, tau_v):
@@ -371,17 +371,25 @@ class DFC:
         self.fb_seconds = time.perf_counter() - t0
 
     # ----------------------------------------------------------------------------- diagnostics
-    def diagnose(self, net, cache, dL_dy, r_t, g) -> dict:
-        """Condition 2 and per-layer angles of the update to BP and to the GN step."""
+    def diagnose(self, net, cache, dL_dy, r_t, g, st) -> dict:
+        r"""Condition 2; per layer the update's angles to BP, to the GN step and to the DFC-SSA
+        update (``--save_ndi_angle``); ``dist_to_ndi`` (``--compare_with_ndi``):
+        :math:`\|r_L - r_L^{ssa}\| / \|r^-_L - r_L^{ssa}\|` for the simulated output
+        :math:`r_L` at the last time point."""
         xp = self.bk.xp
         J = fbk.jacobians(xp, net, cache)
         out = {"condition_2": fbk.condition_two(xp, J, self.Q)}
         g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
         dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
+        ssa = ssa_state(xp, net, cache, self.Q, r_t, self.dyn)
+        g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
+        gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
+        out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
         for l in range(net.L):
             g_gn = -(dv[l].T @ cache.h[l])
             out[f"angle_bp/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_bp[l][0])
             out[f"angle_gn/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_gn)
+            out[f"angle_ndi/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_ssa[l][0])
         return out
 
     def epoch_metrics(self, net) -> dict:
