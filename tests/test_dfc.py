@@ -10,7 +10,7 @@ from simkit.kernels.dfc import simulate
 from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
-from simkit.rules.dfc import DFC, ss_grads
+from simkit.rules.dfc import DFC, ss_grads, ssa_state
 from tests.helpers import numba_backend, numpy_backend
 
 
@@ -32,7 +32,7 @@ def weight_product_Q(net):
     return [net.bk.asarray(q) for q in fbk.init_Q(None, net, "weight_product")]
 
 
-def test_linear_steady_state_equals_closed_form():
+def test_linear_steady_state_equals_closed_form_and_ssa():
     bk = numba_backend()
     net = small_net(bk)
     Q = weight_product_Q(net)
@@ -46,6 +46,15 @@ def test_linear_steady_state_equals_closed_form():
     np.testing.assert_allclose(st.u, u_ss, rtol=1e-6, atol=1e-9)
     for l in range(net.L):                                  # Delta v = Q u
         np.testing.assert_allclose(st.v[l] - st.v_ff[l], u_ss @ Q[l].T, rtol=1e-6, atol=1e-9)
+    # DFC-SSA (--ssa) solves this fixed point directly: same state, same DFC-SS update
+    ssa = ssa_state(np, net, cache, Q, P["r_target"], dyn)
+    np.testing.assert_allclose(ssa.u, st.u, rtol=1e-6, atol=1e-9)
+    for l in range(net.L):
+        np.testing.assert_allclose(ssa.v[l], st.v[l], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(ssa.r[l], st.r[l], rtol=1e-6, atol=1e-9)
+    for a, b in zip(ss_grads(np, net, ssa, P["x"], "nonlinear_difference"),
+                    ss_grads(np, net, st, P["x"], "nonlinear_difference")):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("alpha", [1e-2, 1e-4])
@@ -283,26 +292,6 @@ def test_noise_stream_is_the_same_with_prefetching():
     np.testing.assert_array_equal(got, expected)
 
 
-def test_ssa_equals_the_simulated_steady_state_of_a_linear_net():
-    """DFC-SSA solves the linear controller's fixed point: for a linear net its state and its
-    update equal those of a long simulation (DFC-SS) with the same Q and alpha."""
-    from simkit.rules.dfc import ssa_state
-    bk = numba_backend()
-    net = small_net(bk)
-    Q = weight_product_Q(net)
-    cache, P = problem(bk, net, Q)
-    dyn = Dynamics(dt=0.01, T=4000, tau_v=0.05, tau_A=0.01, alpha=0.3, k_p=1.0).check()
-    sim = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
-    ssa = ssa_state(np, net, cache, Q, P["r_target"], dyn)
-    np.testing.assert_allclose(ssa.u, sim.u, rtol=1e-6, atol=1e-9)
-    for l in range(net.L):
-        np.testing.assert_allclose(ssa.v[l], sim.v[l], rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(ssa.r[l], sim.r[l], rtol=1e-6, atol=1e-9)
-    for a, b in zip(ss_grads(np, net, ssa, P["x"], "nonlinear_difference"),
-                    ss_grads(np, net, sim, P["x"], "nonlinear_difference")):
-        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-9)
-
-
 def test_ssa_rule_on_a_tanh_net_is_close_to_the_simulation_and_descends():
     """On a tanh net with a small output step the linearisation is accurate: the SSA update is
     within a few degrees of the simulated steady state's, and a step along it lowers the loss."""
@@ -312,7 +301,6 @@ def test_ssa_rule_on_a_tanh_net_is_close_to_the_simulation_and_descends():
     cache, P = problem(bk, net, Q, step=1e-3)
     dyn = Dynamics(dt=0.02, T=3000, tau_v=0.05, tau_A=0.02, alpha=0.01, k_p=1.0).check()
     sim = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
-    from simkit.rules.dfc import ssa_state
     ssa = ssa_state(np, net, cache, Q, P["r_target"], dyn)
     g_sim, g_ssa = (ss_grads(np, net, s, P["x"], "nonlinear_difference") for s in (sim, ssa))
     for a, b in zip(g_ssa, g_sim):
