@@ -34,7 +34,8 @@ def compute(args) -> dict:
     t0 = time.perf_counter()
     r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
                    data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype,
-                   progress=StepProgress(NAME, "best test error"), **quick)
+                   progress=StepProgress(NAME, "best test error"),
+                   ckpt=args.out / "resume.npz", **quick)
     return {"names": np.array(r["names"]), "samples": r["samples"],
             "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
 

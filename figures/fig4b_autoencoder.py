@@ -35,7 +35,8 @@ def compute(args) -> dict:
     for init in args.inits:
         r = autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir,
                              eval_dtype=args.eval_dtype,
-                             progress=StepProgress(f"{NAME} ({init})", "best test MSE"), **kw)
+                             progress=StepProgress(f"{NAME} ({init})", "best test MSE"),
+                             ckpt=args.out / f"resume_{init}.npz", **kw)
         out.update({"names": np.array(r["names"]), f"{init}__examples": r["examples"],
                     f"{init}__test_mse": r["test_mse"]})
     out["inits"] = np.array(args.inits)

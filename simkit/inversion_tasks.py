@@ -67,12 +67,16 @@ def make_diag(bk, cfg, store):
 
 
 def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
-               rng=None, out_act="linear", diag_n=0, progress=None, defer=1):
+               rng=None, out_act="linear", diag_n=0, progress=None, defer=1, resume=None,
+               on_eval=None):
     """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
 
     ``defer`` > 1 (online SGD only): apply the first layer's updates ``defer`` samples at a time,
     exactly (:mod:`simkit.deferred`); blocks end at every evaluation.
     ``rng``: the SSA re-stabilisation stream, one shared Generator or a list with one per model.
+    ``on_eval(i, steps, evals)`` runs after every evaluation (``i``: the next step), and
+    ``resume`` = (i, steps, evals) continues from there (:mod:`simkit.online_ckpt`; the models
+    and streams restored by the caller).
     Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
     """
     if defer > 1 and (batch != 1 or diag_n or cfg.norm_delW):
@@ -85,6 +89,8 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
     diag = make_diag(bk, cfg, store) if diag_n else None
     n_steps = len(order) // batch
     i = 0
+    if resume is not None:
+        i, steps, evals = resume
     while i < n_steps:
         last_eval = min(-(-i // eval_every) * eval_every, n_steps - 1)   # next evaluated step
         j = min(i + max(defer, 1), last_eval + 1)
@@ -105,6 +111,8 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
             evals.append(eval_fn(models))
             if progress:
                 progress(i - 1, n_steps, evals[-1])
+            if on_eval:
+                on_eval(i, steps, evals)
     return np.array(steps), np.array(evals), store
 
 
@@ -277,13 +285,15 @@ def _mnist(data_dir=None, zscore=True):
 
 
 def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, specs=None,
-               data_dir=None, n_test=None, progress=None, defer=100, eval_dtype="float32"):
+               data_dir=None, n_test=None, progress=None, defer=100, eval_dtype="float32",
+               ckpt=None):
     """Fig. 4a: 784-1000-10 tanh/softmax, online SGD, eta 1e-3, decay 1e-6 per sample.
 
     Test error (%) every ``eval_every`` samples; ``n_samples`` per epoch (None: all 60k).
     ``defer``: first-layer updates applied this many samples at a time, exactly
     (:mod:`simkit.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
     forward pass's precision (float32 halves its cost; an argmax tie within 1e-7 could differ).
+    ``ckpt``: a resume file (:mod:`simkit.online_ckpt`), saved about once a minute.
     """
     xp = bk.xp
     ds, xtr, xte = _mnist(data_dir)
@@ -303,24 +313,32 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
     def test_error(models):
         out = [eval_forward(xp, m, cfg, Xte) for m in models]
         return [100.0 * float((o.argmax(axis=1) != yte).mean()) for o in out]
-    steps, errs = [], []
+    key = f"fig4a {seed} {n_samples} {epochs} {eval_every} {batch} {defer} {eval_dtype} " \
+          f"{n_test} {np.dtype(bk.dtype).name} {[s.name for s in specs]}"
+    ck = _Resumable(bk, models, None, ckpt, key, len(specs))
+    steps, errs = ck.done("samples"), ck.done("errors")
     for ep in range(epochs):
-        order = s_order.permutation(len(xtr))[:n_samples]
+        order = s_order.permutation(len(xtr))[:n_samples]            # drawn every epoch
+        if ep < ck.epoch:
+            continue
         st, ev, _ = run_online(bk, models, cfg, xtr, Y, order, test_error, batch=batch,
                                eval_every=max(1, eval_every // batch), out_act="softmax",
-                               progress=progress, defer=defer)
+                               progress=progress, defer=defer, resume=ck.resume(ep),
+                               on_eval=ck.saver(ep, samples=steps, errors=errs))
         steps.append((st + 1) * batch + ep * len(order))
         errs.append(ev)
+    ck.finish()
     return {"names": [s.name for s in specs], "samples": np.concatenate(steps),
             "test_error": np.concatenate(errs)}
 
 
 def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_every=10,
-                     specs=None, data_dir=None, n_test=None, progress=None, eval_dtype="float32"):
+                     specs=None, data_dir=None, n_test=None, progress=None, eval_dtype="float32",
+                     ckpt=None):
     """Fig. 4b: 784-500-250-30-250-500-784 autoencoder, batch-sum updates, eta 1e-6, decay 1e-10.
 
     ``eval_dtype``: the test forward pass's precision (float32 halves the cost, which is most of
-    the figure's; the MSE then carries ~1e-7 relative round-off).
+    the figure's; the MSE then carries ~1e-7 relative round-off). ``ckpt``: a resume file.
     """
     from simkit.nn.init import orthogonal
     xp = bk.xp
@@ -346,9 +364,56 @@ def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_ev
                 for m in models]
     n_ep = -(-n_batches * batch // len(xtr))                      # reshuffled every epoch
     order = np.concatenate([s_order.permutation(len(xtr)) for _ in range(n_ep)])[:n_batches * batch]
+    key = f"fig4b {seed} {init} {n_batches} {batch} {eval_every} {n_test} {eval_dtype} " \
+          f"{np.dtype(bk.dtype).name} {[s.name for s in specs]}"
+    ck = _Resumable(bk, models, None, ckpt, key, len(specs))
     st, ev, _ = run_online(bk, models, cfg, xtr, xtr, order, mse, batch=batch,
-                           eval_every=eval_every, progress=progress)
+                           eval_every=eval_every, progress=progress, resume=ck.resume(0),
+                           on_eval=ck.saver(0))
+    ck.finish()
     return {"names": [s.name for s in specs], "examples": (st + 1) * batch, "test_mse": ev}
+
+
+class _Resumable:
+    """A task's use of its resume file: restore at the start, save after evaluations, remove at
+    the end (``path`` None: none of it). ``done`` lists are the finished epochs' curves."""
+
+    def __init__(self, bk, models, rngs, path, key, n_models):
+        from simkit.online_ckpt import OnlineCheckpoint, restore_models
+        self.bk, self.models, self.rngs, self.n = bk, models, rngs, n_models
+        self.file = OnlineCheckpoint(path, key) if path else None
+        self.state = self.file.load() if self.file else None
+        if self.state is not None:
+            restore_models(bk, models, rngs, self.state)
+        self.epoch = int(self.state["epoch"]) if self.state is not None else 0
+
+    def done(self, name) -> list:
+        a = None if self.state is None else self.state.get(f"done.{name}")
+        return [] if a is None or not len(a) else [a]
+
+    def resume(self, epoch):
+        from simkit.online_ckpt import loop_resume
+        return loop_resume(self.state) if self.state is not None and epoch == self.epoch \
+            else None
+
+    def saver(self, epoch, **done):
+        """``on_eval`` for run_online: save when a minute has passed since the last save."""
+        from simkit.online_ckpt import loop_state, models_state
+        if self.file is None:
+            return None
+
+        def save(i, steps, evals):
+            if self.file.due():
+                finished = {f"done.{k}": np.concatenate(v) if v else np.zeros(0)
+                            for k, v in done.items()}
+                self.file.save({"epoch": np.asarray(epoch), **finished,
+                                **loop_state(i, steps, evals, self.n),
+                                **models_state(self.bk, self.models, self.rngs)})
+        return save
+
+    def finish(self):
+        if self.file is not None:
+            self.file.clear()
 
 
 # ----------------------------------------------------------------------------------------------
