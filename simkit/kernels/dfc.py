@@ -288,34 +288,75 @@ def _phi_into(xp, phi, a, out):
 
 class _Fast:
     """Buffers of :func:`simulate_fast`: rates of one chunk of steps (K+1, B, n_l), mismatches
-    (K, B, n_l), and the per-layer state; see that function."""
+    (K, B, n_l), and the per-layer state; see that function.
+
+    On the CPU the chunk's sums are taken on a helper thread while the loop fills a second set
+    of buffers (double buffering): the per-step products are too small for two BLAS threads, so
+    the second core would idle otherwise. One job at a time, in order: the same sums, bit for bit.
+    """
 
     def __init__(self, xp, P, v_ff0, r0, learn, K):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
         self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
-        self.R = [xp.empty((K + 1, B, a.shape[1]), dtype=dtype) for a in v_ff0]
+        two = 2 if (learn.fw and xp is np) else 1
+        self.sets = [([xp.empty((K + 1, B, a.shape[1]), dtype=dtype) for a in v_ff0],
+                      [xp.empty((K, B, a.shape[1]), dtype=dtype) for a in v_ff0]
+                      if learn.fw else None) for _ in range(two)]
+        self.jobs = [None] * two
+        self.cur = 0
+        self.R, self.D = self.sets[0]
         for Rl, r in zip(self.R, r0):
             Rl[0] = r
-        self.D = [xp.empty((K, B, a.shape[1]), dtype=dtype) for a in v_ff0] if learn.fw else None
         self.tmp = [xp.empty_like(a) for a in v_ff0]
         self.phi_vff1 = P["phi"][0].f(xp, P["v_ff1"])                 # constant: W_1 x is fixed
         self.k = 0
 
+    def _sums(self, R, D, k):
+        """Add a chunk's mismatches to the sums: one product with K*B rows per layer."""
+        st = self.st
+        for l, Dl in enumerate(D):
+            Dk = Dl[:k]
+            st.Ab[l] += Dk.sum(axis=(0, 1))
+            if l == 0:
+                st.A[0] += Dk.sum(axis=0)
+            else:
+                B, n_in = Dk.shape[1], R[l - 1].shape[2]
+                st.A[l] += Dk.reshape(k * B, -1).T @ R[l - 1][1:k + 1].reshape(k * B, n_in)
+
     def flush(self, xp, P):
-        """Add the chunk's mismatches to the sums: one product with K*B rows per layer."""
-        k, st = self.k, self.st
+        """Hand the chunk's sums over (to the helper thread if there are two buffer sets) and
+        start the next chunk in the other set, from this chunk's last rates."""
+        k, R = self.k, self.R
         if self.D is not None and k:
-            for l, D in enumerate(self.D):
-                Dk = D[:k]
-                st.Ab[l] += Dk.sum(axis=(0, 1))
-                if l == 0:
-                    st.A[0] += Dk.sum(axis=0)
-                else:
-                    B, n_in = Dk.shape[1], self.R[l - 1].shape[2]
-                    st.A[l] += Dk.reshape(k * B, -1).T @ self.R[l - 1][1:k + 1].reshape(k * B, n_in)
-        for Rl in self.R:
-            Rl[0] = Rl[k]
+            if len(self.sets) == 2:
+                self.jobs[self.cur] = _helper().submit(self._sums, R, self.D, k)
+            else:
+                self._sums(R, self.D, k)
+        self.cur = (self.cur + 1) % len(self.sets)
+        self.wait(self.cur)                                 # its previous chunk is summed
+        self.R, self.D = self.sets[self.cur]
+        for Rl, Rold in zip(self.R, R):
+            Rl[0] = Rold[k]
         self.k = 0
+
+    def wait(self, which=None):
+        """Finish the pending sums (of one buffer set, or all)."""
+        for j in range(len(self.jobs)) if which is None else [which]:
+            if self.jobs[j] is not None:
+                self.jobs[j].result()
+                self.jobs[j] = None
+
+
+_HELPER = None
+
+
+def _helper():
+    """The one helper thread that sums finished chunks (created on first use)."""
+    global _HELPER
+    if _HELPER is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simkit-dfc-sums")
+    return _HELPER
 
 
 def _fast_layers(xp, F, P, dyn, learn, u_c, xi):
@@ -375,6 +416,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
         _fast_layers(xp, F, P, dyn, learn, u_c, xi)
         F.k += 1
     F.flush(xp, P)
+    F.wait()
     st.r = [Rl[0].copy() for Rl in F.R]
     st.v_ff[0] = P["v_ff1"]
     st.A[0] = st.A[0].T @ P["x"]
