@@ -13,8 +13,9 @@ Cases (the published MNIST settings, 784-256-256-256-10, tanh, 55,000 training s
   high-passed feedback update from the same simulation.
 
 Paths: ``reference`` (the readable ``controller_step``: BLAS products, NumPy's SIMD ufuncs),
-``fast`` (``simulate_fast``: the same with reused buffers and chunked update products; what
-``simkit run_dfc`` uses on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
+``fast`` (``simulate_fast``: the same with reused buffers and chunked update products taken on a
+helper thread while the loop goes on, so the second core works too; what ``simkit run_dfc`` uses
+on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
 :mod:`simkit.kernels.dfc`). One controller simulation per
 minibatch is timed (plus the update scaling); data loading and the optimiser are not.
 
@@ -22,7 +23,9 @@ FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the
 constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s (default: 50 for
 float64 and 100 for float32 on two CPU cores, DESIGN.md's rough figure).
-BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported).
+BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported); with
+the helper thread, one BLAS thread is the fastest setting on two cores (2026-11-23: DFC forward
+516 s/epoch with 1, 770 s with 2; 764 s without the helper).
 """
 from __future__ import annotations
 
