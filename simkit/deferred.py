@@ -36,41 +36,44 @@ import numpy as np
 
 
 class DeferredFirstLayer:
-    """One model's block state: ``P`` (Eq. D3's first term), stored errors ``D``, counts ``c``."""
+    r"""One model's block state: ``P`` (Eq. D3's first term), stored errors ``D``, and the block's
+    coefficients, fixed at the start because which samples update (``updates``) is known then:
+    ``A[j, i]`` :math:`= \eta\,u_i\,\rho^{\,c_j - c_i - 1}` (i < j), ``decay[j]``
+    :math:`= \rho^{c_j}` (host, j = 0..k). On a GPU ``A`` crosses to the device once per block."""
 
-    def __init__(self, xp, W1, X, eta: float, decay: float):
+    def __init__(self, xp, W1, X, eta: float, decay: float, updates):
         self.xp, self.W1, self.X = xp, W1, X
-        self.eta, self.rho = float(eta), 1.0 - float(decay)
         k = X.shape[0]
-        self.P = X @ W1.T                                  # W^(0) x_j for every j
-        self.D = xp.zeros_like(self.P)                     # delta_j (rows)
-        self.u = np.zeros(k)                               # u_j
-        self.c = np.zeros(k + 1)                           # c_j
-
-    def _weights(self, j: int):
-        """:math:`u_i \\rho^{c_j - c_i - 1}` for i < j (host)."""
-        return self.u[:j] * self.rho ** (self.c[j] - self.c[:j] - 1.0)
+        rho = 1.0 - float(decay)
+        self.u = np.asarray(updates, dtype=float).reshape(k)              # u_j
+        c = np.concatenate([[0.0], np.cumsum(self.u)])                    # c_j, j = 0..k
+        self.decay = rho ** c
+        expo = c[:, None] - c[None, :k] - 1.0                             # c_j - c_i - 1
+        keep = np.tri(k + 1, k, -1) * self.u[None, :]                     # i < j, u_i = 1
+        A = np.where(keep > 0, float(eta) * rho ** np.maximum(expo, 0.0), 0.0)
+        self.A_last = A[k]                                                # Eq. (D2), j = k
+        self.A = xp.asarray(A[:k])
+        self.any_update = c[:k] > 0                                       # c_j > 0
+        self.P = X @ W1.T                                                 # W^(0) x_j, all j
+        self.D = xp.zeros_like(self.P)                                    # delta_j (rows)
 
     def product(self, j: int, K):
         """:math:`W^{(j)} x_j` as a (1, d_h) row, Eq. (D3); ``K`` the block's Gram matrix."""
-        a = self.rho ** self.c[j] * self.P[j]
-        if j and self.c[j]:
-            coef = self.xp.asarray(self.eta * self._weights(j)) * K[:j, j]
-            a = a + coef @ self.D[:j]
+        a = self.decay[j] * self.P[j]
+        if self.any_update[j]:
+            a = a + (self.A[j, :j] * K[:j, j]) @ self.D[:j]
         return a[None, :]
 
-    def record(self, j: int, delta, updated: bool):
-        """Store sample j's first-layer error (one row) if it updated."""
-        self.u[j] = 1.0 if updated else 0.0
-        self.c[j + 1] = self.c[j] + self.u[j]
-        if updated:
+    def record(self, j: int, delta):
+        """Store sample j's first-layer error (one row) if it updates."""
+        if self.u[j]:
             self.D[j] = delta[0]
 
     def apply(self):
         """Write Eq. (D2) at the end of the block into ``W1`` (in place)."""
         k = self.X.shape[0]
-        if not self.c[k]:
+        if not self.u.any():
             return
-        w = self.xp.asarray(self.eta * self._weights(k))
-        self.W1 *= self.rho ** self.c[k]
-        self.W1 += (self.D * w[:, None]).T @ self.X        # Eq. (D2)
+        w = self.xp.asarray(self.A_last)
+        self.W1 *= self.decay[k]
+        self.W1 += (self.D * w[:, None]).T @ self.X                       # Eq. (D2)

@@ -128,13 +128,14 @@ def _deferred_block(bk, models, cfg, Xd, Yd, idx, first, di, rngs, out_act):
     ix = bk.xp.asarray(idx)
     Xb, Tb = Xd[ix], Yd[ix]
     K = Xb @ Xb.T                                                 # x_i^T x_j
-    state = [DeferredFirstLayer(bk.xp, m.W[0], Xb, cfg.eta, cfg.w_decay) for m in models]
-    for j in range(len(idx)):
-        upd = not (cfg.skip_first and first + j == 0)
+    updates = [not (cfg.skip_first and first + j == 0) for j in range(len(idx))]
+    state = [DeferredFirstLayer(bk.xp, m.W[0], Xb, cfg.eta, cfg.w_decay, updates)
+             for m in models]
+    for j, upd in enumerate(updates):
         for m, st, r in zip(models, state, rngs):
             _, deltas = train_step(bk, m, cfg, Xb[j:j + 1], Tb[j:j + 1], di, r, out_act,
                                    update_weights=upd, a0=st.product(j, K))
-            st.record(j, deltas[0], upd)
+            st.record(j, deltas[0])
     for st in state:
         st.apply()
 

@@ -56,14 +56,14 @@ def test_product_follows_explicit_updates():
     W = rng.normal(size=(7, 5))
     X = rng.normal(size=(6, 5))
     eta, decay = 0.3, 0.02
-    st = DeferredFirstLayer(np, W.copy(), X, eta, decay)
+    updates = [j != 2 for j in range(len(X))]
+    st = DeferredFirstLayer(np, W.copy(), X, eta, decay, updates)
     K = X @ X.T
     Wj = W.copy()
-    for j in range(len(X)):
+    for j, upd in enumerate(updates):
         np.testing.assert_allclose(st.product(j, K)[0], Wj @ X[j], rtol=1e-12)
         d = rng.normal(size=(1, 7))
-        upd = j != 2
-        st.record(j, d, upd)
+        st.record(j, d)
         if upd:
             Wj = (1 - decay) * Wj + eta * d[0][:, None] * X[j][None, :]          # Eq. (D1)
     st.apply()
