@@ -101,3 +101,22 @@ def test_fig4b_quick(tmp_path):
     mod.main(["--quick", "--inits", "normal", "--out", str(tmp_path), "--backend", "numba"])
     res = _outputs(tmp_path, mod.NAME)
     assert res["normal__test_mse"].shape == (3, 5)
+
+
+def test_bad_worker_count_is_a_one_line_usage_error(capsys):
+    mod = _script("fig3_nonlinear_regression")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--workers", "0"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--workers" in err and ">= 1" in err and "Traceback" not in err
+
+
+def test_step_progress_follows_the_loop_and_closes_at_the_end(monkeypatch):
+    from simkit.figure import StepProgress
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)             # CI disables the bars
+    p = StepProgress("fig", "best error")
+    for i in (4, 9):
+        p(i, 10, [3.0, 2.5])
+        if i == 4:
+            assert p.bar.n == 5 and "best error 2.5" in p.bar.postfix
+    assert p.bar is None                                  # closed at the last step
