@@ -18,11 +18,16 @@ from simkit.errors import UserError
 from simkit.results import load_arrays, save_arrays
 
 
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph as one line (what a figure script is about)."""
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc and doc.strip() else ""
+
+
 def figure_parser(doc: str, name: str, eval_dtype: bool = False,
                   workers: bool = False) -> argparse.ArgumentParser:
     """The common options; ``eval_dtype`` adds ``--eval-dtype`` (the test pass's precision),
     ``workers`` adds ``--workers`` (processes the figure's models are spread over)."""
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    p = argparse.ArgumentParser(description=first_paragraph(doc))
     if eval_dtype:
         p.add_argument("--eval-dtype", default="float32", choices=["float32", "float64"],
                        help="precision of the evaluation's forward pass (default float32: "

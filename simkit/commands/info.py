@@ -27,14 +27,16 @@ def info(args) -> int:
 
 
 def figures() -> dict:
-    """Figure scripts in the checkout's figures/ folder: name -> first docstring line."""
+    """Figure scripts in the checkout's figures/ folder: name -> first docstring paragraph."""
     import ast
     from pathlib import Path
+
+    from simkit.figure import first_paragraph
     folder = Path(__file__).resolve().parents[2] / "figures"
     out = {}
     for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        out[f"figures/{path.name}"] = doc.strip().splitlines()[0] if doc.strip() else ""
+        out[f"figures/{path.name}"] = first_paragraph(doc)
     return out
 
 
