@@ -170,12 +170,13 @@ def run_online_parallel(bk, models, *args, workers=1, **kw):
 
     Needs one SSA stream per model (``rng`` a list), so that a model's curve does not depend on
     which others share its process: the results are those of ``workers=1``, column for column.
-    The parent's models are left at their initial weights. CuPy (or ``workers`` 1) runs in-process.
+    The parent's models are left at their initial weights. CuPy, ``workers`` 1 and systems
+    without ``fork`` (Windows) run in-process.
     """
-    groups = split_models([m.spec for m in models], workers)
-    if len(groups) < 2 or bk.name == "cupy":
-        return run_online(bk, models, *args, **kw)
     import multiprocessing as mp
+    groups = split_models([m.spec for m in models], workers)
+    if len(groups) < 2 or bk.name == "cupy" or "fork" not in mp.get_all_start_methods():
+        return run_online(bk, models, *args, **kw)
     global _JOB
     _JOB = (bk, models, args, kw)
     try:
