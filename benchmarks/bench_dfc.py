@@ -58,7 +58,8 @@ import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference  # noqa: E402,E501
-from simkit.kernels.dfc import simulate, simulate_fast  # noqa: E402
+from simkit.kernels.dfc import simulate  # noqa: E402
+from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
 
 SIZES = [784, 256, 256, 256, 10]

@@ -29,6 +29,7 @@ import numpy as np
 
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
+from simkit.online_ckpt import TaskResume
 from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
                                     build_models, check_finite, check_models, forward,
                                     ndi_operator, ndi_reference_delta,
@@ -140,57 +141,6 @@ def _deferred_block(bk, models, cfg, Xd, Yd, idx, first, di, rngs, out_act):
         st.apply()
 
 
-# ----------------------------------------------------------------------------------------------
-# The models of a figure in parallel processes (they are independent given their own streams)
-# ----------------------------------------------------------------------------------------------
-
-COST = {"SDI": 6.0, "DI": 5.0, "NDI": 2.0}     # relative time per online step (1: BP, FA, PBP)
-_JOB = None                                  # what the forked workers read (nothing is pickled in)
-
-
-def split_models(specs, workers):
-    """Indices of ``specs`` in at most ``workers`` groups of about equal cost (largest first)."""
-    groups = [[] for _ in range(max(1, min(workers, len(specs))))]
-    load = [0.0] * len(groups)
-    for k in sorted(range(len(specs)), key=lambda k: -COST.get(specs[k].rule, 1.0)):
-        g = load.index(min(load))
-        groups[g].append(k)
-        load[g] += COST.get(specs[k].rule, 1.0)
-    return [sorted(g) for g in groups]
-
-
-def _run_group(idx):
-    bk, models, args, kw = _JOB
-    return run_online(bk, [models[k] for k in idx], *args,
-                      **dict(kw, rng=[kw["rng"][k] for k in idx]))
-
-
-def run_online_parallel(bk, models, *args, workers=1, **kw):
-    """:func:`run_online` with the models split over ``workers`` forked processes.
-
-    Needs one SSA stream per model (``rng`` a list), so that a model's curve does not depend on
-    which others share its process: the results are those of ``workers=1``, column for column.
-    The parent's models are left at their initial weights. CuPy, ``workers`` 1 and systems
-    without ``fork`` (Windows) run in-process.
-    """
-    import multiprocessing as mp
-    groups = split_models([m.spec for m in models], workers)
-    if len(groups) < 2 or bk.name == "cupy" or "fork" not in mp.get_all_start_methods():
-        return run_online(bk, models, *args, **kw)
-    global _JOB
-    _JOB = (bk, models, args, kw)
-    try:
-        with mp.get_context("fork").Pool(len(groups)) as pool:
-            parts = pool.map(_run_group, groups)
-    finally:
-        _JOB = None
-    cols = np.argsort(np.concatenate(groups))                      # back to the models' order
-    evals = np.concatenate([p[1] for p in parts], axis=1)[:, cols]
-    merged = {k: v for p in parts for k, v in p[2].items()}
-    store = {m.spec.name: merged[m.spec.name] for m in models if m.spec.name in merged}
-    return parts[0][0], evals, store
-
-
 def _streams(seed, n=4):
     return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
 
@@ -247,7 +197,7 @@ def regression_task(bk, seed=0, nonlinear=False, n_train=None, norm_delW=False, 
     """Fig. 3a-f (linear) or 3g-k (nonlinear). Returns a dict of host arrays and diagnostics.
 
     ``eval_dtype``: precision of the training-set error's forward pass (default: the run's);
-    ``workers``: processes the models are spread over (:func:`run_online_parallel`).
+    ``workers``: processes the models are spread over (:mod:`simkit.online_parallel`).
     """
     from simkit.data import load
     s_init, s_fb, s_order, s_ssa = _streams(seed)
@@ -268,6 +218,7 @@ def regression_task(bk, seed=0, nonlinear=False, n_train=None, norm_delW=False, 
     models = build_models(bk, specs, W0, b0, s_fb, optim_B)
     order = s_order.permutation(len(ds.x_train))
     rngs = [np.random.default_rng(s) for s in s_ssa.spawn(len(specs))]   # one SSA stream each
+    from simkit.online_parallel import run_online_parallel
     steps, err, diag = run_online_parallel(
         bk, models, cfg, ds.x_train, ds.y_train, order,
         sse_eval(bk, cfg, ds.x_train, ds.y_train, eval_dtype), batch=batch, eval_every=eval_every,
@@ -317,7 +268,7 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
         return [100.0 * float((o.argmax(axis=1) != yte).mean()) for o in out]
     key = f"fig4a {seed} {n_samples} {epochs} {eval_every} {batch} {defer} {eval_dtype} " \
           f"{n_test} {np.dtype(bk.dtype).name} {[s.name for s in specs]}"
-    ck = _Resumable(bk, models, None, ckpt, key, len(specs))
+    ck = TaskResume(bk, models, None, ckpt, key, len(specs))
     steps, errs = ck.done("samples"), ck.done("errors")
     for ep in range(epochs):
         order = s_order.permutation(len(xtr))[:n_samples]            # drawn every epoch
@@ -368,54 +319,12 @@ def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_ev
     order = np.concatenate([s_order.permutation(len(xtr)) for _ in range(n_ep)])[:n_batches * batch]
     key = f"fig4b {seed} {init} {n_batches} {batch} {eval_every} {n_test} {eval_dtype} " \
           f"{np.dtype(bk.dtype).name} {[s.name for s in specs]}"
-    ck = _Resumable(bk, models, None, ckpt, key, len(specs))
+    ck = TaskResume(bk, models, None, ckpt, key, len(specs))
     st, ev, _ = run_online(bk, models, cfg, xtr, xtr, order, mse, batch=batch,
                            eval_every=eval_every, progress=progress, resume=ck.resume(0),
                            on_eval=ck.saver(0))
     ck.finish()
     return {"names": [s.name for s in specs], "examples": (st + 1) * batch, "test_mse": ev}
-
-
-class _Resumable:
-    """A task's use of its resume file: restore at the start, save after evaluations, remove at
-    the end (``path`` None: none of it). ``done`` lists are the finished epochs' curves."""
-
-    def __init__(self, bk, models, rngs, path, key, n_models):
-        from simkit.online_ckpt import OnlineCheckpoint, restore_models
-        self.bk, self.models, self.rngs, self.n = bk, models, rngs, n_models
-        self.file = OnlineCheckpoint(path, key) if path else None
-        self.state = self.file.load() if self.file else None
-        if self.state is not None:
-            restore_models(bk, models, rngs, self.state)
-        self.epoch = int(self.state["epoch"]) if self.state is not None else 0
-
-    def done(self, name) -> list:
-        a = None if self.state is None else self.state.get(f"done.{name}")
-        return [] if a is None or not len(a) else [a]
-
-    def resume(self, epoch):
-        from simkit.online_ckpt import loop_resume
-        return loop_resume(self.state) if self.state is not None and epoch == self.epoch \
-            else None
-
-    def saver(self, epoch, **done):
-        """``on_eval`` for run_online: save when a minute has passed since the last save."""
-        from simkit.online_ckpt import loop_state, models_state
-        if self.file is None:
-            return None
-
-        def save(i, steps, evals):
-            if self.file.due():
-                finished = {f"done.{k}": np.concatenate(v) if v else np.zeros(0)
-                            for k, v in done.items()}
-                self.file.save({"epoch": np.asarray(epoch), **finished,
-                                **loop_state(i, steps, evals, self.n),
-                                **models_state(self.bk, self.models, self.rngs)})
-        return save
-
-    def finish(self):
-        if self.file is not None:
-            self.file.clear()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -94,3 +94,42 @@ def loop_state(i: int, steps, evals, n_models: int) -> dict:
 def loop_resume(arrays: dict):
     """``(i, steps, evals)`` for run_online's ``resume``."""
     return int(arrays["i"]), list(arrays["steps"]), [list(r) for r in arrays["evals"]]
+
+
+class TaskResume:
+    """A task's use of its resume file: restore at the start, save after evaluations, remove at
+    the end (``path`` None: none of it). ``done`` lists are the finished epochs' curves."""
+
+    def __init__(self, bk, models, rngs, path, key, n_models):
+        self.bk, self.models, self.rngs, self.n = bk, models, rngs, n_models
+        self.file = OnlineCheckpoint(path, key) if path else None
+        self.state = self.file.load() if self.file else None
+        if self.state is not None:
+            restore_models(bk, models, rngs, self.state)
+        self.epoch = int(self.state["epoch"]) if self.state is not None else 0
+
+    def done(self, name) -> list:
+        a = None if self.state is None else self.state.get(f"done.{name}")
+        return [] if a is None or not len(a) else [a]
+
+    def resume(self, epoch):
+        return loop_resume(self.state) if self.state is not None and epoch == self.epoch \
+            else None
+
+    def saver(self, epoch, **done):
+        """``on_eval`` for run_online: save when a minute has passed since the last save."""
+        if self.file is None:
+            return None
+
+        def save(i, steps, evals):
+            if self.file.due():
+                finished = {f"done.{k}": np.concatenate(v) if v else np.zeros(0)
+                            for k, v in done.items()}
+                self.file.save({"epoch": np.asarray(epoch), **finished,
+                                **loop_state(i, steps, evals, self.n),
+                                **models_state(self.bk, self.models, self.rngs)})
+        return save
+
+    def finish(self):
+        if self.file is not None:
+            self.file.clear()

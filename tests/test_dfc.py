@@ -10,7 +10,8 @@ from simkit.kernels.dfc import simulate
 from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
-from simkit.rules.dfc import DFC, ss_grads, ssa_state
+from simkit.rules.dfc import DFC, ss_grads
+from simkit.rules.dfc_feedback import ssa_state
 from tests.helpers import numba_backend, numpy_backend
 
 
@@ -235,7 +236,7 @@ def test_bad_option_combinations_are_refused():
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain"),
                                    (None, None)])
 def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb):
-    from simkit.kernels.dfc import simulate_fast
+    from simkit.kernels.dfc_fast import simulate_fast
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = Dynamics(**{**dyn.__dict__, "T": 123}).check()            # not a multiple of the chunk
     learn = Learning(fw, fb, a_u=0.3)

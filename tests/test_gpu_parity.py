@@ -23,7 +23,7 @@ def gpu():
 @pytest.mark.parametrize("noise,fw,fb", [("ou", "nonlinear_difference", "highpass"),
                                          ("none", "voltage_difference", "plain")])
 def test_dfc_controller_on_cupy_matches_the_reference(gpu, noise, fw, fb):
-    from simkit.kernels.dfc import simulate_fast
+    from simkit.kernels.dfc_fast import simulate_fast
     from tests.test_dfc import parity_case
     net, cache, P, dyn, draws = parity_case(noise, "ce", True, True, 1.5)
     learn = Learning(fw, fb, a_u=0.3)

@@ -61,7 +61,8 @@ def test_fig3_nonlinear_quick_short(tmp_path):
 def test_models_in_parallel_processes_give_the_same_curves():
     """Each model has its own SSA stream, so splitting the models over processes changes nothing:
     errors, diagnostics and their order are those of one process (abscissae >= 0 would draw)."""
-    from simkit.inversion_tasks import NONLINEAR_MODELS, split_models
+    from simkit.inversion_tasks import NONLINEAR_MODELS
+    from simkit.online_parallel import split_models
     groups = split_models(NONLINEAR_MODELS, 2)
     assert sorted(sum(groups, [])) == list(range(13)) and len(groups) == 2
     bk = get_backend("numba", "float64")

@@ -26,9 +26,9 @@ Three ways to run the loop, all tested against ``controller_step`` (rtol 1e-12, 
 * :func:`simulate` with the Numba twin: fastest for small nets (<= ~64 neurons: 0.013 vs
   0.022 s for 500 steps of a 20-16-16-10 net), but Numba's scalar ``tanh`` is ~13x slower than
   NumPy's SIMD one, so at 784-256-256-256-10 it loses (0.64 vs 0.25 s per minibatch of 32);
-* :func:`simulate_fast`: ``controller_step``'s arithmetic with reused buffers, :math:`\phi(W_1x+b_1)`
-  once, and the forward sums as one product over (K*B) rows per chunk of K steps; BLAS-bound
-  (~70% of a rough 2-core peak in float64 on one thread); what the DFC rule uses on the CPU;
+* :func:`simkit.kernels.dfc_fast.simulate_fast`: ``controller_step``'s arithmetic with reused
+  buffers, :math:`\phi(W_1x+b_1)` once, and the forward sums as one product over (K*B) rows per
+  chunk of K steps, taken on a helper thread; BLAS-bound; what the DFC rule uses on the CPU;
 * :func:`simkit.dynamics.controller.simulate_reference`: the readable loop (backend numpy).
 
 BLAS should run on one thread: the products are small (32 x 256 x 256), and on the shared
@@ -274,153 +274,6 @@ def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
     out.Ab = [x[0] for x in _blocks(xp, Ab, sizes, 1)]
     out.C = _mats(C, [(s, nL) for s in sizes[1:]])
     return out
-
-
-def _phi_into(xp, phi, a, out):
-    """``out[...] = phi(a)`` without a temporary where NumPy/CuPy allow it."""
-    if phi.name == "tanh":
-        xp.tanh(a, out=out)
-    elif phi.name == "linear":
-        out[...] = a
-    else:
-        out[...] = phi.f(xp, a)
-
-
-class _Fast:
-    """Buffers of :func:`simulate_fast`: rates of one chunk of steps (K+1, B, n_l), mismatches
-    (K, B, n_l), and the per-layer state; see that function.
-
-    On the CPU the chunk's sums are taken on a helper thread while the loop fills a second set
-    of buffers (double buffering): the per-step products are too small for two BLAS threads, so
-    the second core would idle otherwise. One job at a time, in order: the same sums, bit for bit.
-    """
-
-    def __init__(self, xp, P, v_ff0, r0, learn, K):
-        dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
-        self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
-        two = 2 if (learn.fw and xp is np) else 1
-        self.sets = [([xp.empty((K + 1, B, a.shape[1]), dtype=dtype) for a in v_ff0],
-                      [xp.empty((K, B, a.shape[1]), dtype=dtype) for a in v_ff0]
-                      if learn.fw else None) for _ in range(two)]
-        self.jobs = [None] * two
-        self.cur = 0
-        self.R, self.D = self.sets[0]
-        for Rl, r in zip(self.R, r0):
-            Rl[0] = r
-        self.tmp = [xp.empty_like(a) for a in v_ff0]
-        self.phi_vff1 = P["phi"][0].f(xp, P["v_ff1"])                 # constant: W_1 x is fixed
-        self.k = 0
-
-    def _sums(self, R, D, k):
-        """Add a chunk's mismatches to the sums: one product with K*B rows per layer."""
-        st = self.st
-        for l, Dl in enumerate(D):
-            Dk = Dl[:k]
-            st.Ab[l] += Dk.sum(axis=(0, 1))
-            if l == 0:
-                st.A[0] += Dk.sum(axis=0)
-            else:
-                B, n_in = Dk.shape[1], R[l - 1].shape[2]
-                st.A[l] += Dk.reshape(k * B, -1).T @ R[l - 1][1:k + 1].reshape(k * B, n_in)
-
-    def flush(self, xp, P):
-        """Hand the chunk's sums over (to the helper thread if there are two buffer sets) and
-        start the next chunk in the other set, from this chunk's last rates."""
-        k, R = self.k, self.R
-        if self.D is not None and k:
-            if len(self.sets) == 2:
-                self.jobs[self.cur] = _helper().submit(self._sums, R, self.D, k)
-            else:
-                self._sums(R, self.D, k)
-        self.cur = (self.cur + 1) % len(self.sets)
-        self.wait(self.cur)                                 # its previous chunk is summed
-        self.R, self.D = self.sets[self.cur]
-        for Rl, Rold in zip(self.R, R):
-            Rl[0] = Rold[k]
-        self.k = 0
-
-    def wait(self, which=None):
-        """Finish the pending sums (of one buffer set, or all)."""
-        for j in range(len(self.jobs)) if which is None else [which]:
-            if self.jobs[j] is not None:
-                self.jobs[j].result()
-                self.jobs[j] = None
-
-
-_HELPER = None
-
-
-def _helper():
-    """The one helper thread that sums finished chunks (created on first use)."""
-    global _HELPER
-    if _HELPER is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simkit-dfc-sums")
-    return _HELPER
-
-
-def _fast_layers(xp, F, P, dyn, learn, u_c, xi):
-    """The layer updates of one step (``controller_step``'s loop) into the chunk buffers."""
-    st, k, fA, fv = F.st, F.k, dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
-    L = len(P["W"])
-    for l in range(L):
-        if l == 0:
-            v_ff = P["v_ff1"]
-        else:
-            rin = F.R[l - 1][k + 1] if dyn.inst_transmission else F.R[l - 1][k]
-            v_ff = st.v_ff[l]
-            xp.matmul(rin, P["W"][l].T, out=v_ff)
-            if P["b"][l] is not None:
-                v_ff += P["b"][l]
-        c = u_c @ P["Q"][l].T
-        c -= st.v_fb[l]
-        c *= fA
-        st.v_fb[l] += c                                                # Eq. (2)
-        if xi is not None:
-            st.v_fb[l] += ctl.noise_term(dyn, st, l, L, xi[l])
-        if dyn.inst_system:
-            xp.add(st.v_fb[l], v_ff, out=st.v[l])
-        else:
-            tmp = F.tmp[l]
-            xp.add(st.v_fb[l], v_ff, out=tmp)
-            tmp -= st.v[l]
-            tmp *= fv
-            st.v[l] += tmp                                             # Eq. (1)
-        r = F.R[l][k + 1]
-        _phi_into(xp, P["phi"][l], st.v[l], r)
-        if learn.fw == "voltage_difference":
-            xp.subtract(st.v[l], v_ff, out=F.D[l][k])
-        elif learn.fw:
-            xp.subtract(r, F.phi_vff1 if l == 0 else P["phi"][l].f(xp, v_ff), out=F.D[l][k])
-
-
-def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
-    r""":func:`~simkit.dynamics.controller.simulate_reference` with fewer array calls.
-
-    The same steps and the same sums (equal up to summation order): buffers are reused
-    (``out=``), :math:`\phi(W_1 x + b_1)` is computed once, and the forward sums
-    :math:`\sum_t \delta_l^\top r_{l-1}` are taken once per chunk of K = NOISE_CHUNK steps as
-    one product over K*B rows instead of K products over B rows.
-    """
-    K = ctl.NOISE_CHUNK
-    F = _Fast(xp, P, v_ff0, r0, learn, K)
-    st, chunk = F.st, None
-    for t in range(dyn.T - 1):
-        if t % K == 0:
-            F.flush(xp, P)
-            if noise is not None and dyn.noise != "none":
-                chunk = noise(t, min(t + K, dyn.T - 1))
-        xi = None if chunk is None else [c[t % K] for c in chunk]
-        st.r[-1] = F.R[-1][F.k]
-        u_c = ctl.controller_update(xp, st, P, dyn, learn)
-        _fast_layers(xp, F, P, dyn, learn, u_c, xi)
-        F.k += 1
-    F.flush(xp, P)
-    F.wait()
-    st.r = [Rl[0].copy() for Rl in F.R]
-    st.v_ff[0] = P["v_ff1"]
-    st.A[0] = st.A[0].T @ P["x"]
-    return st
 
 
 CONTROLLER = Kernel("dfc_controller", reference=controller_reference, loop=controller_loop,

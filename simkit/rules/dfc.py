@@ -23,7 +23,8 @@ and the forward weights learn from the time average of the somatic-basal mismatc
     \qquad g_{b_l} = -\frac{2}{BT}\sum_{t}\sum_{n}\big(\phi(v_l) - \phi(v_{ff,l})\big)_n      \quad (5)
 
 ``ss`` (DFC-SS) uses only the steady state :math:`t = T-1`, ``ssa`` (DFC-SSA) the linearised
-steady state without a simulation (:func:`ssa_state`); both update by
+steady state without a simulation (:func:`~simkit.rules.dfc_feedback.ssa_state`); both
+update by
 :math:`\delta_l = \phi(v_{ff,l}' + \Delta v_l) - \phi(v_{ff,l}')`,
 :math:`v_{ff,l}' = W_l r_{l-1}^{ss} + b_l`, :math:`g_{W_l} = -\frac2B \delta_l^\top r^{ss}_{l-1}`.
 Feedback weights learn in noisy phases (:mod:`simkit.rules.dfc_feedback`): two-phase DFC runs one
@@ -52,7 +53,8 @@ import numpy as np
 
 from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference
 from simkit.errors import NumericalError, UserError
-from simkit.kernels.dfc import simulate, simulate_fast
+from simkit.kernels.dfc import simulate
+from simkit.kernels.dfc_fast import simulate_fast
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
 from simkit.rules.common import grads_from_deltas
@@ -167,38 +169,6 @@ def ss_grads(xp, net, st, x, rule):
     return out
 
 
-def ssa_state(xp, net, cache, Q, r_target, dyn):
-    r"""DFC-SSA (``--ssa``, research note §1.7): the linearised controller's steady state.
-
-    With :math:`J` the Jacobian of :math:`r_L` to every layer's voltage at the feed-forward
-    state and :math:`\bar Q` the stacked feedback weights, the linear controller settles where
-    :math:`e = \alpha u` and :math:`e = \delta_L - J\bar Q u`:
-
-    .. math::  u_{ss} = (J\bar Q + \alpha I)^{-1}\delta_L, \qquad
-               \Delta v_l = Q_l u_{ss}, \qquad
-               v_l = W_l r_{l-1} + b_l + \Delta v_l,\ r_l = \phi(v_l)
-
-    (rates recomputed layer by layer from the target rates below, :math:`r_0 = x`). The state
-    feeds :func:`ss_grads`, as DFC-SS does. The original solves with ``torch.solve``, removed
-    in torch 2, so its ``--ssa`` no longer runs; this is the formula it codes.
-    """
-    from simkit.dynamics.controller import State, error
-    J = xp.concatenate(fbk.jacobians(xp, net, cache), axis=2)           # (B, n_L, N)
-    JQ = J @ xp.concatenate(Q, axis=0)                                  # (B, n_L, n_L)
-    JQ += dyn.alpha * xp.eye(JQ.shape[1], dtype=JQ.dtype)
-    delta = error(xp, dyn, r_target, cache.y)                           # delta_L = e(r*, r-)
-    u = xp.linalg.solve(JQ, delta[:, :, None])[:, :, 0]                 # u_ss
-    st = State(v=[], v_ff=[], v_fb=[], r=[], n=[], u=u, u_int=u, u_lp=None)
-    r = cache.h[0]
-    for l in range(net.L):
-        st.v_ff.append(r @ net.W[l].T + (net.b[l] if net.b[l] is not None else 0.0))
-        st.v_fb.append(u @ Q[l].T)                                      # Delta v_l = Q_l u_ss
-        st.v.append(st.v_ff[l] + st.v_fb[l])
-        r = net.phi[l].f(xp, st.v[l])
-        st.r.append(r)
-    return st
-
-
 def continuous_grads(net, st, B, T):
     """Eq. (5) from the running sums of the simulation."""
     c = -2.0 / (B * T)
@@ -292,7 +262,7 @@ class DFC:
         learn = Learning(fw=None if o["ss"] else o["learning_rule"], fb=fb,
                          a_u=self.dyn.dt / o["tau_f"])
         if o["ssa"]:
-            st = ssa_state(xp, net, cache, self.Q, r_t, self.dyn)          # no simulation
+            st = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn)      # no simulation
         else:
             st = self.run(cache, r_t, self.dyn, learn, phase=0)
         B = cache.h[0].shape[0]
@@ -381,7 +351,7 @@ class DFC:
         out = {"condition_2": fbk.condition_two(xp, J, self.Q)}
         g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
         dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
-        ssa = ssa_state(xp, net, cache, self.Q, r_t, self.dyn)
+        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn)
         g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
         gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
         out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)

@@ -28,7 +28,8 @@ Diagnostics
 :math:`J_b` (n_L x N): Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feed-forward
 state, :math:`J_L = \mathrm{diag}\,\phi_L'`, :math:`J_l = J_{l+1} W_{l+1}\mathrm{diag}\,\phi_l'`.
 Condition 2 (GN condition, DFC Eq. (12)): :math:`\|J^\top(JJ^\top)^{-1}J\bar Q\|_F/\|\bar Q\|_F`,
-batch mean. The minimum-norm Gauss-Newton step is :math:`\Delta v = J^\top(JJ^\top)^{-1}\delta_L`.
+batch mean. The minimum-norm Gauss-Newton step is :math:`\Delta v = J^\top(JJ^\top)^{-1}\delta_L`;
+DFC-SSA's linearised steady state is :math:`u = (J\bar Q + \alpha I)^{-1}\delta_L` (:func:`ssa_state`).
 Deviation: J is taken at the feed-forward state, not at the controlled steady state.
 """
 from __future__ import annotations
@@ -114,6 +115,38 @@ def gn_delta_v(xp, J, delta_L) -> list:
     Jf = xp.concatenate(J, axis=2)
     w = xp.linalg.solve(Jf @ xp.swapaxes(Jf, 1, 2), delta_L[:, :, None])   # (B, n_L, 1)
     return [(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0] for Jl in J]
+
+
+def ssa_state(xp, net, cache, Q, r_target, dyn):
+    r"""DFC-SSA (``--ssa``, research note §1.7): the linearised controller's steady state.
+
+    With :math:`J` the Jacobian of :math:`r_L` to every layer's voltage at the feed-forward
+    state and :math:`\bar Q` the stacked feedback weights, the linear controller settles where
+    :math:`e = \alpha u` and :math:`e = \delta_L - J\bar Q u`:
+
+    .. math::  u_{ss} = (J\bar Q + \alpha I)^{-1}\delta_L, \qquad
+               \Delta v_l = Q_l u_{ss}, \qquad
+               v_l = W_l r_{l-1} + b_l + \Delta v_l,\ r_l = \phi(v_l)
+
+    (rates recomputed layer by layer from the target rates below, :math:`r_0 = x`). The state
+    feeds :func:`simkit.rules.dfc.ss_grads`, as DFC-SS does. The original solves with ``torch.solve``, removed
+    in torch 2, so its ``--ssa`` no longer runs; this is the formula it codes.
+    """
+    from simkit.dynamics.controller import State, error
+    J = xp.concatenate(jacobians(xp, net, cache), axis=2)           # (B, n_L, N)
+    JQ = J @ xp.concatenate(Q, axis=0)                                  # (B, n_L, n_L)
+    JQ += dyn.alpha * xp.eye(JQ.shape[1], dtype=JQ.dtype)
+    delta = error(xp, dyn, r_target, cache.y)                           # delta_L = e(r*, r-)
+    u = xp.linalg.solve(JQ, delta[:, :, None])[:, :, 0]                 # u_ss
+    st = State(v=[], v_ff=[], v_fb=[], r=[], n=[], u=u, u_int=u, u_lp=None)
+    r = cache.h[0]
+    for l in range(net.L):
+        st.v_ff.append(r @ net.W[l].T + (net.b[l] if net.b[l] is not None else 0.0))
+        st.v_fb.append(u @ Q[l].T)                                      # Delta v_l = Q_l u_ss
+        st.v.append(st.v_ff[l] + st.v_fb[l])
+        r = net.phi[l].f(xp, st.v[l])
+        st.r.append(r)
+    return st
 
 
 def angle_deg(xp, a, b) -> float:
