@@ -351,7 +351,7 @@ class DFC:
         out = {"condition_2": fbk.condition_two(xp, J, self.Q)}
         g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
         dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
-        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn)
+        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn, J)
         g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
         gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
         out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)

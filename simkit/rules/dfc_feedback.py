@@ -29,7 +29,8 @@ Diagnostics
 state, :math:`J_L = \mathrm{diag}\,\phi_L'`, :math:`J_l = J_{l+1} W_{l+1}\mathrm{diag}\,\phi_l'`.
 Condition 2 (GN condition, DFC Eq. (12)): :math:`\|J^\top(JJ^\top)^{-1}J\bar Q\|_F/\|\bar Q\|_F`,
 batch mean. The minimum-norm Gauss-Newton step is :math:`\Delta v = J^\top(JJ^\top)^{-1}\delta_L`;
-DFC-SSA's linearised steady state is :math:`u = (J\bar Q + \alpha I)^{-1}\delta_L` (:func:`ssa_state`).
+DFC-SSA's linearised steady state is :math:`u = (J\bar Q + \alpha I)^{-1}\delta_L`
+(:func:`ssa_state`).
 Deviation: J is taken at the feed-forward state, not at the controlled steady state.
 """
 from __future__ import annotations
@@ -117,7 +118,7 @@ def gn_delta_v(xp, J, delta_L) -> list:
     return [(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0] for Jl in J]
 
 
-def ssa_state(xp, net, cache, Q, r_target, dyn):
+def ssa_state(xp, net, cache, Q, r_target, dyn, J=None):
     r"""DFC-SSA (``--ssa``, research note §1.7): the linearised controller's steady state.
 
     With :math:`J` the Jacobian of :math:`r_L` to every layer's voltage at the feed-forward
@@ -129,11 +130,12 @@ def ssa_state(xp, net, cache, Q, r_target, dyn):
                v_l = W_l r_{l-1} + b_l + \Delta v_l,\ r_l = \phi(v_l)
 
     (rates recomputed layer by layer from the target rates below, :math:`r_0 = x`). The state
-    feeds :func:`simkit.rules.dfc.ss_grads`, as DFC-SS does. The original solves with ``torch.solve``, removed
-    in torch 2, so its ``--ssa`` no longer runs; this is the formula it codes.
+    feeds :func:`simkit.rules.dfc.ss_grads`, as DFC-SS does. The original solves with
+    ``torch.solve``, removed in torch 2, so its ``--ssa`` no longer runs; this is the formula it
+    codes. ``J``: the per-layer blocks of :func:`jacobians`, when the caller has them.
     """
     from simkit.dynamics.controller import State, error
-    J = xp.concatenate(jacobians(xp, net, cache), axis=2)           # (B, n_L, N)
+    J = xp.concatenate(jacobians(xp, net, cache) if J is None else J, axis=2)   # (B, n_L, N)
     JQ = J @ xp.concatenate(Q, axis=0)                                  # (B, n_L, n_L)
     JQ += dyn.alpha * xp.eye(JQ.shape[1], dtype=JQ.dtype)
     delta = error(xp, dyn, r_target, cache.y)                           # delta_L = e(r*, r-)
