@@ -113,11 +113,25 @@ def test_bad_worker_count_is_a_one_line_usage_error(capsys):
 
 
 def test_step_progress_follows_the_loop_and_closes_at_the_end(monkeypatch):
+    import tqdm.auto
+
+    class Bar:                                             # records what the bar is told
+        def __init__(self, total, **kw):
+            self.total, self.n, self.postfix, self.closed = total, 0, "", False
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     from simkit.figure import StepProgress
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)             # CI disables the bars
     p = StepProgress("fig", "best error")
-    for i in (4, 9):
-        p(i, 10, [3.0, 2.5])
-        if i == 4:
-            assert p.bar.n == 5 and "best error 2.5" in p.bar.postfix
-    assert p.bar is None                                  # closed at the last step
+    p(4, 10, [3.0, 2.5])
+    bar = p.bar
+    assert bar.total == 10 and bar.n == 5 and bar.postfix == "best error 2.5"
+    p(9, 10, [3.0, 2.0])
+    assert bar.n == 10 and bar.closed and p.bar is None        # closed at the last step
