@@ -35,8 +35,8 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False,
                             "figure; training stays in the run's dtype)")
     if workers:
         p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
-                       help="processes the models are spread over (default: the CPU count; "
-                            "the curves do not depend on it)")
+                       help="processes the models (or runs) are spread over (default: the CPU "
+                            "count; the curves do not depend on it)")
     p.add_argument("--out", type=Path, default=Path("figures/out") / name,
                    help="output folder (curves.npz, NAME.png, NAME.pdf)")
     p.add_argument("--seed", type=int, default=0)
@@ -50,16 +50,17 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False,
 
 class StepProgress:
     """A progress bar (tqdm, on stderr) over a figure's online steps, fed as ``run_online``'s
-    ``progress(i, n_steps, evals)`` callback: steps, rate, time left, the best model's value."""
+    ``progress(i, n_steps, evals)`` callback: steps, rate, time left, the best model's value.
+    ``position``: the terminal line of this bar when several processes draw one each."""
 
-    def __init__(self, desc: str, metric: str = "best"):
-        self.desc, self.metric, self.bar = desc, metric, None
+    def __init__(self, desc: str, metric: str = "best", position: int = 0):
+        self.desc, self.metric, self.position, self.bar = desc, metric, position, None
 
     def __call__(self, i: int, n: int, evals):
         from tqdm.auto import tqdm
         if self.bar is None:
             self.bar = tqdm(total=n, desc=self.desc, unit="step", mininterval=2.0, leave=False,
-                            file=sys.stderr)
+                            position=self.position, file=sys.stderr)
         self.bar.update(i + 1 - self.bar.n)
         self.bar.set_postfix_str(f"{self.metric} {min(evals):.4g}", refresh=False)
         if i + 1 >= n:                   # the end of a task loop (an epoch in Fig. 4a)

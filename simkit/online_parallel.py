@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 COST = {"SDI": 6.0, "DI": 5.0, "NDI": 2.0}     # relative time per online step (1: BP, FA, PBP)
-_JOB = None                                  # what the forked workers read (nothing is pickled in)
+_JOB = None                                  # the function the forked workers call (inherited)
 
 
 def split_models(specs, workers):
@@ -24,11 +24,29 @@ def split_models(specs, workers):
     return [sorted(g) for g in groups]
 
 
-def _run_group(idx):
-    from simkit.inversion_tasks import run_online
-    bk, models, args, kw = _JOB
-    return run_online(bk, [models[k] for k in idx], *args,
-                      **dict(kw, rng=[kw["rng"][k] for k in idx]))
+def fork_map(fn, items, workers):
+    """``[fn(x) for x in items]`` over at most ``workers`` forked processes.
+
+    The children inherit ``fn`` and everything it closes over by ``fork`` (nothing is pickled in;
+    only the results come back). One worker, or a system without ``fork`` (Windows), runs the
+    items in this process, in order.
+    """
+    import multiprocessing as mp
+    items = list(items)
+    n = max(1, min(workers, len(items)))
+    if n < 2 or "fork" not in mp.get_all_start_methods():
+        return [fn(x) for x in items]
+    global _JOB
+    _JOB = fn
+    try:
+        with mp.get_context("fork").Pool(n) as pool:
+            return pool.map(_call_job, items, chunksize=1)
+    finally:
+        _JOB = None
+
+
+def _call_job(x):
+    return _JOB(x)
 
 
 def run_online_parallel(bk, models, *args, workers=1, **kw):
@@ -39,18 +57,16 @@ def run_online_parallel(bk, models, *args, workers=1, **kw):
     The parent's models are left at their initial weights. CuPy, ``workers`` 1 and systems
     without ``fork`` (Windows) run in-process.
     """
-    import multiprocessing as mp
+    from simkit.inversion_tasks import run_online
     groups = split_models([m.spec for m in models], workers)
-    if len(groups) < 2 or bk.name == "cupy" or "fork" not in mp.get_all_start_methods():
-        from simkit.inversion_tasks import run_online
+    if len(groups) < 2 or bk.name == "cupy":
         return run_online(bk, models, *args, **kw)
-    global _JOB
-    _JOB = (bk, models, args, kw)
-    try:
-        with mp.get_context("fork").Pool(len(groups)) as pool:
-            parts = pool.map(_run_group, groups)
-    finally:
-        _JOB = None
+
+    def run_group(idx):
+        return run_online(bk, [models[k] for k in idx], *args,
+                          **dict(kw, rng=[kw["rng"][k] for k in idx]))
+
+    parts = fork_map(run_group, groups, len(groups))
     cols = np.argsort(np.concatenate(groups))                      # back to the models' order
     evals = np.concatenate([p[1] for p in parts], axis=1)[:, cols]
     merged = {k: v for p in parts for k, v in p[2].items()}

@@ -135,3 +135,30 @@ def test_step_progress_follows_the_loop_and_closes_at_the_end(monkeypatch):
     assert bar.total == 10 and bar.n == 5 and bar.postfix == "best error 2.5"
     p(9, 10, [3.0, 2.0])
     assert bar.n == 10 and bar.closed and p.bar is None        # closed at the last step
+
+
+@pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
+def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
+    mod = _script("fig4b_autoencoder")
+    for w in ("1", "2"):
+        mod.main(["--quick", "--workers", w, "--out", str(tmp_path / w), "--backend", "numba"])
+    one, two = (_outputs(tmp_path / w, mod.NAME) for w in ("1", "2"))
+    assert list(two["inits"]) == ["normal", "orthogonal"]
+    for k in ("normal__test_mse", "orthogonal__test_mse", "normal__examples"):
+        np.testing.assert_array_equal(one[k], two[k])
+    assert not np.array_equal(one["normal__test_mse"], one["orthogonal__test_mse"])
+
+
+def test_fork_map_keeps_the_order_and_uses_other_processes():
+    import os
+    from simkit.online_parallel import fork_map
+    scale = 3                                           # a closure: nothing is pickled in
+
+    def job(x):
+        return x * scale, os.getpid()
+
+    one = fork_map(job, range(5), 1)
+    two = fork_map(job, range(5), 2)
+    assert [r[0] for r in one] == [r[0] for r in two] == [0, 3, 6, 9, 12]
+    assert {r[1] for r in one} == {os.getpid()}
+    assert os.getpid() not in {r[1] for r in two}
