@@ -11,6 +11,8 @@ after each epoch. Epoch 0 is an evaluation before any training.
 
 After every epoch the run directory gets its metrics and a checkpoint (atomically). A Ctrl-C or
 a crash loses only the unfinished epoch; ``--resume`` continues after the last finished one.
+A rule with a ``checkpoint`` attribute gets :meth:`Trainer.save` there, to call after stages of
+its own that are epochs too (DFC's feedback pre-training epochs, 20 of them before epoch 1).
 A NaN or inf loss stops the run with :class:`~simkit.errors.NumericalError`, keeping the last
 good checkpoint.
 """
@@ -48,6 +50,8 @@ class Trainer:
         self.rows: list[dict] = []
         self.epoch = 0
         self.epoch_seconds: list[float] = []
+        if hasattr(rule, "checkpoint"):      # a rule's own long stages (DFC's pre-training)
+            rule.checkpoint = self.save
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, split) -> dict:

@@ -4,6 +4,7 @@ import os
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simkit.cli import build_parser, main
@@ -51,8 +52,8 @@ def test_unsupported_flag_is_refused(capsys, tmp_path):
     rc = main(["run_dfc", "--low_pass_filter_u", "--out_dir", str(tmp_path / "r"), "--test",
                "--quiet"])
     assert rc == 2 and "--low_pass_filter_u" in capsys.readouterr().err
-    rc = main(["run_dfc_single_phase", "--ssa", "--out_dir", str(tmp_path / "s"), "--test",
-               "--quiet"])
+    rc = main(["run_dfc_single_phase", "--ssa", "--dataset=student_teacher",
+               "--out_dir", str(tmp_path / "s"), "--test", "--quiet"])
     assert rc == 2 and "--ssa" in capsys.readouterr().err
 
 
@@ -115,3 +116,35 @@ def test_mnist_autoencoder_targets_are_the_standardised_inputs(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "finished" and info["data"]["task"] == "regression"
     assert "mnist_autoencoder" in info["data"]["name"]
+
+
+def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epoch(
+        tmp_path, monkeypatch, capsys):
+    from simkit.results import load_arrays
+    from simkit.rules.dfc import DFC
+    flags = ["run_dfc", "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
+             "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
+             "--inst_transmission", "--size_hidden=6", "--hidden_activation=tanh", "--epochs=1",
+             "--quiet", "--teacher_num_train=32", "--teacher_num_test=16", "--batch_size=16",
+             "--init_fb_epochs=3", "--lr_fb=1e-3", "--lr_fb_init=1e-2", "--optimizer_fb=Adam",
+             "--tmax_di_fb=10", "--threads=1"]
+    assert main(flags + ["--out_dir", str(tmp_path / "whole")]) == 0
+    real, calls = DFC.feedback_epoch, []
+
+    def stop_in_the_second(self, init=False):
+        calls.append(init)
+        if len(calls) == 2:
+            raise KeyboardInterrupt                       # Ctrl-C in pre-training epoch 2
+        return real(self, init)
+    monkeypatch.setattr(DFC, "feedback_epoch", stop_in_the_second)
+    assert main(flags + ["--out_dir", str(tmp_path / "cut")]) == 130
+    cut = load_arrays(tmp_path / "cut" / "checkpoint.npz")
+    assert int(cut["rule.pretrained"]) == 1                # the finished pre-training epoch kept
+    monkeypatch.setattr(DFC, "feedback_epoch", real)
+    assert main(flags + ["--out_dir", str(tmp_path / "cut"), "--resume"]) == 0
+    capsys.readouterr()
+    a, b = (load_arrays(tmp_path / d / "checkpoint.npz") for d in ("whole", "cut"))
+    assert int(b["rule.pretrained"]) == 3
+    for key in a:
+        if key.startswith(("net.", "rule.Q")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

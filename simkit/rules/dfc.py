@@ -180,6 +180,7 @@ class DFC:
     """The DFC / Strong-DFC rule (see the module docstring); options as in :data:`DEFAULTS`."""
 
     name = "dfc"
+    checkpoint = None        # set by the Trainer: saves the run (after each pre-training epoch)
 
     def __init__(self, **opts):
         self.o = resolve(opts)
@@ -326,11 +327,13 @@ class DFC:
         if not self.train_fb:
             return
         while self.pretrained < int(o["init_fb_epochs"]):
-            self.epoch = 10 ** 6 + self.pretrained          # keys the noise of pre-training
+            self.epoch, self.counter = 10 ** 6 + self.pretrained, 0   # keys pre-training's noise
             self.feedback_epoch(init=True)
             self.pretrained += 1
             print(f"simkit: feedback pre-training epoch {self.pretrained}/{o['init_fb_epochs']} "
                   f"done ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+            if self.checkpoint is not None:                # a resumed run goes on from here
+                self.checkpoint()
         self.epoch = epoch
         if not o["single_phase"]:
             n_sleep = 1 + (int(o["extra_fb_epochs"]) if epoch > 1 else 0)
