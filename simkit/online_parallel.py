@@ -4,6 +4,7 @@ Fig. 3's thirteen models see the same samples in the same order but never each o
 SSA re-stabilisation stream per model (instead of one shared stream) a model's curve does not
 depend on which models share its process, so the models can be split over forked processes and
 the curves put back together column for column (test: 1 and 2 workers give identical results).
+:func:`fork_map` is the general piece: Fig. 4b runs its two initialisations through it.
 """
 from __future__ import annotations
 
