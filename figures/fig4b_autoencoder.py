@@ -9,7 +9,7 @@ Minibatches of 100 with batch-sum updates, eta 1e-6, weight decay 1e-10; per-pix
     python figures/fig4b_autoencoder.py --quick            # 3 minibatches, 500 test images
 
 The two initialisations are independent runs: on a CPU they go to separate processes
-(``--workers``, default the CPU count; one BLAS thread each is fastest on 2 cores).
+(``--workers``, default the CPU count; each gets at most CPU count / workers BLAS threads).
 
 Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``.
 """

@@ -36,7 +36,8 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False,
     if workers:
         p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
                        help="processes the models (or runs) are spread over (default: the CPU "
-                            "count; the curves do not depend on it)")
+                            "count; the curves do not depend on it; each process gets at most "
+                            "CPU count / workers BLAS threads)")
     p.add_argument("--out", type=Path, default=Path("figures/out") / name,
                    help="output folder (curves.npz, NAME.png, NAME.pdf)")
     p.add_argument("--seed", type=int, default=0)

@@ -29,8 +29,9 @@ def fork_map(fn, items, workers):
     """``[fn(x) for x in items]`` over at most ``workers`` forked processes.
 
     The children inherit ``fn`` and everything it closes over by ``fork`` (nothing is pickled in;
-    only the results come back). One worker, or a system without ``fork`` (Windows), runs the
-    items in this process, in order.
+    only the results come back). Each child's BLAS threads are capped at its share of the cores
+    (:func:`share_cores`), so ``n`` children never oversubscribe the machine. One worker, or a
+    system without ``fork`` (Windows), runs the items in this process, in order.
     """
     import multiprocessing as mp
     items = list(items)
@@ -40,10 +41,20 @@ def fork_map(fn, items, workers):
     global _JOB
     _JOB = fn
     try:
-        with mp.get_context("fork").Pool(n) as pool:
+        with mp.get_context("fork").Pool(n, initializer=share_cores, initargs=(n,)) as pool:
             return pool.map(_call_job, items, chunksize=1)
     finally:
         _JOB = None
+
+
+def share_cores(n):
+    """Cap this process's BLAS threads at ``cpu_count // n`` (at least 1), never raising them:
+    a ``--threads`` the user gave stays an upper bound."""
+    import os
+    from threadpoolctl import threadpool_info, threadpool_limits
+    per = max(1, (os.cpu_count() or 1) // n)
+    now = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    threadpool_limits(limits=min([per] + now), user_api="blas")
 
 
 def _call_job(x):

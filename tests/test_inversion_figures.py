@@ -162,3 +162,19 @@ def test_fork_map_keeps_the_order_and_uses_other_processes():
     assert [r[0] for r in one] == [r[0] for r in two] == [0, 3, 6, 9, 12]
     assert {r[1] for r in one} == {os.getpid()}
     assert os.getpid() not in {r[1] for r in two}
+
+
+def test_fork_map_gives_each_worker_its_share_of_the_cores():
+    import os
+    from threadpoolctl import threadpool_info, threadpool_limits
+    from simkit.online_parallel import fork_map
+
+    def blas_threads(_):
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    with threadpool_limits(limits=4, user_api="blas"):
+        assert blas_threads(0) == 4
+        two = fork_map(blas_threads, range(2), 2)
+        one = fork_map(blas_threads, range(2), 1)
+    assert two == [min(4, max(1, (os.cpu_count() or 1) // 2))] * 2
+    assert one == [4, 4]                                  # in-process: left as it was
