@@ -48,13 +48,33 @@ def test_unstable_step_is_a_one_line_error(capsys, tmp_path):
     assert rc == 2 and "time_constant_ratio" in err and "Traceback" not in err
 
 
-def test_unsupported_flag_is_refused(capsys, tmp_path):
-    rc = main(["run_dfc", "--low_pass_filter_u", "--out_dir", str(tmp_path / "r"), "--test",
-               "--quiet"])
-    assert rc == 2 and "--low_pass_filter_u" in capsys.readouterr().err
-    rc = main(["run_dfc_single_phase", "--ssa", "--dataset=student_teacher",
-               "--out_dir", str(tmp_path / "s"), "--test", "--quiet"])
-    assert rc == 2 and "--ssa" in capsys.readouterr().err
+def test_unavailable_option_combinations_are_refused(capsys, tmp_path):
+    for cmd, flags, what in (("run_dfc", ["--compute_jacobian_at=average_ss"], "compute_jacobian_at"),
+                             ("run_dfc", ["--use_jacobian_as_fb", "--noisy_dynamics"], "noisy_dynamics"),
+                             ("run_dfc_single_phase", ["--ssa"], "--ssa")):
+        rc = main([cmd, *flags, "--dataset=student_teacher", "--out_dir", str(tmp_path / "r"),
+                   "--test", "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and what in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd,flags", [
+    ("run_dfc", ["--low_pass_filter_u", "--include_only_converged_samples", "--epsilon_di=0.9"]),
+    ("run_dfc", ["--use_jacobian_as_fb", "--ssa"]),
+    ("run_dfc_single_phase", ["--use_jacobian_as_fb", "--strong_feedback"])])
+def test_reference_loop_options_run_from_the_command_line(cmd, flags, tmp_path):
+    out = tmp_path / "o"
+    rc = main([cmd, *flags, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=30",
+               "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
+               "--inst_transmission", "--size_hidden=8", "--hidden_activation=tanh", "--epochs=1",
+               "--out_dir", str(out), "--quiet", "--teacher_num_train=32",
+               "--teacher_num_test=16", "--batch_size=16", "--init_fb_epochs=1"])
+    assert rc == 0
+    info = json.loads((out / "run.json").read_text())
+    opts = info["config"]["rule_opts"]
+    assert all(opts[f.lstrip("-").split("=")[0]] not in (False, None) for f in flags)
+    metrics = (out / "metrics.csv").read_text()
+    assert ("converged" in metrics) == ("--ssa" not in flags)
 
 
 def test_student_teacher_smoke(tmp_path):

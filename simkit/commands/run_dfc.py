@@ -8,9 +8,10 @@ weights first. ``--strong_feedback --ss`` is two-phase Strong-DFC. The options s
 ``--double_precision``) come from :mod:`simkit.commands.run_bp`.
 
 ``--ssa`` is DFC-SSA, the linearised steady state solved directly (the original's crashes on
-torch 2: ``torch.solve`` is gone). Options of the original that simkit does not implement
-(``--low_pass_filter_u``, ``--include_only_converged_samples``, ``--use_jacobian_as_fb``,
-``--compute_jacobian_at`` other than ``ss``) are refused with a message.
+torch 2: ``torch.solve`` is gone). ``--low_pass_filter_u``, ``--include_only_converged_samples``
+(with ``--epsilon_di``) and ``--use_jacobian_as_fb`` run on the readable reference loop
+(:mod:`simkit.dynamics.controller`); ``--use_jacobian_as_fb`` with ``--noisy_dynamics``, which
+crashes the original, and ``--compute_jacobian_at`` other than ``ss`` are refused with a message.
 Any ``--save_*`` flag or ``--compare_with_ndi`` turns on the per-epoch diagnostics (condition 2,
 angles to BP, GN and DFC-SSA per layer, the distance to the SSA output, the control norm) in
 metrics.csv; ``--save_df`` alone does too.
@@ -30,7 +31,8 @@ PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-ph
 FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
          "error_as_loss_grad", "pretrain_without_controller", "freeze_fb_weights",
          "freeze_fb_weights_output", "scaling_fb_updates", "inst_system_dynamics",
-         "proactive_controller", "inst_transmission", "inst_transmission_fb", "use_bp_updates")
+         "proactive_controller", "inst_transmission", "inst_transmission_fb", "use_bp_updates",
+         "low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb")
 FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
           "tau_noise": 0.8, "target_stepsize": 0.001, "sigma_init": 0.0, "tau_f": 0.9,
           "dt_di": 0.1, "time_constant_ratio": 0.2, "sigma": 0.08, "sigma_output": -1.0,
@@ -38,7 +40,6 @@ FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
           "time_constant_ratio_fb": -1.0, "sigma_fb": -1.0, "sigma_output_fb": -1.0,
           "alpha_di_fb": 0.5, "k_p_fb": -1.0, "epsilon_di": 0.5}
 INTS = {"init_fb_epochs": 1, "extra_fb_epochs": 0, "tmax_di": 10, "tmax_di_fb": -1}
-UNSUPPORTED = ("low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb")
 SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "save_lu_loss",
         "save_ratio_ff_fb", "save_condition_fb", "save_ndi_angle", "compare_with_ndi")
 
@@ -68,20 +69,17 @@ def add_dfc_options(p, single_phase=False):
     if not single_phase:
         pass                                   # apical_time_constant_fb exists only here
     a("--apical_time_constant_fb", type=float, default=-1.0)
-    for f in UNSUPPORTED:
-        a(f"--{f}", action="store_true", help="not supported by simkit")
     for f in SAVE:
         a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
 
 
 def rule_options(args, cfg, single_phase=False) -> dict:
     """The DFC rule's options from the parsed flags (the original's post-processing included)."""
-    bad = [f for f in UNSUPPORTED if getattr(args, f)]
-    if bad or args.compute_jacobian_at != "ss":
-        raise UserError(f"--{(bad or ['compute_jacobian_at'])[0]} is not supported by simkit's DFC")
+    if args.compute_jacobian_at != "ss":
+        raise UserError(f"--compute_jacobian_at={args.compute_jacobian_at} is not supported by "
+                        "simkit's DFC (J is taken at the feed-forward state); use ss")
     o = {f: getattr(args, f) for f in FLAGS}
     o.update({f: getattr(args, f) for f in (*FLOATS, *INTS, "apical_time_constant_fb")})
-    o.pop("epsilon_di")
     o["learning_rule"] = args.learning_rule
     o["initialization_fb"] = "xavier_uniform" if args.initialization_fb == "xavier" \
         else args.initialization_fb

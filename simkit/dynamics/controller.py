@@ -27,6 +27,16 @@ With :math:`k_p = 0` the controller is pure integral: :math:`u \leftarrow u + \D
 layers update in order :math:`l = 1..L` from the already-updated :math:`r_{l-1}`; else all from the
 previous step's rates. ``inst_system``: :math:`v_l = v_{fb,l} + v_{ff,l}`.
 
+Options of the original that no published command uses (reference loop only):
+``lp_u`` (``--low_pass_filter_u``): the layers receive :math:`u_f`, an exponential moving average
+of :math:`u` with factor :math:`a = \Delta t/\tau_f` that starts at the first control,
+:math:`u_f[1] = u[1]`, :math:`u_f[t+1] = a\,u[t+1] + (1-a)\,u_f[t]` (:math:`u_f[0] = 0`); the
+feedback sums keep the raw :math:`u`. ``P["jacobian_fb"]`` (``--use_jacobian_as_fb``): the
+apical input is :math:`J_l(t)^\top u` per sample instead of :math:`Q_l u`, with :math:`J(t)` the
+Jacobian of :math:`r_L` to the voltages at the state before the step (:func:`jacobian_blocks`).
+``P["mask"]`` (B, 1): per-sample weights on every running sum (``--include_only_converged_samples``
+zeroes the non-converged samples' terms, as the original's reset to the feed-forward state does).
+
 Noise on :math:`v_{fb}` (§1.6), :math:`\xi \sim N(0, I)` drawn outside the loop:
 white :math:`\sigma_l\sqrt{\Delta t}/\tau_A\,\xi`; Ornstein-Uhlenbeck ("low-pass")
 :math:`n_l \leftarrow (a/\sqrt{\Delta t})\xi + (1-a) n_l`, :math:`a = \Delta t/\tau_{noise}`,
@@ -79,6 +89,7 @@ class Dynamics:
     sigma_out: float = 0.0         # output layer
     tau_noise: float = 0.8
     error: str = "mse"             # mse | ce
+    lp_u: float = 0.0              # --low_pass_filter_u: EMA factor dt/tau_f (0: off)
 
     def check(self, what="--dt_di"):
         """Refuse an Euler step too large for its time constants (clear message, no clipping)."""
@@ -95,6 +106,9 @@ class Dynamics:
                             f"{self.tau_A:g}: forward Euler would overshoot; use dt <= tau_A")
         if self.noise == "ou" and self.dt > self.tau_noise:
             raise UserError(f"{what}={self.dt:g} is larger than tau_noise={self.tau_noise:g}")
+        if not 0.0 <= self.lp_u <= 1.0:
+            raise UserError(f"{what}={self.dt:g} is larger than tau_f: --low_pass_filter_u needs "
+                            "dt <= tau_f")
         if self.noise not in ("none", "white", "ou") or self.error not in ("mse", "ce"):
             raise UserError(f"unknown noise {self.noise!r} or error {self.error!r}")
         return self
@@ -122,6 +136,7 @@ class State:
     u: object
     u_int: object
     u_lp: object
+    u_f: object = None             # low-passed control (--low_pass_filter_u)
     A: list = field(default_factory=list)   # forward sums (A[0] holds sum_t delta_1)
     Ab: list = field(default_factory=list)  # bias sums sum_t sum_batch delta_l
     C: list = field(default_factory=list)   # feedback sums
@@ -147,20 +162,54 @@ def init_state(xp, v_ff0, r0, n_out, learn, dtype):
     return st
 
 
+def sample_loss(xp, dyn, r_target, r_L):
+    r"""Per-sample loss the original checks convergence with: :math:`\|r^* - r_L\|_2` (mse) or
+    :math:`-\sum_k r^*_k \log\mathrm{softmax}(r_L)_k` (ce)."""
+    if dyn.error == "mse":
+        return xp.sqrt(((r_target - r_L) ** 2).sum(axis=1))
+    z = r_L - r_L.max(axis=1, keepdims=True)
+    return -(r_target * (z - xp.log(xp.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1)
+
+
+def jacobian_blocks(xp, W, phi, v, r):
+    r""":math:`J_l = \partial r_L / \partial v_l` per sample at the state (``v``, ``r``), blocks
+    (B, n_L, n_l): :math:`J_L = \mathrm{diag}\,\phi_L'`,
+    :math:`J_l = J_{l+1} W_{l+1} \mathrm{diag}\,\phi_l'`."""
+    L = len(W)
+    d = [phi[l].df(xp, v[l], r[l]) for l in range(L)]
+    B, nL = r[-1].shape
+    J = [None] * L
+    J[-1] = xp.broadcast_to(xp.eye(nL, dtype=r[-1].dtype), (B, nL, nL)) * d[-1][:, None, :]
+    for l in range(L - 2, -1, -1):
+        J[l] = (J[l + 1] @ W[l + 1]) * d[l][:, None, :]
+    return J
+
+
+def feedback_input(P, u, J=None):
+    r"""The apical input per layer (Eq. (2)): :math:`Q_l u`, or :math:`J_l^\top u` per sample
+    when the Jacobian blocks ``J`` stand in for the feedback weights."""
+    if J is None:
+        return [u @ q.T for q in P["Q"]]
+    return [(u[:, None, :] @ Jl)[:, 0, :] for Jl in J]
+
+
 def controller_step(xp, st, P, dyn, learn, xi=None):
     """One Euler step t -> t+1 of the loop above, in place on ``st``; accumulates the sums.
 
     ``P``: dict with ``W``, ``b``, ``Q``, ``phi`` (lists), ``v_ff1`` (= W_1 x + b_1, constant),
-    ``x`` and ``r_target``. ``xi``: per-layer standard-normal draws (None: no noise).
+    ``x`` and ``r_target``; optional ``jacobian_fb`` and ``mask`` (see above). ``xi``: per-layer
+    standard-normal draws (None: no noise).
     """
     L = len(P["W"])
+    J = jacobian_blocks(xp, P["W"], P["phi"], st.v, st.r) if P.get("jacobian_fb") else None
     u_c = controller_update(xp, st, P, dyn, learn)
     dt = dyn.dt
     r_prev = [P["x"]] + list(st.r)
+    fb_in = feedback_input(P, u_c, J)
     for l in range(L):
         rin = st.r[l - 1] if (dyn.inst_transmission and l > 0) else r_prev[l]
         st.v_ff[l] = P["v_ff1"] if l == 0 else basal(P, l, rin)           # Eq. (1)
-        c = u_c @ P["Q"][l].T
+        c = fb_in[l]
         st.v_fb[l] = st.v_fb[l] + (dt / dyn.tau_A) * (c - st.v_fb[l])   # Eq. (2)
         if xi is not None:
             st.v_fb[l] = st.v_fb[l] + noise_term(dyn, st, l, L, xi[l])
@@ -186,14 +235,28 @@ def controller_update(xp, st, P, dyn, learn):
         st.u = u_old + dt * (e - dyn.alpha * u_old)
         st.u_int = st.u
     u_c = st.u if dyn.proactive else u_old
+    if dyn.lp_u:
+        u_c = low_passed_control(xp, st, dyn)
     if learn.fb:
         u_fb = st.u
         if learn.fb == "highpass":
             st.u_lp = learn.a_u * st.u + (1.0 - learn.a_u) * st.u_lp
             u_fb = st.u - st.u_lp
+        m = P.get("mask")
         for l in range(L):
-            st.C[l] += st.v_fb[l].T @ u_fb                               # Eq. (13): v_fb[t] u[t+1]^T
+            v_fb = st.v_fb[l] if m is None else st.v_fb[l] * m
+            st.C[l] += v_fb.T @ u_fb                                     # Eq. (13): v_fb[t] u[t+1]^T
     return u_c
+
+
+def low_passed_control(xp, st, dyn):
+    """``--low_pass_filter_u``: advance :math:`u_f` (starts at the first u) and return the one the
+    layers receive, the new :math:`u_f` if ``proactive``, else the previous (0 at t = 0)."""
+    old = st.u_f
+    st.u_f = st.u.copy() if old is None else dyn.lp_u * st.u + (1.0 - dyn.lp_u) * old
+    if dyn.proactive:
+        return st.u_f
+    return xp.zeros_like(st.u) if old is None else old
 
 
 def basal(P, l, r_in):
@@ -214,16 +277,32 @@ def noise_term(dyn, st, l, L, xi_l):
 
 def _accumulate_forward(xp, st, P, learn):
     """Add this time point's term of Eq. (5) to the running sums."""
+    m = P.get("mask")
     for l in range(len(st.r)):
         if learn.fw == "voltage_difference":
             delta = st.v[l] - st.v_ff[l]
         else:
             delta = st.r[l] - P["phi"][l].f(xp, st.v_ff[l])            # Eq. (5)
+        if m is not None:
+            delta = delta * m
         if l == 0:
             st.A[0] += delta                                            # sum_t delta_1 (x is fixed)
         else:
             st.A[l] += delta.T @ st.r[l - 1]
         st.Ab[l] += delta.sum(axis=0)
+
+
+def needs_reference(dyn, P) -> bool:
+    """Whether the simulation asks for an option only the readable loop has (``lp_u``,
+    ``jacobian_fb``, ``mask``); the Numba and fast twins refuse those."""
+    return bool(dyn.lp_u or P.get("jacobian_fb") or P.get("mask") is not None)
+
+
+def refuse_reference_only(dyn, P, who):
+    """The twins' guard: an option they would silently ignore is an error."""
+    if needs_reference(dyn, P):
+        raise ValueError(f"{who} has no low-pass control, Jacobian feedback or sample mask; "
+                         "use simulate_reference")
 
 
 def start(xp, P, v_ff0, r0, learn, dtype):

@@ -233,6 +233,7 @@ def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
     Same arguments as :func:`simkit.dynamics.controller.simulate_reference`; ``noise(t0, t1)``
     gives per-layer draws (t1-t0, B, n_l) for steps t0..t1-1.
     """
+    ctl.refuse_reference_only(dyn, P, "the Numba DFC kernel")
     xp, dtype = bk.xp, v_ff0[0].dtype
     L, B = len(P["W"]), v_ff0[0].shape[0]
     sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]

@@ -141,6 +141,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
     :math:`\sum_t \delta_l^\top r_{l-1}` are taken once per chunk of K = NOISE_CHUNK steps as
     one product over K*B rows instead of K products over B rows.
     """
+    ctl.refuse_reference_only(dyn, P, "simulate_fast")
     K = ctl.NOISE_CHUNK
     F = _Fast(xp, P, v_ff0, r0, learn, K)
     st, chunk = F.st, None

@@ -32,6 +32,15 @@ Feedback weights learn in noisy phases (:mod:`simkit.rules.dfc_feedback`): two-p
 Strong-DFC learns :math:`Q` from the same noisy simulation in every :meth:`DFC.grads`.
 ``init_fb_epochs`` of feedback-only pre-training run before epoch 1.
 
+Options no published command uses, on the readable loop (:mod:`simkit.dynamics.controller`):
+``low_pass_filter_u`` (the layers receive an EMA of u with factor dt/tau_f),
+``use_jacobian_as_fb`` (:math:`\bar Q := J(t)^\top` per sample at every step, and in DFC-SSA;
+feedback learning off, as in the original; with ``noisy_dynamics`` the original crashes, so it is
+refused), ``include_only_converged_samples`` (forward phase: samples that fail the original's
+convergence test, :meth:`DFC.converged`, are set back to their feed-forward state, so their terms
+leave the update; the divisor stays the full batch). Every forward-phase simulation counts its
+converged and diverged samples into the epoch's ``converged`` / ``diverged`` metrics.
+
 Symbols: ``W[l]`` (n_l, n_{l-1}), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L), :math:`\lambda` =
 ``target_stepsize``, :math:`\alpha` = ``alpha_di``, :math:`k_p`, :math:`\tau_v` =
 ``time_constant_ratio``, :math:`\tau_A` = ``apical_time_constant``, T = ``tmax_di`` time points.
@@ -51,7 +60,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference
+from simkit.dynamics.controller import (NOISE_CHUNK, Dynamics, Learning, feedback_input,
+                                       jacobian_blocks, needs_reference, sample_loss,
+                                       simulate_reference)
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.dfc_fast import simulate_fast
@@ -83,8 +94,10 @@ DEFAULTS = {
     "initialization_fb": "xavier_normal", "sigma_init": 0.0, "freeze_fb_weights": False,
     "freeze_fb_weights_output": False, "pretrain_without_controller": False,
     "use_bp_updates": False, "diagnostics": False, "fb_schedule": None, "kernel": "auto",
-    "classification": True,
+    "classification": True, "low_pass_filter_u": False, "include_only_converged_samples": False,
+    "use_jacobian_as_fb": False, "epsilon_di": 0.5,
 }
+CONVERGED, DIVERGED = 1e-5, 1.0      # the original's thresholds on |e - alpha u| / |r-_L|
 
 
 def resolve(opts: dict) -> dict:
@@ -111,6 +124,11 @@ def resolve(opts: dict) -> dict:
         o["apical_time_constant_fb"] = o["dt_di_fb"]
     if o["lr_fb_init"] is None:
         o["lr_fb_init"] = o["lr_fb"]
+    if o["use_jacobian_as_fb"]:
+        if o["noisy_dynamics"]:
+            raise UserError("--use_jacobian_as_fb with --noisy_dynamics is not available (the "
+                            "original crashes on it); drop one of them")
+        o.update(freeze_fb_weights=True, init_fb_epochs=0, extra_fb_epochs=0)
     if o["freeze_fb_weights"]:
         o["initialization_fb"] = "weight_product"
     if o["kernel"] not in ("auto", "numba", "vectorised"):
@@ -123,7 +141,7 @@ def resolve(opts: dict) -> dict:
         if o["ssa"]:
             raise UserError("--ssa is not available in the single phase (nor in the original); "
                             "use simkit run_dfc --ssa")
-        o["noisy_dynamics"] = True
+        o["noisy_dynamics"] = not o["use_jacobian_as_fb"]
     return o
 
 
@@ -141,8 +159,9 @@ def dynamics(o, fb=False, error="mse", noisy=False) -> Dynamics:
                     proactive=o["proactive_controller"],
                     inst_transmission=o["inst_transmission" + s],
                     inst_system=o["inst_system_dynamics"], noise=noise, sigma=o["sigma" + s],
-                    sigma_out=o["sigma_output" + s], tau_noise=o["tau_noise"],
-                    error=error).check("--dt_di" + s)
+                    sigma_out=o["sigma_output" + s], tau_noise=o["tau_noise"], error=error,
+                    lp_u=o["dt_di" + s] / o["tau_f"] if o["low_pass_filter_u"] else 0.0,
+                    ).check("--dt_di" + s)
 
 
 def output_target(xp, o, y, t, loss, dL_dy):
@@ -169,6 +188,18 @@ def ss_grads(xp, net, st, x, rule):
     return out
 
 
+def to_feedforward(xp, st, ok, cache):
+    """Samples not ``ok`` back to their feed-forward state (v = v_ff = v-, r = r-, v_fb = 0,
+    u = 0), as the original's ``include_only_converged_samples`` sets them."""
+    keep = ok[:, None]
+    for l in range(len(st.r)):
+        st.v[l] = xp.where(keep, st.v[l], cache.a[l + 1])
+        st.v_ff[l] = xp.where(keep, st.v_ff[l], cache.a[l + 1])
+        st.r[l] = xp.where(keep, st.r[l], cache.h[l + 1])
+        st.v_fb[l] = xp.where(keep, st.v_fb[l], 0.0)
+    st.u = xp.where(keep, st.u, 0.0)
+
+
 def continuous_grads(net, st, B, T):
     """Eq. (5) from the running sums of the simulation."""
     c = -2.0 / (B * T)
@@ -193,6 +224,7 @@ class DFC:
         self.last, self.fb_seconds, self.lu_sum, self.lu_n = {}, None, 0.0, 0
         self.data, self.pool = None, None
         self.train_fb = not o["freeze_fb_weights"]
+        self.conv = np.zeros(3)          # converged, diverged, simulated samples this epoch
 
     # ----------------------------------------------------------------------------- set-up
     def setup(self, net, rng, train=None, **_):
@@ -207,13 +239,16 @@ class DFC:
         self.opt_fb = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb"])
         self.opt_fb_init = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb_init"])
 
-    def noise(self, B, N, phase, steps):
+    def noise(self, B, N, phase, steps, counter=None):
         """``noise(t0, t1)`` for one simulation of ``steps`` Euler steps: host standard normals
         from a fresh stream keyed by (seed, epoch, counter, phase), so a resumed run draws the
         same numbers. The next chunk is drawn on a helper thread while the loop runs (NumPy's
-        generator releases the GIL), in the same order, so the draws do not change."""
-        rng = np.random.default_rng([self.noise_seed, self.epoch, self.counter, phase])
-        self.counter += 1
+        generator releases the GIL), in the same order, so the draws do not change.
+        ``counter``: replay an earlier simulation's draws (default: the next key)."""
+        if counter is None:
+            counter = self.counter
+            self.counter += 1
+        rng = np.random.default_rng([self.noise_seed, self.epoch, counter, phase])
         offs = np.cumsum([0] + self.net.sizes[1:])
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1)
@@ -231,19 +266,41 @@ class DFC:
         return draw
 
     def run(self, cache, r_target, dyn, learn, phase):
-        """Simulate the controller on one minibatch; returns the final state."""
-        net, xp = self.net, self.bk.xp
+        """Simulate the controller on one minibatch; returns the final state. In the forward
+        phase (``phase`` 0) the samples' convergence is counted (:meth:`converged`); with
+        ``include_only_converged_samples`` the others are left out of the sums (the simulation
+        runs again on the same noise with their terms masked) and set back to the feed-forward
+        state, as the original resets them."""
+        net = self.net
+        P = {"W": net.W, "b": net.b, "Q": self.Q, "phi": net.phi, "v_ff1": cache.a[1],
+             "x": cache.h[0], "r_target": r_target, "jacobian_fb": self.o["use_jacobian_as_fb"]}
+        key = None
+        if dyn.noise != "none":
+            key, self.counter = self.counter, self.counter + 1
+        st = self.simulate(P, cache, dyn, learn, phase, key)
+        if phase == 0:
+            ok = self.converged(cache, r_target, dyn, st)
+            if self.o["include_only_converged_samples"] and not bool(ok.all()):
+                if learn.fw or learn.fb:
+                    P["mask"] = ok[:, None].astype(cache.h[0].dtype)
+                    st = self.simulate(P, cache, dyn, learn, phase, key)
+                to_feedforward(self.bk.xp, st, ok, cache)
+        return st
+
+    def simulate(self, P, cache, dyn, learn, phase, key):
+        """One run of the Euler loop: the Numba twin for small nets, the readable reference
+        (NumPy backend, or any option only it has), else the vectorised fast loop."""
+        net, xp, o = self.net, self.bk.xp, self.o
         x = cache.h[0]
-        P = {"W": net.W, "b": net.b, "Q": self.Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
-             "r_target": r_target}
-        noise = None if dyn.noise == "none" else \
-            self.noise(x.shape[0], sum(net.sizes[1:]), phase, dyn.T - 1)
+        noise = None if key is None else \
+            self.noise(x.shape[0], sum(net.sizes[1:]), phase, dyn.T - 1, counter=key)
         v_ff0, r0 = cache.a[1:], cache.h[1:]
-        use_kernel = self.bk.name == "numba" and (self.o["kernel"] == "numba" or (
-            self.o["kernel"] == "auto" and sum(net.sizes[1:]) <= KERNEL_MAX_UNITS))
+        only_reference = needs_reference(dyn, P) or o["include_only_converged_samples"]
+        use_kernel = self.bk.name == "numba" and not only_reference and (o["kernel"] == "numba" or (
+            o["kernel"] == "auto" and sum(net.sizes[1:]) <= KERNEL_MAX_UNITS))
         if use_kernel:
             st = simulate(self.bk, P, v_ff0, r0, dyn, learn, noise)
-        elif self.bk.name == "numpy" and self.o["kernel"] == "auto":
+        elif only_reference or (self.bk.name == "numpy" and o["kernel"] == "auto"):
             st = simulate_reference(xp, P, v_ff0, r0, dyn, learn, noise)   # the readable loop
         else:
             st = simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise)
@@ -252,6 +309,21 @@ class DFC:
                                  f"{self.epoch}: J Q + alpha I needs eigenvalues with positive "
                                  "real part; lower the step size or train the feedback weights")
         return st
+
+    def converged(self, cache, r_t, dyn, st):
+        r"""The original's per-sample check (research note §1.5): converged if
+        :math:`\ell(r^*_L - \alpha u, r_L) / \|r^-_L\| < 10^{-5}` and
+        :math:`\ell(r^*_L, r_L) < \epsilon_{di}^2\,\ell(r^*_L, r^-_L)` at the last time point
+        (:math:`\ell`: :func:`~simkit.dynamics.controller.sample_loss`); diverged if the ratio
+        exceeds 1. Adds to the epoch's ``converged`` / ``diverged`` fractions."""
+        xp = self.bk.xp
+        r_L = st.r[-1]
+        ratio = sample_loss(xp, dyn, r_t - dyn.alpha * st.u, r_L) / \
+            xp.sqrt((cache.y ** 2).sum(axis=1))
+        ok = (ratio < CONVERGED) & (sample_loss(xp, dyn, r_t, r_L)
+                                    < self.o["epsilon_di"] ** 2 * sample_loss(xp, dyn, r_t, cache.y))
+        self.conv += np.array([float(ok.sum()), float((ratio > DIVERGED).sum()), ok.shape[0]])
+        return ok
 
     # ----------------------------------------------------------------------------- forward phase
     def grads(self, net, cache, dL_dy, *, t, loss, idx=None, epoch=0):
@@ -263,7 +335,8 @@ class DFC:
         learn = Learning(fw=None if o["ss"] else o["learning_rule"], fb=fb,
                          a_u=self.dyn.dt / o["tau_f"])
         if o["ssa"]:
-            st = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn)      # no simulation
+            st = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn,      # no simulation
+                               jacobian_fb=o["use_jacobian_as_fb"])
         else:
             st = self.run(cache, r_t, self.dyn, learn, phase=0)
         B = cache.h[0].shape[0]
@@ -272,7 +345,8 @@ class DFC:
         if fb:
             self.step_feedback(st, self.opt_fb, B, self.dyn, self.o["time_constant_ratio"])
         self.last = {"u_norm": float(xp.sqrt((st.u ** 2).sum(axis=1)).mean())}
-        fb_in = [st.u @ q.T for q in self.Q]                              # Q-bar u per layer
+        J = jacobian_blocks(xp, net.W, net.phi, st.v, st.r) if o["use_jacobian_as_fb"] else None
+        fb_in = feedback_input({"Q": self.Q}, st.u, J)                    # Q-bar u per layer
         lu = sum(float((a ** 2).sum()) for a in fb_in) / (B * sum(net.sizes[1:]))
         self.lu_sum, self.lu_n = self.lu_sum + lu * B, self.lu_n + B     # surrogate H (Strong-DFC)
         if o["diagnostics"]:
@@ -354,7 +428,8 @@ class DFC:
         out = {"condition_2": fbk.condition_two(xp, J, self.Q)}
         g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
         dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
-        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn, J)
+        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn, J,
+                            jacobian_fb=self.o["use_jacobian_as_fb"])
         g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
         gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
         out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
@@ -370,6 +445,10 @@ class DFC:
         if self.lu_n:
             out["net"]["lu_loss"] = self.lu_sum / self.lu_n
         self.lu_sum, self.lu_n = 0.0, 0
+        if self.conv[2]:
+            out["net"]["converged"] = self.conv[0] / self.conv[2]
+            out["net"]["diverged"] = self.conv[1] / self.conv[2]
+        self.conv = np.zeros(3)
         for k, v in self.last.items():
             if "/" in k:
                 name, layer = k.split("/")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simkit.dynamics.controller import State, error, feedback_input, jacobian_blocks
 from simkit.nn.init import init_weights
 from simkit.optim import clip_grads, make_optimizer
 
@@ -90,15 +91,8 @@ def step_Q(bk, opt, Q, C, scales, T, B, clip, train_output=True):
 
 
 def jacobians(xp, net, cache):
-    """Per-sample :math:`J_b` as a list of blocks (B, n_L, n_l), one per layer."""
-    L = net.L
-    d = [net.phi[l].df(xp, cache.a[l + 1], cache.h[l + 1]) for l in range(L)]
-    J = [None] * L
-    B, nL = cache.h[0].shape[0], net.sizes[-1]
-    J[-1] = xp.broadcast_to(xp.eye(nL, dtype=cache.h[0].dtype), (B, nL, nL)) * d[-1][:, None, :]
-    for l in range(L - 2, -1, -1):
-        J[l] = (J[l + 1] @ net.W[l + 1]) * d[l][:, None, :]
-    return J
+    """Per-sample :math:`J_b` at the feed-forward state as a list of blocks (B, n_L, n_l)."""
+    return jacobian_blocks(xp, net.W, net.phi, cache.a[1:], cache.h[1:])
 
 
 def condition_two(xp, J, Q) -> float:
@@ -118,7 +112,7 @@ def gn_delta_v(xp, J, delta_L) -> list:
     return [(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0] for Jl in J]
 
 
-def ssa_state(xp, net, cache, Q, r_target, dyn, J=None):
+def ssa_state(xp, net, cache, Q, r_target, dyn, J=None, jacobian_fb=False):
     r"""DFC-SSA (``--ssa``, research note §1.7): the linearised controller's steady state.
 
     With :math:`J` the Jacobian of :math:`r_L` to every layer's voltage at the feed-forward
@@ -133,18 +127,21 @@ def ssa_state(xp, net, cache, Q, r_target, dyn, J=None):
     feeds :func:`simkit.rules.dfc.ss_grads`, as DFC-SS does. The original solves with
     ``torch.solve``, removed in torch 2, so its ``--ssa`` no longer runs; this is the formula it
     codes. ``J``: the per-layer blocks of :func:`jacobians`, when the caller has them.
+    ``jacobian_fb`` (``--use_jacobian_as_fb``): :math:`\bar Q := J^\top` per sample, so
+    :math:`u_{ss} = (JJ^\top + \alpha I)^{-1}\delta_L` and :math:`\Delta v_l = J_l^\top u_{ss}`.
     """
-    from simkit.dynamics.controller import State, error
-    J = xp.concatenate(jacobians(xp, net, cache) if J is None else J, axis=2)   # (B, n_L, N)
-    JQ = J @ xp.concatenate(Q, axis=0)                                  # (B, n_L, n_L)
+    Jb = jacobians(xp, net, cache) if J is None else J
+    J = xp.concatenate(Jb, axis=2)                                      # (B, n_L, N)
+    JQ = J @ (xp.swapaxes(J, 1, 2) if jacobian_fb else xp.concatenate(Q, axis=0))  # (B, n_L, n_L)
     JQ += dyn.alpha * xp.eye(JQ.shape[1], dtype=JQ.dtype)
     delta = error(xp, dyn, r_target, cache.y)                           # delta_L = e(r*, r-)
     u = xp.linalg.solve(JQ, delta[:, :, None])[:, :, 0]                 # u_ss
     st = State(v=[], v_ff=[], v_fb=[], r=[], n=[], u=u, u_int=u, u_lp=None)
+    fb_in = feedback_input({"Q": Q}, u, Jb if jacobian_fb else None)
     r = cache.h[0]
     for l in range(net.L):
         st.v_ff.append(r @ net.W[l].T + (net.b[l] if net.b[l] is not None else 0.0))
-        st.v_fb.append(u @ Q[l].T)                                      # Delta v_l = Q_l u_ss
+        st.v_fb.append(fb_in[l])                                        # Delta v_l = Q_l u_ss
         st.v.append(st.v_ff[l] + st.v_fb[l])
         r = net.phi[l].f(xp, st.v[l])
         st.r.append(r)
