@@ -235,10 +235,12 @@ def test_bad_option_combinations_are_refused():
     ("ou", "ce", True, True, 1.5), ("white", "mse", False, False, 0.0), ("none", "mse", True, True, 2.0)])
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain"),
                                    (None, None)])
-def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb):
+@pytest.mark.parametrize("apical_dt", [False, True])
+def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb, apical_dt):
     from simkit.kernels.dfc_fast import simulate_fast
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
-    dyn = Dynamics(**{**dyn.__dict__, "T": 123}).check()            # not a multiple of the chunk
+    dyn = dataclasses.replace(dyn, T=123,                            # not a multiple of the chunk
+                              tau_A=dyn.dt if apical_dt else dyn.tau_A).check()  # tau_A = dt: v_fb = Q u
     learn = Learning(fw, fb, a_u=0.3)
     xi = np.random.default_rng(9).normal(size=(122, 3, 15))
     offs = np.cumsum([0, 6, 5, 4])

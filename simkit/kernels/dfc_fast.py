@@ -37,24 +37,48 @@ class _Fast:
     def __init__(self, xp, P, v_ff0, r0, learn, K):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
         self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
+        self.xp, self.learn, self.phi = xp, learn.fw, P["phi"]
         two = 2 if (learn.fw and xp is np) else 1
-        self.sets = [([xp.empty((K + 1, B, a.shape[1]), dtype=dtype) for a in v_ff0],
-                      [xp.empty((K, B, a.shape[1]), dtype=dtype) for a in v_ff0]
-                      if learn.fw else None) for _ in range(two)]
+
+        def chunk(n):                                 # (n, B, n_l) per layer
+            return [xp.empty((n, B, a.shape[1]), dtype=dtype) for a in v_ff0]
+        volt = learn.fw == "voltage_difference"
+        self.sets = [{"R": chunk(K + 1), "D": chunk(K) if learn.fw else None,
+                      "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None}
+                     for _ in range(two)]
         self.jobs = [None] * two
         self.cur = 0
-        self.R, self.D = self.sets[0]
+        self._use(self.sets[0])
         for Rl, r in zip(self.R, r0):
             Rl[0] = r
         self.tmp = [xp.empty_like(a) for a in v_ff0]
+        self.v_ff1 = P["v_ff1"]
         self.phi_vff1 = P["phi"][0].f(xp, P["v_ff1"])                 # constant: W_1 x is fixed
+        self.Qcat = xp.concatenate(P["Q"], axis=0).T.copy()          # (n_L, N): one product
+        self.offs = np.cumsum([0] + [a.shape[1] for a in v_ff0])
         self.k = 0
 
-    def _sums(self, R, D, k):
+    def _use(self, bufs):
+        self.bufs = bufs
+        self.R, self.VFF, self.V = bufs["R"], bufs["VFF"], bufs["V"]
+
+    def _mismatch(self, xp, bufs, l, k):
+        r"""Eq. (5)'s delta for the chunk's k steps of layer l, into the D buffer:
+        :math:`\phi(v_l) - \phi(v_{ff,l})` (or :math:`v_l - v_{ff,l}`)."""
+        D = bufs["D"][l][:k]
+        vff = self.v_ff1 if l == 0 else bufs["VFF"][l][:k]
+        if self.learn == "voltage_difference":
+            return xp.subtract(bufs["V"][l][:k], vff, out=D)
+        if l == 0:
+            return xp.subtract(bufs["R"][0][1:k + 1], self.phi_vff1, out=D)
+        _phi_into(xp, self.phi[l], vff, D)
+        return xp.subtract(bufs["R"][l][1:k + 1], D, out=D)
+
+    def _sums(self, bufs, k):
         """Add a chunk's mismatches to the sums: one product with K*B rows per layer."""
-        st = self.st
-        for l, Dl in enumerate(D):
-            Dk = Dl[:k]
+        st, R = self.st, bufs["R"]
+        for l in range(len(R)):
+            Dk = self._mismatch(self.xp, bufs, l, k)
             st.Ab[l] += Dk.sum(axis=(0, 1))
             if l == 0:
                 st.A[0] += Dk.sum(axis=0)
@@ -66,14 +90,14 @@ class _Fast:
         """Hand the chunk's sums over (to the helper thread if there are two buffer sets) and
         start the next chunk in the other set, from this chunk's last rates."""
         k, R = self.k, self.R
-        if self.D is not None and k:
+        if self.learn and k:
             if len(self.sets) == 2:
-                self.jobs[self.cur] = _helper().submit(self._sums, R, self.D, k)
+                self.jobs[self.cur] = _helper().submit(self._sums, self.bufs, k)
             else:
-                self._sums(R, self.D, k)
+                self._sums(self.bufs, k)
         self.cur = (self.cur + 1) % len(self.sets)
         self.wait(self.cur)                                 # its previous chunk is summed
-        self.R, self.D = self.sets[self.cur]
+        self._use(self.sets[self.cur])
         for Rl, Rold in zip(self.R, R):
             Rl[0] = Rold[k]
         self.k = 0
@@ -98,23 +122,28 @@ def _helper():
     return _HELPER
 
 
-def _fast_layers(xp, F, P, dyn, learn, u_c, xi):
-    """The layer updates of one step (``controller_step``'s loop) into the chunk buffers."""
+def _fast_layers(xp, F, P, dyn, u_c, xi):
+    """The layer updates of one step (``controller_step``'s loop) into the chunk buffers; the
+    mismatches of Eq. (5) are left to the chunk sums (:meth:`_Fast._mismatch`)."""
     st, k, fA, fv = F.st, F.k, dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
     L = len(P["W"])
+    c_all = u_c @ F.Qcat                                               # Q_l u, all layers
     for l in range(L):
         if l == 0:
             v_ff = P["v_ff1"]
         else:
             rin = F.R[l - 1][k + 1] if dyn.inst_transmission else F.R[l - 1][k]
-            v_ff = st.v_ff[l]
+            v_ff = st.v_ff[l] if F.VFF is None else F.VFF[l][k]
             xp.matmul(rin, P["W"][l].T, out=v_ff)
             if P["b"][l] is not None:
                 v_ff += P["b"][l]
-        c = u_c @ P["Q"][l].T
-        c -= st.v_fb[l]
-        c *= fA
-        st.v_fb[l] += c                                                # Eq. (2)
+        c = c_all[:, F.offs[l]:F.offs[l + 1]]
+        if fA == 1.0:                                                  # tau_A = dt: v_fb = Q u
+            st.v_fb[l] = c                                             # (a fresh array each step)
+        else:
+            c -= st.v_fb[l]
+            c *= fA
+            st.v_fb[l] += c                                            # Eq. (2)
         if xi is not None:
             st.v_fb[l] += ctl.noise_term(dyn, st, l, L, xi[l])
         if dyn.inst_system:
@@ -125,12 +154,9 @@ def _fast_layers(xp, F, P, dyn, learn, u_c, xi):
             tmp -= st.v[l]
             tmp *= fv
             st.v[l] += tmp                                             # Eq. (1)
-        r = F.R[l][k + 1]
-        _phi_into(xp, P["phi"][l], st.v[l], r)
-        if learn.fw == "voltage_difference":
-            xp.subtract(st.v[l], v_ff, out=F.D[l][k])
-        elif learn.fw:
-            xp.subtract(r, F.phi_vff1 if l == 0 else P["phi"][l].f(xp, v_ff), out=F.D[l][k])
+        _phi_into(xp, P["phi"][l], st.v[l], F.R[l][k + 1])
+        if F.V is not None:
+            F.V[l][k][...] = st.v[l]
 
 
 def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
@@ -153,8 +179,10 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
         xi = None if chunk is None else [c[t % K] for c in chunk]
         st.r[-1] = F.R[-1][F.k]
         u_c = ctl.controller_update(xp, st, P, dyn, learn)
-        _fast_layers(xp, F, P, dyn, learn, u_c, xi)
+        _fast_layers(xp, F, P, dyn, u_c, xi)
         F.k += 1
+    if F.VFF is not None:                                   # the last basal voltages
+        st.v_ff[1:] = [F.VFF[l][F.k - 1].copy() for l in range(1, len(st.v_ff))]
     F.flush(xp, P)
     F.wait()
     st.r = [Rl[0].copy() for Rl in F.R]
