@@ -157,11 +157,14 @@ def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epo
             raise KeyboardInterrupt                       # Ctrl-C in pre-training epoch 2
         return real(self, init)
     monkeypatch.setattr(DFC, "feedback_epoch", stop_in_the_second)
+    capsys.readouterr()
     assert main(flags + ["--out_dir", str(tmp_path / "cut")]) == 130
+    hint = capsys.readouterr().err.split("resume with: ")[1].split()
+    assert hint == ["simkit", "run_dfc", "--resume", "--out_dir", str(tmp_path / "cut")]
     cut = load_arrays(tmp_path / "cut" / "checkpoint.npz")
     assert int(cut["rule.pretrained"]) == 1                # the finished pre-training epoch kept
     monkeypatch.setattr(DFC, "feedback_epoch", real)
-    assert main(flags + ["--out_dir", str(tmp_path / "cut"), "--resume"]) == 0
+    assert main(hint[1:] + ["--quiet"]) == 0                # the printed command, as printed
     capsys.readouterr()
     a, b = (load_arrays(tmp_path / d / "checkpoint.npz") for d in ("whole", "cut"))
     assert int(b["rule.pretrained"]) == 3

@@ -25,6 +25,16 @@ def progress_setting(args):
     return True if getattr(args, "progress", None) else None
 
 
+def resume_command(args, out_dir) -> str:
+    """The command line that continues this run: the paper commands' own ``--resume`` (which
+    keeps their settings, e.g. run_dfc's one BLAS thread), else ``simkit train --resume``."""
+    d = shlex.quote(str(out_dir))
+    cmd = getattr(args, "command", None)
+    if cmd in ("run_bp", "run_dfc", "run_dfc_single_phase"):
+        return f"simkit {cmd} --resume --out_dir {d}"
+    return f"simkit train --resume {d}"
+
+
 def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra_info=None):
     """Train ``cfg`` in ``out_dir`` (a new run, or ``resume`` the one there); returns the summary."""
     run = RunDir(out_dir)
@@ -43,7 +53,7 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
                       progress=progress_setting(args), log=None if quiet else print,
                       on_batch=on_batch)
     if args is not None:
-        args.resume_hint = f"simkit train --resume {shlex.quote(str(out_dir))}"
+        args.resume_hint = resume_command(args, out_dir)
     if resume:
         trainer.resume()
         if not quiet:
