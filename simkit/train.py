@@ -11,6 +11,12 @@ after each epoch. Epoch 0 is an evaluation before any training.
 
 After every epoch the run directory gets its metrics and a checkpoint (atomically). A Ctrl-C or
 a crash loses only the unfinished epoch; ``--resume`` continues after the last finished one.
+With ``checkpoint_seconds`` a long epoch is checkpointed inside too, after the first minibatch
+that ends that long after the last save: the weights, the optimiser, the rule's state and the
+epoch's running sums (``meta.partial``: epoch, next minibatch, loss sum, correct count, seconds).
+A resumed run skips the rule's ``begin_epoch`` for that epoch and goes on from that minibatch
+in the same order, to the weights an uninterrupted run reaches (tested). Subclasses whose epochs
+keep more state than this set ``mid_epoch_checkpoints = False``.
 A rule with a ``checkpoint`` attribute gets :meth:`Trainer.save` there, to call after stages of
 its own that are epochs too (DFC's feedback pre-training epochs, 20 of them before epoch 1).
 A NaN or inf loss stops the run with :class:`~simkit.errors.NumericalError`, keeping the last
@@ -42,11 +48,16 @@ def epoch_order(seed_seq_entropy: int, epoch: int, n: int) -> np.ndarray:
 class Trainer:
     """Runs a configured experiment; see the module docstring."""
 
+    mid_epoch_checkpoints = True
+
     def __init__(self, bk, cfg, net, rule, opt, loss, splits, *, run=None, shuffle_seed=0,
-                 progress=None, log=print, on_batch=None):
+                 progress=None, log=print, on_batch=None, checkpoint_seconds=None):
         self.bk, self.cfg, self.net, self.rule, self.opt, self.loss = bk, cfg, net, rule, opt, loss
         self.splits, self.run, self.shuffle_seed = splits, run, shuffle_seed
         self.progress, self.log, self.on_batch = progress, log, on_batch
+        self.checkpoint_seconds = checkpoint_seconds if self.mid_epoch_checkpoints else None
+        self.partial = None          # (epoch, next batch, loss sum, correct, seconds) to go on from
+        self.saved_at = time.perf_counter()
         self.rows: list[dict] = []
         self.epoch = 0
         self.epoch_seconds: list[float] = []
@@ -96,14 +107,17 @@ class Trainer:
         if int(self.cfg.get("max_batches", 0)) > 0:
             batches = batches[:int(self.cfg["max_batches"])]
             n = min(n, len(batches) * bs)
+        start, self.partial = self.partial, None
+        k0, loss_sum, correct, before = (0, 0.0, 0, 0.0) if start is None else \
+            (int(start[1]), float(start[2]), int(start[3]), float(start[4]))
+        t0 = time.perf_counter() - before
         bar = None
         if tqdm is not None and self.progress is not False:
-            bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, unit="batch",
-                       disable=None if self.progress is None else False, file=sys.stderr,
-                       mininterval=0.5)
-        loss_sum, correct = 0.0, 0
-        for k, i in enumerate(batches):
-            idx = order[i:i + bs]
+            bar = tqdm(total=len(batches), initial=k0, desc=f"epoch {epoch}", leave=False,
+                       unit="batch", disable=None if self.progress is None else False,
+                       file=sys.stderr, mininterval=0.5)
+        for k in range(k0, len(batches)):
+            idx = order[batches[k]:batches[k] + bs]
             dev_idx = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
             loss, y = self.train_step(tr.x[dev_idx], tr.t[dev_idx], dev_idx, epoch)
             loss_sum += loss * len(idx)
@@ -113,13 +127,19 @@ class Trainer:
                 bar.update(1)
                 if k % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}")
-            if self.on_batch is not None:
-                self.on_batch(epoch, k)
             if not math.isfinite(loss):
                 raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {k}: the run "
                                      "diverged; lower the learning rate (last good checkpoint kept)")
+            if self.checkpoint_seconds is not None and k + 1 < len(batches) and \
+                    time.perf_counter() - self.saved_at >= self.checkpoint_seconds:
+                self.bk.synchronize()
+                self.save(partial=(epoch, k + 1, loss_sum, correct, time.perf_counter() - t0))
+            if self.on_batch is not None:
+                self.on_batch(epoch, k)
         if bar is not None:
             bar.close()
+        self.bk.synchronize()
+        self.epoch_time = time.perf_counter() - t0
         out = {"loss": loss_sum / n}
         if tr.labels is not None:
             out["acc"] = correct / n
@@ -167,21 +187,28 @@ class Trainer:
             out["avg_time_per_epoch"] = float(np.mean(self.epoch_seconds))
         return out
 
-    def checkpoint_arrays(self) -> dict:
-        return {"meta.epoch": np.asarray(self.epoch),
-                "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float),
-                **state_arrays(net=self.net, opt=self.opt, rule=self.rule)}
+    def checkpoint_arrays(self, partial=None) -> dict:
+        out = {"meta.epoch": np.asarray(self.epoch),
+               "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float),
+               **state_arrays(net=self.net, opt=self.opt, rule=self.rule)}
+        if partial is not None:
+            out["meta.partial"] = np.asarray(partial, dtype=float)
+        return out
 
     def restore(self, arrays: dict):
         load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
         self.epoch = int(arrays["meta.epoch"])
         self.epoch_seconds = [float(s) for s in arrays["meta.epoch_seconds"]]
+        part = arrays.get("meta.partial")
+        self.partial = None if part is None or int(part[0]) != self.epoch + 1 else tuple(part)
 
-    def save(self, status="running"):
+    def save(self, status="running", partial=None):
+        """Metrics, checkpoint (``partial``: inside an epoch, see the module docstring), run.json."""
+        self.saved_at = time.perf_counter()
         if self.run is None:
             return
         self.run.write_metrics(self.rows)
-        self.run.save_checkpoint(self.checkpoint_arrays())
+        self.run.save_checkpoint(self.checkpoint_arrays(partial))
         self.run.update_info(status=status, summary=self.summary())
 
     # ----------------------------------------------------------------------------- main loop
@@ -201,13 +228,11 @@ class Trainer:
                 self.save()
             while self.epoch < epochs:
                 e = self.epoch + 1
-                if hasattr(self.rule, "begin_epoch"):
-                    self.rule.begin_epoch(e)
-                t0 = time.perf_counter()
+                if self.partial is None and hasattr(self.rule, "begin_epoch"):
+                    self.rule.begin_epoch(e)           # (a resumed epoch had it before its save)
                 with np.errstate(over="ignore", invalid="ignore"):   # a NaN loss is reported below
                     train_metrics = self.train_epoch(e)
-                self.bk.synchronize()
-                seconds = time.perf_counter() - t0
+                seconds = self.epoch_time
                 results = self.evaluate_all(e, train_metrics)
                 self.epoch = e
                 self.epoch_seconds.append(seconds)

@@ -171,3 +171,41 @@ def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epo
     for key in a:
         if key.startswith(("net.", "rule.Q")):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("cmd,extra", [
+    ("run_dfc", ["--extra_fb_epochs=1", "--tmax_di_fb=10", "--noisy_dynamics"]),
+    ("run_dfc_single_phase", ["--strong_feedback", "--tmax_di_fb=10"])])
+def test_checkpoint_inside_an_epoch_resumes_exactly(cmd, extra, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of epoch 2: the checkpoint taken after its second minibatch holds
+    the rule's epoch state (noise counter, sums), and the resumed run neither repeats that
+    epoch's sleep phase nor its first minibatches: it reaches the uninterrupted run's weights."""
+    from simkit.results import load_arrays
+    from simkit.rules.dfc import DFC
+    flags = [cmd, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
+             "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
+             "--inst_transmission", "--size_hidden=6", "--hidden_activation=tanh", "--epochs=2",
+             "--quiet", "--teacher_num_train=64", "--teacher_num_test=16", "--batch_size=16",
+             "--init_fb_epochs=1", "--lr_fb=1e-3", "--optimizer_fb=Adam", "--sigma=0.05",
+             "--threads=1", "--checkpoint-minutes=1e-9", *extra]
+    assert main(flags + ["--out_dir", str(tmp_path / "whole")]) == 0
+    real, calls = DFC.grads, []
+
+    def stop(self, *a, **kw):
+        calls.append(self.epoch)
+        if calls.count(2) == 3:
+            raise KeyboardInterrupt                       # in epoch 2's third minibatch
+        return real(self, *a, **kw)
+    monkeypatch.setattr(DFC, "grads", stop)
+    assert main(flags + ["--out_dir", str(tmp_path / "cut")]) == 130
+    cut = load_arrays(tmp_path / "cut" / "checkpoint.npz")
+    assert list(cut["meta.partial"][:2]) == [2, 2]
+    monkeypatch.setattr(DFC, "grads", real)
+    sleeps = []
+    monkeypatch.setattr(DFC, "feedback_epoch", lambda self, init=False: sleeps.append(init))
+    assert main([cmd, "--resume", "--out_dir", str(tmp_path / "cut"), "--quiet"]) == 0
+    assert sleeps == []                                  # epoch 2's sleep phase is not repeated
+    a, b = (load_arrays(tmp_path / d / "checkpoint.npz") for d in ("whole", "cut"))
+    for key in a:
+        if key.startswith(("net.", "rule.Q", "opt.")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

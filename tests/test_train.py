@@ -51,6 +51,37 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     assert rows_a == rows_b
 
 
+def test_checkpoint_inside_an_epoch_resumes_to_identical_weights_and_metrics(tmp_path):
+    from types import SimpleNamespace
+    cfg = resolve_config(QUICK)
+    execute(cfg, tmp_path / "whole")
+    every_batch = SimpleNamespace(checkpoint_minutes=1e-9, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, tmp_path / "cut", args=every_batch, on_batch=Interrupt(epoch=2, k=3))
+    cut = load_arrays(tmp_path / "cut" / "checkpoint.npz")
+    assert int(cut["meta.epoch"]) == 1 and list(cut["meta.partial"][:2]) == [2, 4]
+    steps = []
+    execute({}, tmp_path / "cut", resume=True, args=every_batch,
+            on_batch=lambda e, k: steps.append((e, k)))
+    assert steps[0] == (2, 4) and len(steps) == 4 + 8            # from the saved minibatch on
+    a = load_arrays(tmp_path / "whole" / "checkpoint.npz")
+    b = load_arrays(tmp_path / "cut" / "checkpoint.npz")
+    assert int(b["meta.epoch"]) == 3 and "meta.partial" not in b   # none after the last batch
+    for key in a:
+        if key.startswith(("net.", "opt.")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert RunDir(tmp_path / "whole").read_metrics() == RunDir(tmp_path / "cut").read_metrics()
+
+
+def test_without_checkpoint_minutes_an_epoch_is_checkpointed_only_at_its_end(tmp_path):
+    from types import SimpleNamespace
+    with pytest.raises(KeyboardInterrupt):
+        execute(resolve_config(QUICK), tmp_path / "r", on_batch=Interrupt(epoch=2, k=3),
+                args=SimpleNamespace(checkpoint_minutes=0.0, quiet=True))
+    cut = load_arrays(tmp_path / "r" / "checkpoint.npz")
+    assert int(cut["meta.epoch"]) == 1 and "meta.partial" not in cut
+
+
 def test_run_directory_contents(tmp_path):
     execute(resolve_config({**QUICK, "epochs": 1}), tmp_path / "r")
     info = json.loads((tmp_path / "r" / "run.json").read_text())

@@ -201,6 +201,8 @@ class BdfaTrainer(Trainer):
     """The training loop with Torch7's learning-rate schedule: ``-epoch_step`` halvings and, for
     sgd, ``-LRDecay``: :math:`\\eta_t = \\eta_e / (1 + t\\lambda)` after t steps."""
 
+    mid_epoch_checkpoints = False      # the decayed rate is set between steps
+
     def __init__(self, *a, lr_decay=0.0, epoch_step=-1, **kw):
         super().__init__(*a, **kw)
         self.base_lr, self.lr_decay, self.epoch_step = float(self.cfg["lr"]), lr_decay, epoch_step

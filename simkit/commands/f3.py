@@ -177,6 +177,8 @@ def multilabel_f1(y, T, threshold=0.5) -> float:
 class F3Trainer(Trainer):
     """The training loop, plus the original's evaluation rows and results CSV."""
 
+    mid_epoch_checkpoints = False      # its evaluation rows live in memory until epoch end
+
     def __init__(self, *a, results=None, loss_name="", **kw):
         super().__init__(*a, **kw)
         self.results, self.loss_name = results, loss_name

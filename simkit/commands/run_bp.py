@@ -23,7 +23,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from simkit.commands.runner import execute, parse_number_or_list, parse_sizes
+from simkit.commands.runner import (add_checkpoint_option, execute, parse_number_or_list,
+                                    parse_sizes)
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
 
@@ -88,6 +89,7 @@ def register(sub, parent):
     p.add_argument("--only_train_first_layer", action="store_true")
     p.add_argument("--only_train_last_layer", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
+    add_checkpoint_option(p)
     p.set_defaults(func=run)
 
 

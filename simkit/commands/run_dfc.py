@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from simkit.commands.run_bp import add_dfc_common, dfc_config
-from simkit.commands.runner import execute, parse_number_or_list
+from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
 
@@ -134,6 +134,7 @@ def register(sub, parent):
                        description=__doc__.split("\n\n")[0])
     add_dfc_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
+    add_checkpoint_option(p)
     p.set_defaults(func=lambda args: run(args, single_phase=False))
 
 

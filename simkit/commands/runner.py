@@ -25,6 +25,25 @@ def progress_setting(args):
     return True if getattr(args, "progress", None) else None
 
 
+def add_checkpoint_option(p):
+    """``--checkpoint-minutes``: checkpoints inside long epochs too (not part of the run's config,
+    so a resumed run may change it)."""
+    p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=_minutes, default=10.0,
+                   metavar="MIN",
+                   help="also checkpoint inside an epoch after this many minutes since the last "
+                        "save, so a Ctrl-C loses at most that much (default 10; 0: epoch ends only)")
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UserError(f"--checkpoint-minutes must be a number >= 0, got {text!r}")
+    return value
+
+
 def resume_command(args, out_dir) -> str:
     """The command line that continues this run: the paper commands' own ``--resume`` (which
     keeps their settings, e.g. run_dfc's one BLAS thread), else ``simkit train --resume``."""
@@ -48,10 +67,12 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
     net, rule, opt, loss, streams = build(bk, cfg, ds, n_train=len(splits["train"]),
                                           train=splits["train"])
     quiet = bool(getattr(args, "quiet", False))
+    minutes = getattr(args, "checkpoint_minutes", None)
     trainer = Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
                       shuffle_seed=int(streams[1].generate_state(1)[0]),
                       progress=progress_setting(args), log=None if quiet else print,
-                      on_batch=on_batch)
+                      on_batch=on_batch,
+                      checkpoint_seconds=60.0 * minutes if minutes else None)
     if args is not None:
         args.resume_hint = resume_command(args, out_dir)
     if resume:

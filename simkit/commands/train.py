@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ast
 
-from simkit.commands.runner import default_out_dir, execute, parse_number_or_list, parse_sizes
+from simkit.commands.runner import (add_checkpoint_option, default_out_dir, execute,
+                                    parse_number_or_list, parse_sizes)
 from simkit.errors import UserError
 from simkit.experiment import DEFAULTS, resolve_config
 
@@ -42,6 +43,7 @@ def register(sub, parent):
     for flag, (key, typ, text) in FLAGS.items():
         p.add_argument(flag, dest=key, type=typ, default=None,
                        help=f"{text} (default: {DEFAULTS[key]})")
+    add_checkpoint_option(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any configuration key, e.g. --set rule_opts={'...':1}")
     p.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE_RULE_DATA_sSEED)")

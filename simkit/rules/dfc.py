@@ -459,8 +459,14 @@ class DFC:
 
     # ----------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
+        """Q, the feedback optimisers, the pre-training count, and the epoch's running state
+        (noise key counter, surrogate-loss and convergence sums, sleep seconds) for a checkpoint
+        taken inside an epoch."""
         out = {f"Q{l + 1}": self.bk.to_host(q) for l, q in enumerate(self.Q)}
         out["pretrained"] = np.asarray(self.pretrained)
+        out["epoch_state"] = np.asarray([self.epoch, self.counter, self.lu_sum, self.lu_n,
+                                         -1.0 if self.fb_seconds is None else self.fb_seconds,
+                                         *self.conv], dtype=float)
         for name, opt in (("opt_fb", self.opt_fb), ("opt_fb_init", self.opt_fb_init)):
             out.update({f"{name}.{k}": v for k, v in opt.state_dict().items()})
         return out
@@ -469,6 +475,10 @@ class DFC:
         for l, q in enumerate(self.Q):
             q[...] = self.bk.asarray(state[f"Q{l + 1}"])
         self.pretrained = int(state["pretrained"])
+        if "epoch_state" in state:                     # (checkpoints before 2026-11-23 lack it)
+            e, c, lu_sum, lu_n, fb_s, *conv = (float(v) for v in state["epoch_state"])
+            self.epoch, self.counter, self.lu_sum, self.lu_n = int(e), int(c), lu_sum, int(lu_n)
+            self.fb_seconds, self.conv = (None if fb_s < 0 else fb_s), np.asarray(conv)
         for name, opt in (("opt_fb", self.opt_fb), ("opt_fb_init", self.opt_fb_init)):
             p = name + "."
             opt.load_state_dict({k[len(p):]: v for k, v in state.items() if k.startswith(p)})
