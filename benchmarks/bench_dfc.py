@@ -10,7 +10,10 @@ Cases (the published MNIST settings, 784-256-256-256-10, tanh, 55,000 training s
 * ``dfc_forward``: DFC forward phase, batch 32, 500 time points, continuous update (Eq. (5));
 * ``dfc_sleep``: DFC sleep epoch, batch 32, 44 time points, white noise, feedback update;
 * ``strong_single``: single-phase Strong-DFC, batch 128, 500 time points, OU noise, forward and
-  high-passed feedback update from the same simulation.
+  high-passed feedback update from the same simulation;
+* ``strong2_ss`` and ``strong2_sleep``: two-phase Strong-DFC (``--ss``): the forward simulation
+  (500 time points, only the steady state is used) and the sleep epoch (500 time points, white
+  noise), batch 128; one epoch of the published command runs both.
 
 Paths: ``reference`` (the readable ``controller_step``: BLAS products, NumPy's SIMD ufuncs),
 ``fast`` (``simulate_fast``: the same with reused buffers and chunked update products taken on a
@@ -38,7 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--case", choices=("dfc_forward", "dfc_sleep", "strong_single", "all"),
+    p.add_argument("--case", choices=("dfc_forward", "dfc_sleep", "strong_single", "strong2_ss",
+                                      "strong2_sleep", "all"),
                    default="all")
     p.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
     p.add_argument("--path", choices=("reference", "fast", "numba", "all"), default="all")
@@ -74,6 +78,12 @@ CASES = {
                                           alpha=7.6e-6, k_p=2.0, noise="ou", sigma=0.0043,
                                           sigma_out=0.0297, tau_noise=0.07, error="ce"),
                           learn=Learning("nonlinear_difference", "highpass", a_u=0.002)),
+    "strong2_ss": dict(B=128, dyn=dict(dt=0.001, T=500, tau_v=0.0355, tau_A=0.001, alpha=0.00808,
+                                      k_p=2.0, error="ce"), learn=Learning(None, None)),
+    "strong2_sleep": dict(B=128, dyn=dict(dt=0.00319, T=500, tau_v=0.00724, tau_A=0.1296,
+                                         alpha=0.994, k_p=0.0692, noise="white", sigma=0.15,
+                                         sigma_out=0.15, error="ce"),
+                          learn=Learning(None, "plain")),
 }
 
 
