@@ -245,7 +245,7 @@ def controller_update(xp, st, P, dyn, learn):
         m = P.get("mask")
         for l in range(L):
             v_fb = st.v_fb[l] if m is None else st.v_fb[l] * m
-            st.C[l] += v_fb.T @ u_fb                                     # Eq. (13): v_fb[t] u[t+1]^T
+            st.C[l] += v_fb.T @ u_fb                          # Eq. (13): v_fb[t] u[t+1]^T
     return u_c
 
 

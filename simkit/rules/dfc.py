@@ -296,8 +296,9 @@ class DFC:
             self.noise(x.shape[0], sum(net.sizes[1:]), phase, dyn.T - 1, counter=key)
         v_ff0, r0 = cache.a[1:], cache.h[1:]
         only_reference = needs_reference(dyn, P) or o["include_only_converged_samples"]
-        use_kernel = self.bk.name == "numba" and not only_reference and (o["kernel"] == "numba" or (
-            o["kernel"] == "auto" and sum(net.sizes[1:]) <= KERNEL_MAX_UNITS))
+        small = o["kernel"] == "auto" and sum(net.sizes[1:]) <= KERNEL_MAX_UNITS
+        use_kernel = self.bk.name == "numba" and not only_reference and \
+            (o["kernel"] == "numba" or small)
         if use_kernel:
             st = simulate(self.bk, P, v_ff0, r0, dyn, learn, noise)
         elif only_reference or (self.bk.name == "numpy" and o["kernel"] == "auto"):
@@ -320,8 +321,9 @@ class DFC:
         r_L = st.r[-1]
         ratio = sample_loss(xp, dyn, r_t - dyn.alpha * st.u, r_L) / \
             xp.sqrt((cache.y ** 2).sum(axis=1))
-        ok = (ratio < CONVERGED) & (sample_loss(xp, dyn, r_t, r_L)
-                                    < self.o["epsilon_di"] ** 2 * sample_loss(xp, dyn, r_t, cache.y))
+        shrunk = sample_loss(xp, dyn, r_t, r_L) < \
+            self.o["epsilon_di"] ** 2 * sample_loss(xp, dyn, r_t, cache.y)
+        ok = (ratio < CONVERGED) & shrunk
         self.conv += np.array([float(ok.sum()), float((ratio > DIVERGED).sum()), ok.shape[0]])
         return ok
 
