@@ -35,6 +35,19 @@ def test_summary_pools_seeds_and_labels_the_difference(tmp_path, capsys):
     assert "| rule=bp | 1,2 | 2 | acc 94.00% ± 1.41 | 96.00% ± 1.41 | 2.00 |" in out
 
 
+def test_unfinished_runs_are_listed_on_request_in_rows_of_their_own(tmp_path, capsys):
+    _run(tmp_path / "bp1", "bp", 1, [0.1, 0.90, 0.95])
+    _run(tmp_path / "bp2", "bp", 2, [0.1, 0.97], status="running")
+    assert main(["summary", str(tmp_path), "--unfinished", "--csv", str(tmp_path / "t.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert len(rows) == 2                                       # not pooled with seed 1
+    running = [r for r in rows if "status=running" in r["run"]][0]
+    assert "folder=bp2" in running["run"] and running["epochs"] == "1"
+    assert float(running["last_mean"]) == pytest.approx(0.97)
+    finished = [r for r in rows if "status" not in r["run"]][0]
+    assert finished["seeds"] == "1" and float(finished["last_mean"]) == pytest.approx(0.95)
+
+
 def test_summary_of_nothing_is_a_user_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["summary", str(tmp_path / "empty")]) == 2

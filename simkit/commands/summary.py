@@ -4,7 +4,9 @@ Runs whose resolved configurations differ only in the seed (and the data folder 
 one row (a key a run's configuration lacks, added to simkit after it, reads as its default); each row is labelled by the configuration keys that tell the rows apart. The value of a
 run is its metric on the chosen split after its last epoch ("last") and at its best epoch
 ("best": highest accuracy, lowest loss); the table gives mean and sample standard deviation over
-the seeds. Unfinished runs, and folders without a simkit run, are skipped with a note on stderr.
+the seeds. Unfinished runs, and folders without a simkit run, are skipped with a note on stderr;
+``--unfinished`` lists running and interrupted runs too, each in a row of its own (labelled by its
+status, never pooled with finished seeds), so a long run's progress shows next to the others.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def register(sub, parent):
                    help="a metric of metrics.csv (default: acc for classification, else loss)")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
     p.add_argument("--csv", type=Path, default=None, help="also write the table to this CSV file")
+    p.add_argument("--unfinished", action="store_true",
+                   help="also list running and interrupted runs (a row each, with their status)")
     p.set_defaults(func=run)
 
 
@@ -75,18 +79,22 @@ def _mean_std(xs):
     return m, s
 
 
-def collect(runs, metric, split) -> list[dict]:
-    """One row per configuration (seeds pooled), labelled by the keys that differ."""
+def collect(runs, metric, split, unfinished=False) -> list[dict]:
+    """One row per configuration (seeds pooled), labelled by the keys that differ; with
+    ``unfinished``, each unfinished run is a row of its own (its ``status`` and run folder)."""
     groups = {}
     for r in runs:
         info = r.read_info()
-        cfg = info.get("config")
-        val = run_value(r, metric, split) if cfg and info.get("status") == "finished" else None
+        cfg, status = info.get("config"), info.get("status")
+        take = cfg and (status == "finished" or unfinished)
+        val = run_value(r, metric, split) if take else None
         if val is None:
             print(f"simkit summary: skipped {r.path} (not a finished run with {split} "
                   f"{metric or 'acc/loss'})", file=sys.stderr)
             continue
         flat = {k: v for k, v in _flat({**DEFAULTS, **cfg}).items() if k not in IGNORED}
+        if status != "finished":
+            flat.update(status=status, folder=r.path.name)
         g = groups.setdefault(json.dumps(flat, sort_keys=True, default=str), {"cfg": flat, "runs": []})
         g["runs"].append((cfg.get("seed"), val, info.get("summary", {}).get("avg_time_per_epoch")))
     keys = sorted({k for g in groups.values() for k in g["cfg"]})
@@ -114,7 +122,7 @@ def _fmt(ms, pct):
 
 
 def run(args) -> int:
-    rows = collect(find_runs(args.runs), args.metric, args.split)
+    rows = collect(find_runs(args.runs), args.metric, args.split, args.unfinished)
     if not rows:
         raise UserError("no finished runs with that metric among the paths given")
     print(f"| run | seeds | epochs | {args.split} last | {args.split} best | s/epoch |")
