@@ -49,13 +49,18 @@ def test_unstable_step_is_a_one_line_error(capsys, tmp_path):
 
 
 def test_unavailable_option_combinations_are_refused(capsys, tmp_path):
-    for cmd, flags, what in (("run_dfc", ["--compute_jacobian_at=average_ss"], "compute_jacobian_at"),
-                             ("run_dfc", ["--use_jacobian_as_fb", "--noisy_dynamics"], "noisy_dynamics"),
+    for cmd, flags, what in (("run_dfc", ["--use_jacobian_as_fb", "--noisy_dynamics"], "noisy_dynamics"),
                              ("run_dfc_single_phase", ["--ssa"], "--ssa")):
         rc = main([cmd, *flags, "--dataset=student_teacher", "--out_dir", str(tmp_path / "r"),
                    "--test", "--quiet"])
         err = capsys.readouterr().err
         assert rc == 2 and what in err and "Traceback" not in err
+
+
+def test_compute_jacobian_at_has_no_effect_as_in_the_original(capsys):
+    a = build_config(parse("run_dfc", "--dataset=student_teacher --compute_jacobian_at=average_ss"))
+    assert "no effect" in capsys.readouterr().err
+    assert a == build_config(parse("run_dfc", "--dataset=student_teacher"))
 
 
 @pytest.mark.parametrize("cmd,flags", [

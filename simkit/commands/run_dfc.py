@@ -11,7 +11,8 @@ weights first. ``--strong_feedback --ss`` is two-phase Strong-DFC. The options s
 torch 2: ``torch.solve`` is gone). ``--low_pass_filter_u``, ``--include_only_converged_samples``
 (with ``--epsilon_di``) and ``--use_jacobian_as_fb`` run on the readable reference loop
 (:mod:`simkit.dynamics.controller`); ``--use_jacobian_as_fb`` with ``--noisy_dynamics``, which
-crashes the original, and ``--compute_jacobian_at`` other than ``ss`` are refused with a message.
+crashes the original, is refused with a message. ``--compute_jacobian_at`` is accepted and has no
+effect, as in the original (it stores the value and never reads it).
 Any ``--save_*`` flag or ``--compare_with_ndi`` turns on the per-epoch diagnostics (condition 2,
 angles to BP, GN and DFC-SSA per layer, the distance to the SSA output, the control norm) in
 metrics.csv; ``--save_df`` alone does too.
@@ -19,6 +20,7 @@ metrics.csv; ``--save_df`` alone does too.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -75,9 +77,10 @@ def add_dfc_options(p, single_phase=False):
 
 def rule_options(args, cfg, single_phase=False) -> dict:
     """The DFC rule's options from the parsed flags (the original's post-processing included)."""
-    if args.compute_jacobian_at != "ss":
-        raise UserError(f"--compute_jacobian_at={args.compute_jacobian_at} is not supported by "
-                        "simkit's DFC (J is taken at the feed-forward state); use ss")
+    if args.compute_jacobian_at != "ss":            # stored by the original, read nowhere
+        print(f"simkit: --compute_jacobian_at={args.compute_jacobian_at} has no effect, as in the "
+              "original (which stores it and never reads it); the diagnostics take J at the "
+              "feed-forward state", file=sys.stderr)
     o = {f: getattr(args, f) for f in FLAGS}
     o.update({f: getattr(args, f) for f in (*FLOATS, *INTS, "apical_time_constant_fb")})
     o["learning_rule"] = args.learning_rule
