@@ -59,6 +59,7 @@ DEFAULTS = {
     "seed": 42,
     "backend": None,              # None: --backend / SIMKIT_BACKEND / auto
     "dtype": "float64",
+    "min_acc": 0.0,               # > 0: stop after epoch 4 if its train accuracy is below this
 }
 
 

@@ -3,7 +3,7 @@
 A run directory holds
 
 ``run.json``        the resolved configuration, exact command, seed, backend, device, versions,
-                    git commit, status (``running``, ``finished``, ``interrupted``, ``failed``),
+                    git commit, status (``running``, ``finished``, ``interrupted``, ``failed``, ``stopped``),
                     and a summary of the results
 ``metrics.csv``     long format ``epoch,split,metric,layer,value`` (``layer`` empty for whole-net
                     metrics); one block of rows per finished epoch, epoch 0 = before training

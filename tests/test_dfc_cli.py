@@ -57,6 +57,11 @@ def test_unavailable_option_combinations_are_refused(capsys, tmp_path):
         assert rc == 2 and what in err and "Traceback" not in err
 
 
+def test_min_acc_reaches_the_configuration():
+    assert build_config(parse("run_dfc", "--dataset=mnist --min_acc=0.9"))["min_acc"] == 0.9
+    assert build_config(parse("run_dfc", "--dataset=mnist"))["min_acc"] == 0.0
+
+
 def test_compute_jacobian_at_has_no_effect_as_in_the_original(capsys):
     a = build_config(parse("run_dfc", "--dataset=student_teacher --compute_jacobian_at=average_ss"))
     assert "no effect" in capsys.readouterr().err

@@ -82,6 +82,18 @@ def test_without_checkpoint_minutes_an_epoch_is_checkpointed_only_at_its_end(tmp
     assert int(cut["meta.epoch"]) == 1 and "meta.partial" not in cut
 
 
+def test_min_acc_stops_after_epoch_4_and_the_run_stays_stopped(tmp_path):
+    cfg = resolve_config({**QUICK, "epochs": 6, "max_batches": 2, "min_acc": 0.99})
+    summary = execute(cfg, tmp_path / "low")
+    info = json.loads((tmp_path / "low" / "run.json").read_text())
+    assert summary["epochs_done"] == 4 and info["status"] == "stopped"
+    assert "after epoch 4" in info["reason"]
+    assert execute({}, tmp_path / "low", resume=True)["epochs_done"] == 4
+    assert json.loads((tmp_path / "low" / "run.json").read_text())["status"] == "stopped"
+    ok = execute(resolve_config({**cfg, "min_acc": 0.05}), tmp_path / "ok")
+    assert ok["epochs_done"] == 6
+
+
 def test_run_directory_contents(tmp_path):
     execute(resolve_config({**QUICK, "epochs": 1}), tmp_path / "r")
     info = json.loads((tmp_path / "r" / "run.json").read_text())

@@ -55,7 +55,8 @@ def add_dfc_common(p):
     a("--epochs", type=int, default=2)
     a("--batch_size", type=int, default=128)
     a("--clip_grad_norm", type=float, default=-1.0, help="per-layer gradient clipping (-1: off)")
-    a("--min_acc", type=float, default=0.0, help="not supported (must be 0)")
+    a("--min_acc", type=float, default=0.0,
+      help="stop after epoch 4 if its train accuracy is below this (0: never)")
     a("--lr", default="0.1", help="float or per-layer list [a,b,...]")
     a("--optimizer", default="SGD", choices=("SGD", "RMSprop", "Adam"))
     a("--momentum", type=float, default=0.0)
@@ -98,8 +99,6 @@ def dfc_config(args) -> dict:
     if args.pretrained_net_dir:
         raise UserError("--pretrained_net_dir is not supported by simkit; use --resume on a run "
                         "directory instead")
-    if args.min_acc:
-        raise UserError("--min_acc is not supported by simkit; leave it at 0")
     if not 0 < args.target_class_value <= 1:
         raise UserError(f"--target_class_value must be in (0, 1], got {args.target_class_value}")
     dataset, standardize = DATASETS[args.dataset]
@@ -121,6 +120,7 @@ def dfc_config(args) -> dict:
         "weight_decay": args.weight_decay, "clip": args.clip_grad_norm, "clip_mode": "per_layer",
         "seed": args.random_seed, "dtype": "float64" if args.double_precision else "float32",
         "backend": args.backend or ("numba" if args.no_cuda else None),
+        "min_acc": args.min_acc,
     }
     if dataset == "student_teacher":
         cfg["dataset_opts"] = {
