@@ -292,6 +292,19 @@ def _accumulate_forward(xp, st, P, learn):
         st.Ab[l] += delta.sum(axis=0)
 
 
+def to_feedforward(xp, st, ok, cache):
+    """Samples not ``ok`` back to their feed-forward state (v = v_ff = v-, r = r-, v_fb = 0,
+    u = 0; ``cache`` holds v- and r-), as the original's ``include_only_converged_samples`` sets
+    them after the simulation."""
+    keep = ok[:, None]
+    for l in range(len(st.r)):
+        st.v[l] = xp.where(keep, st.v[l], cache.a[l + 1])
+        st.v_ff[l] = xp.where(keep, st.v_ff[l], cache.a[l + 1])
+        st.r[l] = xp.where(keep, st.r[l], cache.h[l + 1])
+        st.v_fb[l] = xp.where(keep, st.v_fb[l], 0.0)
+    st.u = xp.where(keep, st.u, 0.0)
+
+
 def needs_reference(dyn, P) -> bool:
     """Whether the simulation asks for an option only the readable loop has (``lp_u``,
     ``jacobian_fb``, ``mask``); the Numba and fast twins refuse those."""
