@@ -49,6 +49,8 @@ def parse():
     p.add_argument("--batches", type=int, default=3, help="timed minibatches (after one warm-up)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
     p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64)")
+    p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
+                   help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
 
 
@@ -61,10 +63,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
-from simkit.dynamics.controller import NOISE_CHUNK, Dynamics, Learning, simulate_reference  # noqa: E402,E501
+from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
+from simkit.rules.dfc import noise_source  # noqa: E402
 
 SIZES = [784, 256, 256, 256, 10]
 N_TRAIN = 55000
@@ -109,25 +112,20 @@ def setup(dtype, B):
     return bk, cache, P
 
 
-def time_case(name, dtype, path):
+def time_case(name, dtype, path, stream):
     case = CASES[name]
     bk, cache, P = setup(dtype, case["B"])
     dyn = Dynamics(**case["dyn"]).check()
     N = sum(SIZES[1:])
-    rng = np.random.default_rng(1)
-    offs = np.cumsum([0] + SIZES[1:])
+    pool = ThreadPoolExecutor(max_workers=1)
 
-    pool, pending = ThreadPoolExecutor(max_workers=1), {}
-
-    def make(t0):
-        return rng.standard_normal((min(t0 + NOISE_CHUNK, dyn.T - 1) - t0, case["B"], N))
-
-    def noise(t0, t1):               # as DFC.noise: the next chunk is drawn on a helper thread
-        host = pending.pop(t0).result() if t0 in pending else make(t0)
-        if t1 < dyn.T - 1:
-            pending[t1] = pool.submit(make, t1)
-        xi = bk.asarray(host)
-        return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(SIZES) - 1)]
+    def noise(t0, t1):               # DFC.noise's source: the next chunk drawn on a helper thread
+        if t0 == 0:
+            noise.draw = noise_source(bk, [1, noise.sim], case["B"], SIZES[1:], dyn.T - 1,
+                                      stream, pool, np.dtype(dtype))
+            noise.sim += 1
+        return noise.draw(t0, t1)
+    noise.sim = 0
 
     def one():
         if path == "numba":
@@ -144,7 +142,8 @@ def time_case(name, dtype, path):
     flops = flops_per_batch(case) * n_batches
     peak = (ARGS.peak or 50.0) * (2 if dtype == "float32" else 1)
     rate = flops_per_batch(case) / s / 1e9
-    print(f"{name:14s} {dtype:8s} {path:10s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
+    label = f"{path}/{stream}" if case["dyn"].get("noise", "none") != "none" else path
+    print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)
 
@@ -153,12 +152,14 @@ def main():
     names = list(CASES) if ARGS.case == "all" else [ARGS.case]
     dtypes = ["float64", "float32"] if ARGS.dtype == "both" else [ARGS.dtype]
     paths = ["reference", "fast", "numba"] if ARGS.path == "all" else [ARGS.path]
+    streams = ["counter", "numpy"] if ARGS.noise == "both" else [ARGS.noise]
     print(f"# {ARGS.batches} timed minibatches per row, {ARGS.threads} BLAS thread(s), "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     for name in names:
         for dtype in dtypes:
             for path in paths:
-                time_case(name, dtype, path)
+                for stream in streams:
+                    time_case(name, dtype, path, stream)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
 from simkit.errors import UserError
 from simkit.kernels.dfc import simulate
+from simkit.kernels.gauss import normals, stream_key
 from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
@@ -281,18 +282,29 @@ def test_feedback_epochs_without_training_data_say_what_to_do():
         rule.training_data()
 
 
-def test_noise_stream_is_the_same_with_prefetching():
+@pytest.mark.parametrize("stream", ["counter", "numpy"])
+def test_noise_stream_is_the_same_with_prefetching(stream):
+    """Chunks drawn ahead on the helper thread (into reused buffers) are the stream's numbers in
+    order: the counter stream's elements at offset (t B + b) N + n, or NumPy's generator."""
     bk = numpy_backend()
     net = small_net(bk, "tanh")
-    rule = DFC(noisy_dynamics=True, dt_di=0.01, tmax_di=130, time_constant_ratio=0.05)
+    rule = DFC(noisy_dynamics=True, dt_di=0.01, tmax_di=130, time_constant_ratio=0.05,
+               noise_stream=stream)
     rule.setup(net, np.random.default_rng(0))
     draw = rule.noise(3, 12, 0, 129)
     got = np.concatenate([np.concatenate(draw(t0, min(t0 + 50, 129)), axis=2)
                           for t0 in range(0, 129, 50)])
-    rule.counter = 0
-    ref = np.random.default_rng([rule.noise_seed, 0, 0, 0]).standard_normal
-    expected = np.concatenate([ref((50, 3, 12)), ref((50, 3, 12)), ref((29, 3, 12))])
+    seed = [rule.noise_seed, 0, 0, 0]
+    if stream == "counter":
+        expected = normals(stream_key(*seed), 0, (129, 3, 12))
+    else:
+        ref = np.random.default_rng(seed).standard_normal
+        expected = np.concatenate([ref((50, 3, 12)), ref((50, 3, 12)), ref((29, 3, 12))])
     np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.concatenate(rule.noise(3, 12, 0, 129, counter=0)(0, 50), axis=2),
+                          expected[:50])                      # a replay draws the same numbers
+    assert not np.array_equal(np.concatenate(rule.noise(3, 12, 0, 129)(0, 50), axis=2),
+                              expected[:50])                  # the next simulation does not
 
 
 def test_ssa_rule_on_a_tanh_net_is_close_to_the_simulation_and_descends():

@@ -111,6 +111,19 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
     assert rc == 0
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "finished" and info["paper_command"] == cmd
+    assert info["config"]["rule_opts"]["noise_stream"] == "counter"      # stored, so it resumes so
+
+
+def test_runs_stored_before_the_counter_stream_resume_with_numpys():
+    from simkit.commands.runner import stored_defaults
+    old = {"rule": "dfc", "rule_opts": {"sigma": 0.1}}
+    assert stored_defaults(old)["rule_opts"] == {"sigma": 0.1, "noise_stream": "numpy"}
+    assert stored_defaults(old, which=1)["rule_opts"]["noise_stream"] == "counter"
+    named = {"rule": "dfc", "rule_opts": {"noise_stream": "counter"}}
+    assert stored_defaults(named)["rule_opts"]["noise_stream"] == "counter"
+    assert stored_defaults({"rule": "bp", "rule_opts": {}}) == {"rule": "bp", "rule_opts": {}}
+    assert build_config(parse("run_dfc", DFC, ["--noise_stream", "numpy"]))[
+        "rule_opts"]["noise_stream"] == "numpy"
 
 
 def test_published_dfc_command_sets_the_feedback_schedule():

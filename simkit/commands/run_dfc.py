@@ -62,6 +62,9 @@ def add_dfc_options(p, single_phase=False):
       choices=("nonlinear_difference", "voltage_difference"))
     a("--normalize_lr", action="store_true", help="lr := lr / target_stepsize")
     a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"))
+    a("--noise_stream", default="counter", choices=("counter", "numpy"),
+      help="simkit: the normals of the noisy phases: counter (default, 7x faster) or numpy "
+           "(NumPy's generator, as simkit drew them before; runs that began so keep it)")
     for f in FLAGS:
         a(f"--{f}", action="store_true")
     for f, d in FLOATS.items():
@@ -83,7 +86,7 @@ def rule_options(args, cfg, single_phase=False) -> dict:
               "feed-forward state", file=sys.stderr)
     o = {f: getattr(args, f) for f in FLAGS}
     o.update({f: getattr(args, f) for f in (*FLOATS, *INTS, "apical_time_constant_fb")})
-    o["learning_rule"] = args.learning_rule
+    o["learning_rule"], o["noise_stream"] = args.learning_rule, args.noise_stream
     o["initialization_fb"] = "xavier_uniform" if args.initialization_fb == "xavier" \
         else args.initialization_fb
     o["lr_fb"] = parse_number_or_list(args.lr_fb, "--lr_fb")

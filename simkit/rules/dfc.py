@@ -68,6 +68,7 @@ from simkit.dynamics.controller import (NOISE_CHUNK, Learning, feedback_input, j
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.dfc_fast import simulate_fast
+from simkit.kernels.gauss import fill_normals, stream_key
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
 from simkit.rules.common import grads_from_deltas
@@ -114,6 +115,40 @@ def continuous_grads(net, st, B, T):
             for l in range(net.L)]
 
 
+def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=np.float64):
+    """``draw(t0, t1)``: the standard normals of Euler steps t0..t1-1 of one noisy simulation,
+    shape (t1-t0, B, n_l) per layer, t0 a multiple of NOISE_CHUNK. The next chunk is drawn on
+    ``pool``'s thread while the loop runs (both generators release the GIL), in the same order;
+    a chunk stays valid until the next call.
+
+    ``stream="counter"``: :mod:`simkit.kernels.gauss` with key ``stream_key(*seed)``, element
+    (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers; ``"numpy"``:
+    NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 7x
+    slower)."""
+    offs, N = np.cumsum([0, *sizes]), int(sum(sizes))
+    if stream == "numpy":
+        rng = np.random.default_rng(seed)
+
+        def make(t0):
+            return rng.standard_normal((min(t0 + NOISE_CHUNK, steps) - t0, B, N))
+    else:
+        key = stream_key(*seed)
+        bufs = [np.empty((min(NOISE_CHUNK, steps), B, N), dtype=dtype) for _ in range(2)]
+
+        def make(t0):                  # chunk c fills bufs[c % 2]: the loop is done with it
+            out = bufs[(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
+            return fill_normals(out, key, t0 * B * N)
+    pending = {}
+
+    def draw(t0, t1):
+        host = pending.pop(t0).result() if t0 in pending else make(t0)
+        if t1 < steps and pool is not None:
+            pending[t1] = pool.submit(make, t1)
+        xi = bk.asarray(host)
+        return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))]
+    return draw
+
+
 class DFC:
     """The DFC / Strong-DFC rule (see the module docstring); options as in :data:`DEFAULTS`."""
 
@@ -147,30 +182,18 @@ class DFC:
         self.opt_fb_init = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb_init"])
 
     def noise(self, B, N, phase, steps, counter=None):
-        """``noise(t0, t1)`` for one simulation of ``steps`` Euler steps: host standard normals
-        from a fresh stream keyed by (seed, epoch, counter, phase), so a resumed run draws the
-        same numbers. The next chunk is drawn on a helper thread while the loop runs (NumPy's
-        generator releases the GIL), in the same order, so the draws do not change.
-        ``counter``: replay an earlier simulation's draws (default: the next key)."""
+        """:func:`noise_source` for one simulation of ``steps`` Euler steps, keyed by (seed,
+        epoch, counter, phase), so a resumed run draws the same numbers. ``counter``: replay an
+        earlier simulation's draws (default: the next key)."""
         if counter is None:
             counter = self.counter
             self.counter += 1
-        rng = np.random.default_rng([self.noise_seed, self.epoch, counter, phase])
-        offs = np.cumsum([0] + self.net.sizes[1:])
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1)
-        pending = {}
-
-        def make(t0):
-            return rng.standard_normal((min(t0 + NOISE_CHUNK, steps) - t0, B, N))
-
-        def draw(t0, t1):
-            host = pending.pop(t0).result() if t0 in pending else make(t0)
-            if t1 < steps:
-                pending[t1] = self.pool.submit(make, t1)
-            xi = self.bk.asarray(host)
-            return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(offs) - 1)]
-        return draw
+        assert N == sum(self.net.sizes[1:])
+        return noise_source(self.bk, [self.noise_seed, self.epoch, counter, phase], B,
+                            self.net.sizes[1:], steps, self.o["noise_stream"], self.pool,
+                            np.dtype(self.net.W[0].dtype))
 
     def run(self, cache, r_target, dyn, learn, phase):
         """Simulate the controller on one minibatch; returns the final state. In the forward

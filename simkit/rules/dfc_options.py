@@ -29,6 +29,7 @@ DEFAULTS = {
     "use_bp_updates": False, "diagnostics": False, "fb_schedule": None, "kernel": "auto",
     "classification": True, "low_pass_filter_u": False, "include_only_converged_samples": False,
     "use_jacobian_as_fb": False, "epsilon_di": 0.5,
+    "noise_stream": "counter",      # simkit's: counter (simkit.kernels.gauss) | numpy (stops <= 11)
 }
 
 
@@ -63,6 +64,8 @@ def resolve(opts: dict) -> dict:
         o.update(freeze_fb_weights=True, init_fb_epochs=0, extra_fb_epochs=0)
     if o["freeze_fb_weights"]:
         o["initialization_fb"] = "weight_product"
+    if o["noise_stream"] not in ("counter", "numpy"):
+        raise UserError(f"noise_stream must be counter or numpy, got {o['noise_stream']!r}")
     if o["kernel"] not in ("auto", "numba", "vectorised"):
         raise UserError(f"kernel must be auto, numba or vectorised, got {o['kernel']!r}")
     if not o["tau_f"] < 1:
