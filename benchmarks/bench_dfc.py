@@ -49,6 +49,8 @@ def parse():
     p.add_argument("--batches", type=int, default=3, help="timed minibatches (after one warm-up)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
     p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64)")
+    p.add_argument("--fused", choices=("on", "off", "both"), default="on",
+                   help="fast path: tanh layers' Euler update as one Numba pass (on) or array calls")
     p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
                    help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
@@ -65,6 +67,7 @@ import numpy as np  # noqa: E402
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
+from simkit.kernels import dfc_fast  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
 from simkit.rules.dfc import noise_source  # noqa: E402
@@ -116,7 +119,6 @@ def time_case(name, dtype, path, stream):
     case = CASES[name]
     bk, cache, P = setup(dtype, case["B"])
     dyn = Dynamics(**case["dyn"]).check()
-    N = sum(SIZES[1:])
     pool = ThreadPoolExecutor(max_workers=1)
 
     def noise(t0, t1):               # DFC.noise's source: the next chunk drawn on a helper thread
@@ -142,7 +144,8 @@ def time_case(name, dtype, path, stream):
     flops = flops_per_batch(case) * n_batches
     peak = (ARGS.peak or 50.0) * (2 if dtype == "float32" else 1)
     rate = flops_per_batch(case) / s / 1e9
-    label = f"{path}/{stream}" if case["dyn"].get("noise", "none") != "none" else path
+    label = path + ("" if dfc_fast.FUSED or path != "fast" else "-arrays")
+    label += f"/{stream}" if case["dyn"].get("noise", "none") != "none" else ""
     print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)
@@ -159,7 +162,10 @@ def main():
         for dtype in dtypes:
             for path in paths:
                 for stream in streams:
-                    time_case(name, dtype, path, stream)
+                    for fused in (["on", "off"] if ARGS.fused == "both" and path == "fast"
+                                  else [ARGS.fused]):
+                        dfc_fast.FUSED = fused == "on"
+                        time_case(name, dtype, path, stream)
 
 
 if __name__ == "__main__":

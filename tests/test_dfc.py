@@ -126,16 +126,21 @@ def test_numba_euler_loop_matches_reference_on_fixed_noise(noise, error, inst, p
         np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
 
 
-def test_float32_kernel_runs():
-    net, cache, P, dyn, draws = parity_case("white", "mse", True, True, 1.0)
+@pytest.mark.parametrize("loop", ["numba", "fast"])
+def test_float32_kernel_runs(loop):
+    from simkit.kernels.dfc_fast import simulate_fast
+    net, cache, P, dyn, draws = parity_case("ou", "mse", True, True, 1.0)
     bk = numba_backend("float32")
     f = lambda a: a.astype(np.float32)                       # noqa: E731
     P32 = {k: ([f(a) if a is not None else None for a in v] if k in ("W", "b", "Q") else
                (f(v) if isinstance(v, np.ndarray) else v)) for k, v in P.items()}
-    got = simulate(bk, P32, [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]], dyn,
-                   Learning(), lambda t0, t1: [f(a) for a in draws(t0, t1)])
+    args = (P32, [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]], dyn, Learning(),
+            lambda t0, t1: [f(a) for a in draws(t0, t1)])
+    got = simulate(bk, *args) if loop == "numba" else simulate_fast(np, *args)
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(), draws)
-    assert got.u.dtype == np.float32
+    assert got.u.dtype == np.float32 and got.r[0].dtype == np.float32
+    for g, r in zip(got.r, ref.r):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got.A[1], ref.A[1], rtol=1e-3, atol=1e-4 * np.abs(ref.A[1]).max())
 
 
@@ -237,7 +242,12 @@ def test_bad_option_combinations_are_refused():
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain"),
                                    (None, None)])
 @pytest.mark.parametrize("apical_dt", [False, True])
-def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb, apical_dt):
+@pytest.mark.parametrize("whole_rows", [False, True])
+def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb, apical_dt,
+                                                whole_rows):
+    """The fast loop (tanh layers through the fused kernel, the linear output layer through array
+    calls) against the readable one, with plain per-layer draws or LayerDraws (the rule's)."""
+    from simkit.dynamics.controller import LayerDraws
     from simkit.kernels.dfc_fast import simulate_fast
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = dataclasses.replace(dyn, T=123,                            # not a multiple of the chunk
@@ -247,7 +257,8 @@ def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k
     offs = np.cumsum([0, 6, 5, 4])
 
     def draws(t0, t1):
-        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+        views = [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+        return LayerDraws(views, xi[t0:t1]) if whole_rows else views
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
     got = simulate_fast(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
     keys = ("v", "v_fb", "v_ff", "r") + (("A", "Ab") if fw else ()) + (("C",) if fb else ())

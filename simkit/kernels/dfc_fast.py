@@ -10,9 +10,17 @@ summation order (tests, rtol 1e-12); :mod:`simkit.kernels.dfc` has the Numba twi
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simkit.dynamics import controller as ctl
+from simkit.kernels.vmath import nb
+
+if nb is not None:
+    from simkit.kernels.vmath import tanh as vm_tanh
+
+FUSED = True     # tanh layers on the host through _layer_kernel (False: array calls; benchmarks)
 
 
 def _phi_into(xp, phi, a, out):
@@ -51,12 +59,13 @@ class _Fast:
         self._use(self.sets[0])
         for Rl, r in zip(self.R, r0):
             Rl[0] = r
-        self.tmp = [xp.empty_like(a) for a in v_ff0]
+        self.tmp = [xp.zeros_like(a) for a in v_ff0]      # scratch (finite: the kernel reads it)
         self.v_ff1 = P["v_ff1"]
         self.phi_vff1 = P["phi"][0].f(xp, P["v_ff1"])                 # constant: W_1 x is fixed
         self.Qcat = xp.concatenate(P["Q"], axis=0).T.copy()          # (n_L, N): one product
         self.offs = np.cumsum([0] + [a.shape[1] for a in v_ff0])
         self.k = 0
+        self.fused = [FUSED and nb is not None and xp is np and phi.name == "tanh" for phi in P["phi"]]
 
     def _use(self, bufs):
         self.bufs = bufs
@@ -124,8 +133,10 @@ def _helper():
 
 def _fast_layers(xp, F, P, dyn, u_c, xi):
     """The layer updates of one step (``controller_step``'s loop) into the chunk buffers; the
-    mismatches of Eq. (5) are left to the chunk sums (:meth:`_Fast._mismatch`)."""
-    st, k, fA, fv = F.st, F.k, dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
+    mismatches of Eq. (5) are left to the chunk sums (:meth:`_Fast._mismatch`). Eqs. (1)-(2)
+    after the products run as one fused Numba pass per layer for tanh layers on the host
+    (:func:`_layer_kernel`), else as array calls (:func:`_layer_arrays`)."""
+    st, k = F.st, F.k
     L = len(P["W"])
     c_all = u_c @ F.Qcat                                               # Q_l u, all layers
     for l in range(L):
@@ -138,25 +149,89 @@ def _fast_layers(xp, F, P, dyn, u_c, xi):
             if P["b"][l] is not None:
                 v_ff += P["b"][l]
         c = c_all[:, F.offs[l]:F.offs[l + 1]]
-        if fA == 1.0:                                                  # tau_A = dt: v_fb = Q u
-            st.v_fb[l] = c                                             # (a fresh array each step)
+        if F.fused[l]:
+            X, xo = (c_all, 0) if xi is None else _noise_rows(xi, l, F.offs)
+            n = st.n[l] if dyn.noise == "ou" else F.tmp[l]           # white / none: scratch
+            _layer_kernel(c_all, F.offs[l], X, xo, n, st.v_fb[l], v_ff, st.v[l], F.R[l][k + 1],
+                          *_coefficients(dyn, l, L, xi is not None))
         else:
-            c -= st.v_fb[l]
-            c *= fA
-            st.v_fb[l] += c                                            # Eq. (2)
-        if xi is not None:
-            st.v_fb[l] += ctl.noise_term(dyn, st, l, L, xi[l])
-        if dyn.inst_system:
-            xp.add(st.v_fb[l], v_ff, out=st.v[l])
-        else:
-            tmp = F.tmp[l]
-            xp.add(st.v_fb[l], v_ff, out=tmp)
-            tmp -= st.v[l]
-            tmp *= fv
-            st.v[l] += tmp                                             # Eq. (1)
-        _phi_into(xp, P["phi"][l], st.v[l], F.R[l][k + 1])
+            _layer_arrays(xp, F, P, dyn, l, L, c, v_ff, xi)
         if F.V is not None:
             F.V[l][k][...] = st.v[l]
+
+
+def _layer_arrays(xp, F, P, dyn, l, L, c, v_ff, xi):
+    """Eqs. (2), the noise and (1) of layer l with array calls (any backend, any phi)."""
+    st, fA, fv = F.st, dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
+    if fA == 1.0:                                                      # tau_A = dt: v_fb = Q u
+        st.v_fb[l][...] = c
+    else:
+        c -= st.v_fb[l]
+        c *= fA
+        st.v_fb[l] += c                                                # Eq. (2)
+    if xi is not None:
+        st.v_fb[l] += ctl.noise_term(dyn, st, l, L, xi[l])
+    if dyn.inst_system:
+        xp.add(st.v_fb[l], v_ff, out=st.v[l])
+    else:
+        tmp = F.tmp[l]
+        xp.add(st.v_fb[l], v_ff, out=tmp)
+        tmp -= st.v[l]
+        tmp *= fv
+        st.v[l] += tmp                                                 # Eq. (1)
+    _phi_into(xp, P["phi"][l], st.v[l], F.R[l][F.k + 1])
+
+
+def _noise_rows(xi, l, offs):
+    """(X, offset): this step's draws of layer l are X[:, offset:offset + n_l], X C-contiguous
+    (the chunk's full (B, N) row when the noise source gives it, else a copy)."""
+    full = getattr(xi, "full", None)
+    if full is not None:
+        return full, int(offs[l])
+    return np.ascontiguousarray(xi[l]), 0
+
+
+def _coefficients(dyn, l, L, noisy):
+    r"""The fused kernel's constants, chosen so that its one formula does the reference's
+    operations exactly: keep_fb = 0 and f_A = 1 give :math:`v_{fb} = c`; (a', b', s) give no
+    noise (0, 0, 0), white noise :math:`s\xi` (1, 0, :math:`\sigma\sqrt{\Delta t}/\tau_A`) or
+    OU :math:`n \leftarrow a'\xi + b'n`, :math:`s n` (:math:`a/\sqrt{\Delta t}`, 1 - a,
+    :math:`\sigma`), as :func:`ctl.noise_term`; keep_v = 0 and f_v = 1 the instantaneous system."""
+    fA, fv = dyn.dt / dyn.tau_A, dyn.dt / dyn.tau_v
+    keep_fb = 0.0 if fA == 1.0 else 1.0
+    keep_v, fv = (0.0, 1.0) if dyn.inst_system else (1.0, fv)
+    a_ou, b_ou, s = 0.0, 0.0, 0.0
+    if noisy and dyn.noise != "none":
+        sigma = dyn.sigma_out if l == L - 1 else dyn.sigma
+        if dyn.noise == "white":
+            a_ou, s = 1.0, sigma * math.sqrt(dyn.dt) / dyn.tau_A
+        else:
+            a = dyn.dt / dyn.tau_noise
+            a_ou, b_ou, s = a / math.sqrt(dyn.dt), 1.0 - a, sigma
+    return keep_fb, fA, a_ou, b_ou, s, keep_v, fv
+
+
+if nb is not None:
+    @nb.njit(nogil=True, error_model="numpy", cache=True)
+    def _layer_kernel(C, co, X, xo, n, v_fb, v_ff, v, r, keep_fb, fA, a_ou, b_ou, s, keep_v, fv):
+        r"""One layer's step in one pass (see :func:`_coefficients`), in the reference's order:
+        :math:`z = a'\xi + b'n`, :math:`v_{fb} \leftarrow k_{fb}v_{fb} + f_A(c - k_{fb}v_{fb})
+        + s z` (Eq. (2) and the noise), :math:`v \leftarrow k_v v + f_v(v_{fb} + v_{ff} - k_v v)`
+        (Eq. (1)), :math:`r = \tanh v` (:mod:`vmath`'s). ``c`` = C[:, co:], :math:`\xi` =
+        X[:, xo:]: C-contiguous with an offset, so the inner loop has unit stride and
+        vectorises."""
+        B, m = v.shape
+        for i in range(B):
+            for j in range(m):
+                z = a_ou * X[i, xo + j] + b_ou * n[i, j]
+                n[i, j] = z
+                f = keep_fb * v_fb[i, j]
+                f = (f + fA * (C[i, co + j] - f)) + s * z
+                v_fb[i, j] = f
+                w = keep_v * v[i, j]
+                vv = w + fv * ((f + v_ff[i, j]) - w)
+                v[i, j] = vv
+                r[i, j] = vm_tanh(vv)
 
 
 def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
@@ -176,7 +251,8 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
             F.flush(xp, P)
             if noise is not None and dyn.noise != "none":
                 chunk = noise(t, min(t + K, dyn.T - 1))
-        xi = None if chunk is None else [c[t % K] for c in chunk]
+        xi = None if chunk is None else \
+            chunk.step(t % K) if hasattr(chunk, "step") else [c[t % K] for c in chunk]
         st.r[-1] = F.R[-1][F.k]
         u_c = ctl.controller_update(xp, st, P, dyn, learn)
         _fast_layers(xp, F, P, dyn, u_c, xi)

@@ -21,8 +21,8 @@ finaliser mix and Weyl constant :math:`\gamma` (Steele, Lea & Flood 2014):
     x_{2p} = R\cos\theta, \quad x_{2p+1} = R\sin\theta .
 
 :math:`\theta` is uniform on a full turn, so the pair is two independent standard normals.
-The kernel evaluates :math:`\ln` and :math:`\sin, \cos` on :math:`|t| \le \pi/4` by series that
-are exact to 2 ulp (tests compare with ``np.log`` / ``np.cos``), because the C library's calls
+The kernel evaluates :math:`\ln`, :math:`\sin` and :math:`\cos` with :mod:`simkit.kernels.vmath`'s
+series (to 2 ulp; the tests compare with ``np.log`` / ``np.cos``), because the C library's calls
 would stop the vectorisation. :func:`normals_xp` is the same stream written with array calls
 (NumPy or CuPy) for the tests and for machines without Numba.
 """
@@ -35,7 +35,7 @@ import numpy as np
 GAMMA, M1, M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 MASK64 = (1 << 64) - 1
 INV53 = 2.0 ** -53
-SQRT2, LN2, HALF_PI = math.sqrt(2.0), math.log(2.0), math.pi / 2
+HALF_PI = math.pi / 2
 
 
 def stream_key(*ints) -> int:
@@ -80,27 +80,11 @@ def normals_xp(xp, key: int, start: int, shape, dtype=np.float64):
 
 
 # --------------------------------------------------------------------------- the Numba kernel
-try:
-    import numba as nb
-    from numba import types
-    from numba.extending import intrinsic
-except ImportError:                                         # pragma: no cover
-    nb = None
+from simkit.kernels.vmath import nb  # noqa: E402
 
 if nb is not None:
-    @intrinsic
-    def f2i(typingctx, x):                          # the bits of a float64, as int64
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(types.int64))
-        return types.int64(types.float64), codegen
+    from simkit.kernels.vmath import jit, log, sincos
 
-    @intrinsic
-    def i2f(typingctx, i):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(types.float64))
-        return types.float64(types.int64), codegen
-
-    jit = nb.njit(inline="always", error_model="numpy")     # numpy model: no zero-division check
     g, m1, m2, k53 = np.uint64(GAMMA), np.uint64(M1), np.uint64(M2), np.uint64((1 << 53) - 1)
 
     @jit
@@ -108,33 +92,6 @@ if nb is not None:
         z = (z ^ (z >> np.uint64(30))) * m1
         z = (z ^ (z >> np.uint64(27))) * m2
         return z ^ (z >> np.uint64(31))
-
-    @jit
-    def log(x):
-        r"""ln x = e ln 2 + 2 atanh(s), s = (m-1)/(m+1), m in [sqrt(1/2), sqrt(2)]: |s| < 0.172,
-        so ten terms of 2(s + s^3/3 + ...) reach 1e-17."""
-        b = f2i(x)
-        e = ((b >> 52) & 0x7FF) - 1023
-        m = i2f((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-        big = m > SQRT2
-        m = m * 0.5 if big else m
-        e = e + 1 if big else e
-        s = (m - 1.0) / (m + 1.0)
-        s2, p = s * s, 1.0 / 19
-        for d in (17, 15, 13, 11, 9, 7, 5, 3, 1):
-            p = p * s2 + 1.0 / d
-        return e * LN2 + 2.0 * s * p
-
-    @jit
-    def sincos(t):
-        """Taylor series of sin and cos to t^15 / t^16 on |t| <= pi/4 (remainder < 1e-16)."""
-        t2 = t * t
-        s, c = -1.0 / 1307674368000, 1.0 / 20922789888000
-        for d in (6227020800, -39916800, 362880, -5040, 120, -6, 1):
-            s = s * t2 + 1.0 / d
-        for d in (-87178291200, 479001600, -3628800, 40320, -720, 24, -2, 1):
-            c = c * t2 + 1.0 / d
-        return s * t, c
 
     @jit
     def pair(k, p):

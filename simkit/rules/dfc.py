@@ -62,7 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import (NOISE_CHUNK, Learning, feedback_input, jacobian_blocks,
+from simkit.dynamics.controller import (NOISE_CHUNK, LayerDraws, Learning, feedback_input, jacobian_blocks,
                                        needs_reference, sample_loss, simulate_reference,
                                        to_feedforward)
 from simkit.errors import NumericalError, UserError
@@ -145,7 +145,7 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
         if t1 < steps and pool is not None:
             pending[t1] = pool.submit(make, t1)
         xi = bk.asarray(host)
-        return [xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))]
+        return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
     return draw
 
 
