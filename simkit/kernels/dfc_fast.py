@@ -218,20 +218,21 @@ if nb is not None:
         :math:`z = a'\xi + b'n`, :math:`v_{fb} \leftarrow k_{fb}v_{fb} + f_A(c - k_{fb}v_{fb})
         + s z` (Eq. (2) and the noise), :math:`v \leftarrow k_v v + f_v(v_{fb} + v_{ff} - k_v v)`
         (Eq. (1)), :math:`r = \tanh v` (:mod:`vmath`'s). ``c`` = C[:, co:], :math:`\xi` =
-        X[:, xo:]: C-contiguous with an offset, so the inner loop has unit stride and
-        vectorises."""
+        X[:, xo:]: C-contiguous with an offset, so the inner loops have unit stride."""
         B, m = v.shape
-        for i in range(B):
+        for i in range(B):                      # one row at a time, three loops: each touches
+            ni, fi, vi, ri, ffi = n[i], v_fb[i], v[i], r[i], v_ff[i]   # few enough arrays for
+            xi, ci = X[i, xo:xo + m], C[i, co:co + m]                  # LLVM's alias checks, so
+            for j in range(m):                                         # each one vectorises
+                ni[j] = a_ou * xi[j] + b_ou * ni[j]
             for j in range(m):
-                z = a_ou * X[i, xo + j] + b_ou * n[i, j]
-                n[i, j] = z
-                f = keep_fb * v_fb[i, j]
-                f = (f + fA * (C[i, co + j] - f)) + s * z
-                v_fb[i, j] = f
-                w = keep_v * v[i, j]
-                vv = w + fv * ((f + v_ff[i, j]) - w)
-                v[i, j] = vv
-                r[i, j] = vm_tanh(vv)
+                f = keep_fb * fi[j]
+                fi[j] = (f + fA * (ci[j] - f)) + s * ni[j]
+            for j in range(m):
+                w = keep_v * vi[j]
+                vv = w + fv * ((fi[j] + ffi[j]) - w)
+                vi[j] = vv
+                ri[j] = vm_tanh(vv)
 
 
 def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
