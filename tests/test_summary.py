@@ -48,6 +48,20 @@ def test_unfinished_runs_are_listed_on_request_in_rows_of_their_own(tmp_path, ca
     assert finished["seeds"] == "1" and float(finished["last_mean"]) == pytest.approx(0.95)
 
 
+def test_gait_runs_are_labelled_by_their_own_options(tmp_path, capsys):
+    """A ``simkit gait`` run stores run.py's options, not simkit's: no simkit defaults (lr,
+    rule, ...) leak into its label."""
+    for name, algorithm, seed in (("bp", "BP", 1), ("gait", "GAIT", 1), ("gait2", "GAIT", 2)):
+        r = RunDir(tmp_path / name)
+        r.create({"config": {"algorithm": algorithm, "seed": seed, "dataset": "MNIST",
+                             "learning_rate": 1e-4}, "paper_command": "gait"})
+        r.write_metrics([{"epoch": 1, "split": "test", "metric": "acc", "value": 0.9}])
+        r.update_info(status="finished")
+    assert main(["summary", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
+    rows = {r["run"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
+    assert set(rows) == {"algorithm=BP", "algorithm=GAIT"} and rows["algorithm=GAIT"]["seeds"] == "1 2"
+
+
 def test_summary_of_nothing_is_a_user_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["summary", str(tmp_path / "empty")]) == 2

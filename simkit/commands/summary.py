@@ -92,7 +92,8 @@ def collect(runs, metric, split, unfinished=False) -> list[dict]:
             print(f"simkit summary: skipped {r.path} (not a finished run with {split} "
                   f"{metric or 'acc/loss'})", file=sys.stderr)
             continue
-        flat = {k: v for k, v in _flat({**DEFAULTS, **cfg}).items() if k not in IGNORED}
+        base = DEFAULTS if "rule" in cfg else {}        # gait runs keep run.py's own options
+        flat = {k: v for k, v in _flat({**base, **cfg}).items() if k not in IGNORED}
         if status != "finished":
             flat.update(status=status, folder=r.path.name)
         g = groups.setdefault(json.dumps(flat, sort_keys=True, default=str), {"cfg": flat, "runs": []})
@@ -103,7 +104,7 @@ def collect(runs, metric, split, unfinished=False) -> list[dict]:
     rows = []
     for g in groups.values():
         label = ", ".join(f"{k}={g['cfg'][k]}" for k in differ if g["cfg"].get(k) is not None) or \
-            f"{g['cfg'].get('rule')} on {g['cfg'].get('dataset')}"
+            f"{g['cfg'].get('rule') or g['cfg'].get('algorithm')} on {g['cfg'].get('dataset')}"
         vals = [v for _, v, _ in g["runs"]]
         secs = [s for _, _, s in g["runs"] if s]
         rows.append({"run": label, "seeds": sorted(s for s, _, _ in g["runs"]), "metric": vals[0][0],
