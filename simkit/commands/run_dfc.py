@@ -63,7 +63,7 @@ def add_dfc_options(p, single_phase=False):
     a("--normalize_lr", action="store_true", help="lr := lr / target_stepsize")
     a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"))
     a("--noise_stream", default="counter", choices=("counter", "numpy"),
-      help="simkit: the normals of the noisy phases: counter (default, 7x faster) or numpy "
+      help="simkit: the normals of the noisy phases: counter (default, 5x faster) or numpy "
            "(NumPy's generator, as simkit drew them before; runs that began so keep it)")
     for f in FLAGS:
         a(f"--{f}", action="store_true")

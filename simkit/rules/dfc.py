@@ -123,7 +123,7 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
 
     ``stream="counter"``: :mod:`simkit.kernels.gauss` with key ``stream_key(*seed)``, element
     (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers; ``"numpy"``:
-    NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 7x
+    NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 5x
     slower)."""
     offs, N = np.cumsum([0, *sizes]), int(sum(sizes))
     if stream == "numpy":
