@@ -56,10 +56,12 @@ def test_gait_runs_are_labelled_by_their_own_options(tmp_path, capsys):
         r.create({"config": {"algorithm": algorithm, "seed": seed, "dataset": "MNIST",
                              "learning_rate": 1e-4}, "paper_command": "gait"})
         r.write_metrics([{"epoch": 1, "split": "test", "metric": "acc", "value": 0.9}])
-        r.update_info(status="finished")
+        r.update_info(status="finished", summary={"train_seconds_per_epoch": 80.0 + seed,
+                                                  "eval_seconds_per_epoch": 2.0})
     assert main(["summary", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
     rows = {r["run"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
     assert set(rows) == {"algorithm=BP", "algorithm=GAIT"} and rows["algorithm=GAIT"]["seeds"] == "1 2"
+    assert float(rows["algorithm=GAIT"]["s_per_epoch"]) == pytest.approx(83.5)   # (83 + 84) / 2
 
 
 def test_summary_of_nothing_is_a_user_error(tmp_path, capsys):

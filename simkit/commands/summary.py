@@ -73,6 +73,15 @@ def run_value(run: RunDir, metric: str | None, split: str):
     return metric, by_epoch[max(by_epoch)], pick(by_epoch.values()), max(by_epoch)
 
 
+def seconds_per_epoch(summary: dict):
+    """A run's seconds per epoch: simkit's ``avg_time_per_epoch``, or a gait run's training plus
+    evaluation seconds per epoch (None if neither is stored)."""
+    if summary.get("avg_time_per_epoch"):
+        return summary["avg_time_per_epoch"]
+    parts = [summary.get(k) for k in ("train_seconds_per_epoch", "eval_seconds_per_epoch")]
+    return sum(parts) if all(p is not None for p in parts) else None
+
+
 def _mean_std(xs):
     m = sum(xs) / len(xs)
     s = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else math.nan
@@ -97,7 +106,7 @@ def collect(runs, metric, split, unfinished=False) -> list[dict]:
         if status != "finished":
             flat.update(status=status, folder=r.path.name)
         g = groups.setdefault(json.dumps(flat, sort_keys=True, default=str), {"cfg": flat, "runs": []})
-        g["runs"].append((cfg.get("seed"), val, info.get("summary", {}).get("avg_time_per_epoch")))
+        g["runs"].append((cfg.get("seed"), val, seconds_per_epoch(info.get("summary") or {})))
     keys = sorted({k for g in groups.values() for k in g["cfg"]})
     differ = [k for k in keys if len({json.dumps(g["cfg"].get(k), default=str)
                                       for g in groups.values()}) > 1]
