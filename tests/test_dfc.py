@@ -240,7 +240,7 @@ def test_bad_option_combinations_are_refused():
 @pytest.mark.parametrize("noise,error,inst,proactive,k_p", [
     ("ou", "ce", True, True, 1.5), ("white", "mse", False, False, 0.0), ("none", "mse", True, True, 2.0)])
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"), ("voltage_difference", "plain"),
-                                   (None, None)])
+                                   (None, "plain"), (None, None)])
 @pytest.mark.parametrize("apical_dt", [False, True])
 @pytest.mark.parametrize("whole_rows", [False, True])
 def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k_p, fw, fb, apical_dt,

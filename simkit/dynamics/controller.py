@@ -222,9 +222,10 @@ def controller_step(xp, st, P, dyn, learn, xi=None):
         _accumulate_forward(xp, st, P, learn)
 
 
-def controller_update(xp, st, P, dyn, learn):
+def controller_update(xp, st, P, dyn, learn, record=None):
     """The PI controller's step (Eq. (4)) and the feedback sums (Eq. (13)); returns the u
-    that the layers receive (the new one if ``proactive``)."""
+    that the layers receive (the new one if ``proactive``). ``record(v_fb, u_fb)``: hand this
+    step's Eq. (13) factors to the caller (chunked sums) instead of adding them here."""
     dt, L = dyn.dt, len(P["W"])
     e = error(xp, dyn, P["r_target"], st.r[-1])
     u_old = st.u
@@ -242,6 +243,9 @@ def controller_update(xp, st, P, dyn, learn):
         if learn.fb == "highpass":
             st.u_lp = learn.a_u * st.u + (1.0 - learn.a_u) * st.u_lp
             u_fb = st.u - st.u_lp
+        if record is not None:
+            record(st.v_fb, u_fb)
+            return u_c
         m = P.get("mask")
         for l in range(L):
             v_fb = st.v_fb[l] if m is None else st.v_fb[l] * m

@@ -45,14 +45,20 @@ class _Fast:
     def __init__(self, xp, P, v_ff0, r0, learn, K):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
         self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
+        # Eq. (13)'s sums go into the chunks too when Eq. (5)'s do (the single phase: 0.93-0.96 of
+        # the per-step time); alone (sleep phases) per-step sums measured as fast, without buffers.
         self.xp, self.learn, self.phi = xp, learn.fw, P["phi"]
+        self.fb = bool(learn.fb) and bool(learn.fw)
         two = 2 if (learn.fw and xp is np) else 1
+        N, n_L = sum(a.shape[1] for a in v_ff0), P["Q"][0].shape[1]
 
         def chunk(n):                                 # (n, B, n_l) per layer
             return [xp.empty((n, B, a.shape[1]), dtype=dtype) for a in v_ff0]
         volt = learn.fw == "voltage_difference"
+        fb = (lambda *s: xp.empty(s, dtype=dtype)) if self.fb else (lambda *s: None)
         self.sets = [{"R": chunk(K + 1), "D": chunk(K) if learn.fw else None,
-                      "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None}
+                      "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None,
+                      "FB": fb(K, B, N), "U": fb(K, B, n_L)}             # Eq. (13)'s factors
                      for _ in range(two)]
         self.jobs = [None] * two
         self.cur = 0
@@ -83,9 +89,25 @@ class _Fast:
         _phi_into(xp, self.phi[l], vff, D)
         return xp.subtract(bufs["R"][l][1:k + 1], D, out=D)
 
+    def record_fb(self, v_fb, u_fb):
+        """Eq. (13)'s factors of this step, :math:`v_{fb}[t]` and :math:`u[t+1]` (or its high-pass),
+        into the chunk buffers (``controller_update``'s ``record``)."""
+        FB, k = self.bufs["FB"][self.k], self.k
+        for l, v in enumerate(v_fb):
+            FB[:, self.offs[l]:self.offs[l + 1]] = v
+        self.bufs["U"][k][...] = u_fb
+
     def _sums(self, bufs, k):
-        """Add a chunk's mismatches to the sums: one product with K*B rows per layer."""
+        r"""Add a chunk's terms to the sums: per layer one product with K*B rows for Eq. (5), and
+        one for all layers' Eq. (13), :math:`\sum_t v_{fb}[t]^\top u[t+1]`."""
         st, R = self.st, bufs["R"]
+        if self.fb:
+            FB, U = bufs["FB"][:k], bufs["U"][:k]
+            C = FB.reshape(-1, FB.shape[2]).T @ U.reshape(-1, U.shape[2])
+            for l in range(len(st.C)):
+                st.C[l] += C[self.offs[l]:self.offs[l + 1]]
+        if not self.learn:
+            return
         for l in range(len(R)):
             Dk = self._mismatch(self.xp, bufs, l, k)
             st.Ab[l] += Dk.sum(axis=(0, 1))
@@ -240,8 +262,9 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
 
     The same steps and the same sums (equal up to summation order): buffers are reused
     (``out=``), :math:`\phi(W_1 x + b_1)` is computed once, and the forward sums
-    :math:`\sum_t \delta_l^\top r_{l-1}` are taken once per chunk of K = NOISE_CHUNK steps as
-    one product over K*B rows instead of K products over B rows.
+    :math:`\sum_t \delta_l^\top r_{l-1}` and the feedback sums :math:`\sum_t v_{fb}^\top u` are
+    taken once per chunk of K = NOISE_CHUNK steps as one product over K*B rows instead of K
+    products over B rows.
     """
     ctl.refuse_reference_only(dyn, P, "simulate_fast")
     K = ctl.NOISE_CHUNK
@@ -255,7 +278,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
         xi = None if chunk is None else \
             chunk.step(t % K) if hasattr(chunk, "step") else [c[t % K] for c in chunk]
         st.r[-1] = F.R[-1][F.k]
-        u_c = ctl.controller_update(xp, st, P, dyn, learn)
+        u_c = ctl.controller_update(xp, st, P, dyn, learn, F.record_fb if F.fb else None)
         _fast_layers(xp, F, P, dyn, u_c, xi)
         F.k += 1
     if F.VFF is not None:                                   # the last basal voltages
