@@ -60,7 +60,8 @@ def test_gait_runs_are_labelled_by_their_own_options(tmp_path, capsys):
                                                   "eval_seconds_per_epoch": 2.0})
     assert main(["summary", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
     rows = {r["run"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
-    assert set(rows) == {"algorithm=BP", "algorithm=GAIT"} and rows["algorithm=GAIT"]["seeds"] == "1 2"
+    assert set(rows) == {"algorithm=BP", "algorithm=GAIT"}
+    assert rows["algorithm=GAIT"]["seeds"] == "1 2"
     assert float(rows["algorithm=GAIT"]["s_per_epoch"]) == pytest.approx(83.5)   # (83 + 84) / 2
 
 

@@ -71,7 +71,8 @@ class _Fast:
         self.Qcat = xp.concatenate(P["Q"], axis=0).T.copy()          # (n_L, N): one product
         self.offs = np.cumsum([0] + [a.shape[1] for a in v_ff0])
         self.k = 0
-        self.fused = [FUSED and nb is not None and xp is np and phi.name == "tanh" for phi in P["phi"]]
+        host = FUSED and nb is not None and xp is np
+        self.fused = [host and phi.name == "tanh" for phi in P["phi"]]
 
     def _use(self, bufs):
         self.bufs = bufs

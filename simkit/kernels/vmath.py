@@ -3,9 +3,10 @@ r"""Elementary functions that Numba's compiler can vectorise, to round-off.
 Numba compiles ``math.log``, ``math.cos`` and ``math.tanh`` to calls of the C library, one element
 at a time; a loop containing one stays scalar, while NumPy's own ``np.tanh`` / ``np.log`` use SIMD.
 The functions here are branch-free arithmetic on the float's bits (exponent and mantissa through
-bit casts), so a loop that calls them vectorises (AVX-512 on this project's CPU) and a fused kernel keeps
-NumPy's speed per element without NumPy's one pass over memory per operation. Each is a short
-series on a reduced range; the tests (``tests/test_vmath.py``) bound the error against NumPy's.
+bit casts), so a loop that calls them vectorises (AVX-512 on this project's CPU) and a fused
+kernel keeps NumPy's speed per element without NumPy's one pass over memory per operation. Each
+is a short series on a reduced range; the tests (``tests/test_vmath.py``) bound the error against
+NumPy's.
 
 * :func:`log`: :math:`\ln x = e\ln 2 + 2\,\mathrm{atanh}\,s`, :math:`s = (m-1)/(m+1)`,
   :math:`x = m 2^e`, :math:`m \in [\sqrt{1/2}, \sqrt 2)`, so :math:`|s| < 0.172`.
@@ -50,7 +51,8 @@ if nb is not None:
 
     @jit
     def log(x):
-        """ln x for normal x > 0, not subnormals (ten terms of 2(s + s^3/3 + ...), remainder < 1e-17)."""
+        """ln x for normal x > 0, not subnormals (ten terms of 2(s + s^3/3 + ...), remainder
+        < 1e-17)."""
         b = f2i(x)
         e = ((b >> 52) & 0x7FF) - 1023
         m = i2f((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
