@@ -1,0 +1,139 @@
+"""Meulemans et al. 2021/2022: MNIST test accuracy of DFC, Strong-DFC and Strong-DFC 2-phase, simkit vs the papers.
+
+The papers' table entry for each method is the test accuracy at the epoch of best validation
+accuracy after 40 epochs of the published command (97.80, 97.72 and 97.75%). This script reads
+saved runs of those commands (``simkit run_dfc`` / ``run_dfc_single_phase`` run folders, finished
+or still running), prints the table (epochs done, test accuracy after the last epoch and at the
+best validation epoch, the published number and the target) and plots test accuracy per epoch
+with the published numbers as dashed lines.
+
+    python figures/dfc_table.py --runs runs/dfc40_s0 runs/sdfc40_s0 runs/sdfc2_40_s0
+    python figures/dfc_table.py --quick        # the three published commands with --test first
+    python figures/dfc_table.py --plot-only    # redraw from the saved curves.npz
+
+``--quick`` runs each published command with ``--test`` (one epoch of 2 minibatches, needs MNIST;
+about a minute): it checks the pipeline, not the papers' numbers. Writes ``curves.npz``,
+``dfc_table.png`` and ``.pdf`` into ``--out``.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simkit.commands.dfc_published import PUBLISHED, method_of  # noqa: E402
+from simkit.errors import UserError                               # noqa: E402
+from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+from simkit.results import RunDir                                 # noqa: E402
+
+NAME = "dfc_table"
+
+
+def read_run(path: Path):
+    """(method, status, epochs, test accuracies, validation accuracies) of one run folder."""
+    run = RunDir(path)
+    info = run.read_info()
+    if info.get("paper_command") not in ("run_dfc", "run_dfc_single_phase"):
+        raise UserError(f"{path} is not a simkit run_dfc / run_dfc_single_phase run")
+    acc = {"test": {}, "val": {}}
+    for row in run.read_metrics():
+        if row["metric"] == "acc" and row["split"] in acc and str(row["epoch"]).isdigit():
+            acc[row["split"]][int(row["epoch"])] = float(row["value"])
+    epochs = sorted(e for e in acc["test"] if e >= 1)
+    val = [acc["val"].get(e, np.nan) for e in epochs]
+    return method_of(info["config"]), info.get("status", "?"), np.array(epochs), \
+        np.array([acc["test"][e] for e in epochs]), np.array(val)
+
+
+def quick_runs(root: Path, backend=None) -> list:
+    """The published commands with ``--test`` into ``root`` (see the module docstring)."""
+    from simkit.cli import main
+    paths = []
+    for label, pub in PUBLISHED.items():
+        path = root / label.replace(" ", "_")
+        extra = ["--backend", backend] if backend else []
+        if main([pub.command, *shlex.split(pub.flags), "--test", "--quiet", "--out_dir",
+                 str(path), *extra]) != 0:
+            raise UserError(f"the quick run of {label} failed")
+        paths.append(path)
+    return paths
+
+
+def compute(args) -> dict:
+    """The runs' per-epoch accuracies (``--runs`` or ``--quick``)."""
+    if args.quick:
+        paths = quick_runs(Path(tempfile.mkdtemp(prefix="dfc_quick_")), args.backend)
+    elif args.runs:
+        paths = [Path(r) for r in args.runs]
+    else:
+        raise UserError("pass --runs DIR... (simkit run_dfc run folders) or --quick")
+    runs = [read_run(p) for p in paths]
+    res = {"methods": np.array([r[0] for r in runs]), "status": np.array([r[1] for r in runs]),
+           "folders": np.array([p.name for p in paths]), "quick": np.asarray(bool(args.quick))}
+    for i, (_, _, epochs, test, val) in enumerate(runs):
+        res[f"epoch_{i}"], res[f"test_{i}"], res[f"val_{i}"] = epochs, test, val
+    return res
+
+
+def at_best_val(epochs, test, val):
+    """(test accuracy, epoch) at the best validation accuracy (the first such epoch)."""
+    if len(epochs) == 0 or np.all(np.isnan(val)):
+        return np.nan, 0
+    i = int(np.nanargmax(val))
+    return float(test[i]), int(epochs[i])
+
+
+def summary(res) -> list:
+    """The table, one row per run, as Markdown."""
+    lines = ["| method | run | epochs | test, last | test at best val. (epoch) | published | "
+             "target | status |", "|---|---|---|---|---|---|---|---|"]
+    for i, method in enumerate(res["methods"]):
+        epochs, test, val = res[f"epoch_{i}"], res[f"test_{i}"], res[f"val_{i}"]
+        best, e = at_best_val(epochs, test, val)
+        pub = PUBLISHED[str(method)]
+        last = f"{100 * test[-1]:.2f}%" if len(test) else "-"
+        lines.append(f"| {method} | {res['folders'][i]} | {len(epochs)} | {last} | "
+                     f"{100 * best:.2f}% ({e}) | {100 * pub.accuracy:.2f}% | "
+                     f">= {100 * pub.target:.1f}% | {res['status'][i]} |")
+    return lines
+
+
+def plot(res: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = dict(zip(PUBLISHED, ("C0", "C1", "C2")))
+    for i, method in enumerate(res["methods"]):
+        method, c = str(method), colours[str(method)]
+        epochs, test, val = res[f"epoch_{i}"], res[f"test_{i}"], res[f"val_{i}"]
+        ax.plot(epochs, 100 * test, "-o", ms=3, color=c, label=f"{method} ({res['folders'][i]})")
+        best, e = at_best_val(epochs, test, val)
+        if e:
+            ax.plot([e], [100 * best], "*", ms=12, color=c)
+    for method in sorted(set(map(str, res["methods"]))):
+        ax.axhline(100 * PUBLISHED[method].accuracy, ls="--", lw=1, color=colours[method])
+    note = " (quick: --test runs)" if bool(res["quick"]) else ""
+    ax.set(xlabel="epoch", ylabel="MNIST test accuracy (%)",
+           title="DFC / Strong-DFC: simkit (lines, * best validation) vs published (dashed)"
+           + note)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    save_figure(fig, out, NAME)
+
+
+def main(argv=None):
+    p = figure_parser(__doc__, NAME)
+    p.add_argument("--runs", nargs="+", default=None, help="simkit run_dfc run folders")
+    p.add_argument("--quick", action="store_true", help="run the commands with --test first")
+    args = p.parse_args(argv)
+    return run_figure(args, NAME, compute, plot, summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""figures/dfc_table.py: the DFC / Strong-DFC table and curves from saved run folders."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simkit.commands.dfc_published import PUBLISHED, method_of
+from simkit.results import RunDir
+
+spec = importlib.util.spec_from_file_location(
+    "dfc_table", Path(__file__).parents[1] / "figures" / "dfc_table.py")
+fig = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fig)
+
+
+def fake_run(path, command, rule_opts, test, val, status="running"):
+    r = RunDir(path)
+    r.create({"config": {"rule": "dfc", "rule_opts": rule_opts}, "paper_command": command})
+    rows = [{"epoch": 0, "split": "test", "metric": "acc", "value": 0.1}]
+    for e, (a, v) in enumerate(zip(test, val), start=1):
+        rows += [{"epoch": e, "split": "test", "metric": "acc", "value": a},
+                 {"epoch": e, "split": "val", "metric": "acc", "value": v},
+                 {"epoch": e, "split": "test", "metric": "loss", "value": 9.0}]
+    r.write_metrics(rows)
+    r.update_info(status=status)
+
+
+def test_method_of_tells_the_three_commands_apart():
+    assert method_of({"rule_opts": {"single_phase": True, "strong_feedback": True}}) == "Strong-DFC"
+    assert method_of({"rule_opts": {"strong_feedback": True, "ss": True}}) == "Strong-DFC 2-phase"
+    assert method_of({"rule_opts": {}}) == "DFC"
+    assert [p.command for p in PUBLISHED.values()] == ["run_dfc", "run_dfc_single_phase", "run_dfc"]
+
+
+def test_table_takes_test_accuracy_at_the_best_validation_epoch(tmp_path, capsys):
+    fake_run(tmp_path / "dfc", "run_dfc", {}, [0.95, 0.97, 0.96], [0.96, 0.98, 0.97])
+    fake_run(tmp_path / "sdfc", "run_dfc_single_phase", {"single_phase": True},
+             [0.90, 0.975], [0.99, 0.95], status="finished")
+    res = fig.main(["--runs", str(tmp_path / "dfc"), str(tmp_path / "sdfc"),
+                    "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "| DFC | dfc | 3 | 96.00% | 97.00% (2) | 97.80% | >= 97.6% | running |" in out
+    assert "| Strong-DFC | sdfc | 2 | 97.50% | 90.00% (1) | 97.72% | >= 97.5% | finished |" in out
+    assert (tmp_path / "out" / "dfc_table.png").stat().st_size > 0
+    np.testing.assert_array_equal(res["epoch_0"], [1, 2, 3])              # epoch 0 left out
+    again = fig.main(["--plot-only", "--out", str(tmp_path / "out")])
+    assert list(again["methods"]) == ["DFC", "Strong-DFC"]
+
+
+def test_a_folder_that_is_not_a_dfc_run_is_a_one_line_error(tmp_path, capsys):
+    r = RunDir(tmp_path / "bp")
+    r.create({"config": {"rule": "bp"}, "paper_command": "run_bp"})
+    with pytest.raises(SystemExit) as e:
+        fig.main(["--runs", str(tmp_path / "bp"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "not a simkit run_dfc" in err[0]
