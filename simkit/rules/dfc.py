@@ -51,7 +51,9 @@ Deviations from the original (research note §4.1): no autograd anywhere; :math:
 once and updates accumulated online; an unstable Euler step is refused, not clipped; the
 ``voltage_difference`` sign bug of the steady-state path is fixed (nothing published uses it);
 ``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; J for the diagnostics is taken
-at the feed-forward state. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
+at the feed-forward state; the noise comes from simkit's counter-based stream
+(:func:`noise_source`), keyed by (seed, epoch, simulation, phase), not from torch's generator, so
+it is the same on every backend and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
 the single phase's forward tau_v in the k_l scaling and forward dt in the high-pass.
 """
 from __future__ import annotations
