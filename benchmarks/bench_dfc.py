@@ -66,11 +66,11 @@ import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
+from simkit.dynamics.noise import noise_source  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels import dfc_fast  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
-from simkit.rules.dfc import noise_source  # noqa: E402
 
 SIZES = [784, 256, 256, 256, 10]
 N_TRAIN = 55000

@@ -247,7 +247,7 @@ def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k
                                                 whole_rows):
     """The fast loop (tanh layers through the fused kernel, the linear output layer through array
     calls) against the readable one, with plain per-layer draws or LayerDraws (the rule's)."""
-    from simkit.dynamics.controller import LayerDraws
+    from simkit.dynamics.noise import LayerDraws
     from simkit.kernels.dfc_fast import simulate_fast
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = dataclasses.replace(dyn, T=123,                            # not a multiple of the chunk

@@ -68,6 +68,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+
 from simkit.errors import UserError
 
 
@@ -355,16 +356,3 @@ def simulate_reference(xp, P, v_ff0, r0, dyn, learn, noise=None, record=None, dt
 
 
 NOISE_CHUNK = 50   # Euler steps of noise drawn at once (bounded memory, same draws everywhere)
-
-
-class LayerDraws(list):
-    """Per-layer views of one array ``full`` whose last axis is split at the layer offsets (a
-    noise chunk, or one step of it): loops that want the whole row read ``full``."""
-
-    def __init__(self, views, full):
-        super().__init__(views)
-        self.full = full
-
-    def step(self, i):
-        """The draws of the chunk's i-th step, as LayerDraws."""
-        return LayerDraws([v[i] for v in self], self.full[i])

@@ -52,7 +52,7 @@ once and updates accumulated online; an unstable Euler step is refused, not clip
 ``voltage_difference`` sign bug of the steady-state path is fixed (nothing published uses it);
 ``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; J for the diagnostics is taken
 at the feed-forward state; the noise comes from simkit's counter-based stream
-(:func:`noise_source`), keyed by (seed, epoch, simulation, phase), not from torch's generator, so
+(:func:`~simkit.dynamics.noise.noise_source`), keyed by (seed, epoch, simulation, phase), not from torch's generator, so
 it is the same on every backend and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
 the single phase's forward tau_v in the k_l scaling and forward dt in the high-pass.
 """
@@ -64,13 +64,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import (NOISE_CHUNK, LayerDraws, Learning, feedback_input, jacobian_blocks,
+from simkit.dynamics.controller import (Learning, feedback_input, jacobian_blocks,
                                        needs_reference, sample_loss, simulate_reference,
                                        to_feedforward)
+from simkit.dynamics.noise import noise_source
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.dfc_fast import simulate_fast
-from simkit.kernels.gauss import fill_normals, stream_key
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
 from simkit.rules.common import grads_from_deltas
@@ -117,40 +117,6 @@ def continuous_grads(net, st, B, T):
             for l in range(net.L)]
 
 
-def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=np.float64):
-    """``draw(t0, t1)``: the standard normals of Euler steps t0..t1-1 of one noisy simulation,
-    shape (t1-t0, B, n_l) per layer, t0 a multiple of NOISE_CHUNK. The next chunk is drawn on
-    ``pool``'s thread while the loop runs (both generators release the GIL), in the same order;
-    a chunk stays valid until the next call.
-
-    ``stream="counter"``: :mod:`simkit.kernels.gauss` with key ``stream_key(*seed)``, element
-    (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers; ``"numpy"``:
-    NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 5x
-    slower)."""
-    offs, N = np.cumsum([0, *sizes]), int(sum(sizes))
-    if stream == "numpy":
-        rng = np.random.default_rng(seed)
-
-        def make(t0):
-            return rng.standard_normal((min(t0 + NOISE_CHUNK, steps) - t0, B, N))
-    else:
-        key = stream_key(*seed)
-        bufs = [np.empty((min(NOISE_CHUNK, steps), B, N), dtype=dtype) for _ in range(2)]
-
-        def make(t0):                  # chunk c fills bufs[c % 2]: the loop is done with it
-            out = bufs[(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
-            return fill_normals(out, key, t0 * B * N)
-    pending = {}
-
-    def draw(t0, t1):
-        host = pending.pop(t0).result() if t0 in pending else make(t0)
-        if t1 < steps and pool is not None:
-            pending[t1] = pool.submit(make, t1)
-        xi = bk.asarray(host)
-        return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
-    return draw
-
-
 class DFC:
     """The DFC / Strong-DFC rule (see the module docstring); options as in :data:`DEFAULTS`."""
 
@@ -184,7 +150,7 @@ class DFC:
         self.opt_fb_init = fbk.make_fb_optimizer(net.bk, self.Q, o, o["lr_fb_init"])
 
     def noise(self, B, N, phase, steps, counter=None):
-        """:func:`noise_source` for one simulation of ``steps`` Euler steps, keyed by (seed,
+        """:func:`~simkit.dynamics.noise.noise_source` for one simulation of ``steps`` Euler steps, keyed by (seed,
         epoch, counter, phase), so a resumed run draws the same numbers. ``counter``: replay an
         earlier simulation's draws (default: the next key)."""
         if counter is None:
