@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.commands.dfc_published import PUBLISHED, method_of  # noqa: E402
 from simkit.errors import UserError                               # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+from simkit.figure import figure_parser, run_figure, run_folders, save_figure  # noqa: E402
 from simkit.results import RunDir                                 # noqa: E402
 
 NAME = "dfc_table"
@@ -66,12 +65,7 @@ def quick_runs(root: Path, backend=None) -> list:
 
 def compute(args) -> dict:
     """The runs' per-epoch accuracies (``--runs`` or ``--quick``)."""
-    if args.quick:
-        paths = quick_runs(Path(tempfile.mkdtemp(prefix="dfc_quick_")), args.backend)
-    elif args.runs:
-        paths = [Path(r) for r in args.runs]
-    else:
-        raise UserError("pass --runs DIR... (simkit run_dfc run folders) or --quick")
+    paths = run_folders(args, quick_runs, "dfc_quick_", what="simkit run_dfc run folders")
     runs = [read_run(p) for p in paths]
     res = {"methods": np.array([r[0] for r in runs]), "status": np.array([r[1] for r in runs]),
            "folders": np.array([p.name for p in paths]), "quick": np.asarray(bool(args.quick))}

@@ -24,7 +24,6 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.errors import UserError                                # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
+from simkit.figure import figure_parser, run_figure, run_folders, save_figure  # noqa: E402
 
 NAME = "gait_curves"
 REF_DIR = Path(os.environ.get("SIMKIT_RESEARCH", "/work/shared/research")) / "gait_tp_ref_curves"
@@ -109,12 +108,8 @@ def quick_runs(root: Path, backend=None) -> list:
 
 def compute(args) -> dict:
     """Gather the curves: simkit runs (``--runs``, ``results/*`` or ``--quick``) and the original's."""
-    if args.quick:
-        paths = quick_runs(Path(tempfile.mkdtemp(prefix="gait_quick_")), args.backend)
-    elif args.runs:
-        paths = [Path(r) for r in args.runs]
-    else:
-        paths = sorted(q.parent for q in Path("results").glob("*/run.json"))
+    paths = run_folders(args, quick_runs, "gait_quick_",
+                        default=lambda: sorted(q.parent for q in Path("results").glob("*/run.json")))
     runs = [read_run(q) for q in paths if (q / "metrics.csv").exists()]
     if not runs:
         raise UserError("no simkit gait runs found; pass --runs DIR... or --quick")

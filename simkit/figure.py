@@ -103,6 +103,20 @@ def _run(args, name, compute, plot, summary):
     return res
 
 
+def run_folders(args, quick_runs, prefix: str, default=None, what="run folders") -> list:
+    """The run folders a figure reads: with ``--quick`` tiny runs that ``quick_runs(root,
+    backend)`` makes in a fresh temporary folder, else ``--runs``, else ``default()`` (none: a
+    one-line error naming ``what``)."""
+    import tempfile
+    if args.quick:
+        return quick_runs(Path(tempfile.mkdtemp(prefix=prefix)), args.backend)
+    if args.runs:
+        return [Path(r) for r in args.runs]
+    if default is None:
+        raise UserError(f"pass --runs DIR... ({what}) or --quick")
+    return default()
+
+
 def save_figure(fig, out: Path, name: str):
     """Lay out, save as PNG and PDF in ``out``, and close a matplotlib figure."""
     import matplotlib.pyplot as plt

@@ -55,3 +55,9 @@ def test_a_folder_that_is_not_a_dfc_run_is_a_one_line_error(tmp_path, capsys):
         fig.main(["--runs", str(tmp_path / "bp"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "not a simkit run_dfc" in err[0]
+
+
+def test_no_runs_and_no_quick_says_what_to_pass(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        fig.main(["--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "pass --runs DIR" in capsys.readouterr().err
