@@ -36,7 +36,6 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 
 def parse():
@@ -66,11 +65,11 @@ import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
-from simkit.dynamics.noise import noise_source  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels import dfc_fast  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
+from simkit.rules.dfc import DFC  # noqa: E402
 
 SIZES = [784, 256, 256, 256, 10]
 N_TRAIN = 55000
@@ -112,22 +111,20 @@ def setup(dtype, B):
     t = bk.asarray(np.eye(10)[rng.integers(0, 10, B)] * 0.99 + 0.001)
     P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
          "r_target": t}
-    return bk, cache, P
+    return bk, net, cache, P
 
 
 def time_case(name, dtype, path, stream):
     case = CASES[name]
-    bk, cache, P = setup(dtype, case["B"])
+    bk, net, cache, P = setup(dtype, case["B"])
     dyn = Dynamics(**case["dyn"]).check()
-    pool = ThreadPoolExecutor(max_workers=1)
+    rule = DFC(noise_stream=stream)            # its noise(): the run's source, drawn ahead
+    rule.bk, rule.net, rule.noise_seed = bk, net, 1
 
-    def noise(t0, t1):               # DFC.noise's source: the next chunk drawn on a helper thread
+    def noise(t0, t1):
         if t0 == 0:
-            noise.draw = noise_source(bk, [1, noise.sim], case["B"], SIZES[1:], dyn.T - 1,
-                                      stream, pool, np.dtype(dtype))
-            noise.sim += 1
+            noise.draw = rule.noise(case["B"], sum(SIZES[1:]), 0, dyn.T - 1)
         return noise.draw(t0, t1)
-    noise.sim = 0
 
     def one():
         if path == "numba":
