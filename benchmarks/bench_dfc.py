@@ -50,6 +50,8 @@ def parse():
     p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64)")
     p.add_argument("--fused", choices=("on", "off", "both"), default="on",
                    help="fast path: tanh layers' Euler update as one Numba pass (on) or array calls")
+    p.add_argument("--chunk-kernel", choices=("on", "off", "both"), default="on",
+                   help="fast path: the steps of a chunk as one Numba call (on) or a Python loop")
     p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
                    help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
@@ -66,7 +68,7 @@ import numpy as np  # noqa: E402
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
-from simkit.kernels import dfc_fast  # noqa: E402
+from simkit.kernels import dfc_chunk, dfc_fast  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
 from simkit.rules.dfc import DFC  # noqa: E402
@@ -141,11 +143,20 @@ def time_case(name, dtype, path, stream):
     flops = flops_per_batch(case) * n_batches
     peak = (ARGS.peak or 50.0) * (2 if dtype == "float32" else 1)
     rate = flops_per_batch(case) / s / 1e9
-    label = path + ("" if dfc_fast.FUSED or path != "fast" else "-arrays")
+    label = path + ("" if dfc_fast.FUSED or path != "fast" else "-arrays") + \
+        ("" if dfc_chunk.ENABLED or path != "fast" else "-pystep")
     label += f"/{stream}" if case["dyn"].get("noise", "none") != "none" else ""
     print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)
+
+
+def _variants(path):
+    """(fused, chunk kernel) settings to time: both values of an option given as 'both'."""
+    both = ("on", "off")
+    fused = both if ARGS.fused == "both" and path == "fast" else (ARGS.fused,)
+    kern = both if ARGS.chunk_kernel == "both" and path == "fast" else (ARGS.chunk_kernel,)
+    return [(f, k) for f in fused for k in kern]
 
 
 def main():
@@ -160,9 +171,8 @@ def main():
             for path in paths:
                 noisy = CASES[name]["dyn"].get("noise", "none") != "none"
                 for stream in streams if noisy else streams[:1]:
-                    for fused in (["on", "off"] if ARGS.fused == "both" and path == "fast"
-                                  else [ARGS.fused]):
-                        dfc_fast.FUSED = fused == "on"
+                    for fused, kern in _variants(path):
+                        dfc_fast.FUSED, dfc_chunk.ENABLED = fused == "on", kern == "on"
                         time_case(name, dtype, path, stream)
 
 

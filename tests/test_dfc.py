@@ -126,16 +126,21 @@ def test_numba_euler_loop_matches_reference_on_fixed_noise(noise, error, inst, p
         np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("loop", ["numba", "fast"])
+@pytest.mark.parametrize("loop", ["numba", "fast", "fast-chunk-kernel"])
 def test_float32_kernel_runs(loop):
+    from simkit.dynamics.noise import LayerDraws
     from simkit.kernels.dfc_fast import simulate_fast
     net, cache, P, dyn, draws = parity_case("ou", "mse", True, True, 1.0)
     bk = numba_backend("float32")
     f = lambda a: a.astype(np.float32)                       # noqa: E731
     P32 = {k: ([f(a) if a is not None else None for a in v] if k in ("W", "b", "Q") else
                (f(v) if isinstance(v, np.ndarray) else v)) for k, v in P.items()}
+
+    def draws32(t0, t1):                 # LayerDraws: the chunk kernel's input
+        views = [f(a) for a in draws(t0, t1)]
+        return LayerDraws(views, np.concatenate(views, axis=2)) if "chunk" in loop else views
     args = (P32, [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]], dyn, Learning(),
-            lambda t0, t1: [f(a) for a in draws(t0, t1)])
+            draws32)
     got = simulate(bk, *args) if loop == "numba" else simulate_fast(np, *args)
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(), draws)
     assert got.u.dtype == np.float32 and got.r[0].dtype == np.float32

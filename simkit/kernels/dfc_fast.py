@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from simkit.dynamics import controller as ctl
+from simkit.kernels import dfc_chunk
 from simkit.kernels.vmath import nb
 
 if nb is not None:
@@ -42,13 +43,14 @@ class _Fast:
     the second core would idle otherwise. One job at a time, in order: the same sums, bit for bit.
     """
 
-    def __init__(self, xp, P, v_ff0, r0, learn, K):
+    def __init__(self, xp, P, v_ff0, r0, learn, K, chunk_fb=False):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
         self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
         # Eq. (13)'s sums go into the chunks too when Eq. (5)'s do (the single phase: 0.93-0.96 of
-        # the per-step time); alone (sleep phases) per-step sums measured as fast, without buffers.
+        # the per-step time) or the chunk kernel runs (``chunk_fb``); alone (sleep phases in the
+        # Python step) per-step sums measured as fast, without buffers.
         self.xp, self.learn, self.phi = xp, learn.fw, P["phi"]
-        self.fb = bool(learn.fb) and bool(learn.fw)
+        self.fb = bool(learn.fb) and (bool(learn.fw) or chunk_fb)
         two = 2 if (learn.fw and xp is np) else 1
         N, n_L = sum(a.shape[1] for a in v_ff0), P["Q"][0].shape[1]
 
@@ -122,7 +124,7 @@ class _Fast:
         """Hand the chunk's sums over (to the helper thread if there are two buffer sets) and
         start the next chunk in the other set, from this chunk's last rates."""
         k, R = self.k, self.R
-        if self.learn and k:
+        if (self.learn or self.fb) and k:
             if len(self.sets) == 2:
                 self.jobs[self.cur] = _helper().submit(self._sums, self.bufs, k)
             else:
@@ -268,20 +270,27 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
     products over B rows.
     """
     ctl.refuse_reference_only(dyn, P, "simulate_fast")
-    K = ctl.NOISE_CHUNK
-    F = _Fast(xp, P, v_ff0, r0, learn, K)
-    st, chunk = F.st, None
-    for t in range(dyn.T - 1):
+    K, L, noisy = ctl.NOISE_CHUNK, len(P["W"]), noise is not None and dyn.noise != "none"
+    kernel = dfc_chunk.usable(xp, P, dyn, learn)
+    F = _Fast(xp, P, v_ff0, r0, learn, K, chunk_fb=kernel)
+    coefs = [_coefficients(dyn, l, L, noisy) for l in range(L)]
+    st, chunk, t = F.st, None, 0
+    while t < dyn.T - 1:
         if t % K == 0:
             F.flush(xp, P)
-            if noise is not None and dyn.noise != "none":
+            if noisy:
                 chunk = noise(t, min(t + K, dyn.T - 1))
+        if kernel and (chunk is None or hasattr(chunk, "full")):      # the rest of the chunk
+            n = min(K - t % K, dyn.T - 1 - t)
+            dfc_chunk.run(F, P, dyn, learn, chunk, n, coefs)
+            F.k, t = F.k + n, t + n
+            continue
         xi = None if chunk is None else \
             chunk.step(t % K) if hasattr(chunk, "step") else [c[t % K] for c in chunk]
         st.r[-1] = F.R[-1][F.k]
         u_c = ctl.controller_update(xp, st, P, dyn, learn, F.record_fb if F.fb else None)
         _fast_layers(xp, F, P, dyn, u_c, xi)
-        F.k += 1
+        F.k, t = F.k + 1, t + 1
     if F.VFF is not None:                                   # the last basal voltages
         st.v_ff[1:] = [F.VFF[l][F.k - 1].copy() for l in range(1, len(st.v_ff))]
     F.flush(xp, P)
