@@ -10,6 +10,13 @@ with the published numbers as dashed lines.
     python figures/dfc_table.py --runs runs/dfc40_s0 runs/sdfc40_s0 runs/sdfc2_40_s0
     python figures/dfc_table.py --quick        # the three published commands with --test first
     python figures/dfc_table.py --plot-only    # redraw from the saved curves.npz
+    python figures/dfc_table.py --full runs/dfc_table [--methods Strong-DFC] [--threads 1]
+
+``--full ROOT`` runs the published commands verbatim (40 epochs each, float64, seed 42; about 4-6 h
+each on a 2-core CPU) into ``ROOT/DFC``, ``ROOT/Strong-DFC`` and ``ROOT/Strong-DFC_2-phase``, one
+after the other, and then draws the table. Run it again after an interruption: finished runs are
+kept, unfinished ones continue with ``--resume`` (nothing finished is lost, see the README). To use
+two cores, start two of them with ``--methods`` in two shells, one thread each.
 
 ``--quick`` runs each published command with ``--test`` (one epoch of 2 minibatches, needs MNIST;
 about a minute): it checks the pipeline, not the papers' numbers. Writes ``curves.npz``,
@@ -27,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.commands.dfc_published import PUBLISHED, method_of  # noqa: E402
 from simkit.errors import UserError                               # noqa: E402
-from simkit.figure import figure_parser, run_figure, run_folders, save_figure  # noqa: E402
+from simkit.figure import (add_full_options, figure_parser, published_runs, run_figure,  # noqa: E402
+                           run_folders, save_figure)
 from simkit.results import RunDir                                 # noqa: E402
 
 NAME = "dfc_table"
@@ -63,9 +71,17 @@ def quick_runs(root: Path, backend=None) -> list:
     return paths
 
 
+def full_runs(args) -> list:
+    """The published commands, 40 epochs each, run or continued in ``--full`` (module docstring)."""
+    commands = {m: [PUBLISHED[m].command, *shlex.split(PUBLISHED[m].flags)] for m in args.methods}
+    extra = ["--threads", str(args.threads)] + (["--backend", args.backend] if args.backend else [])
+    return published_runs(args.full, commands, "--resume", extra)
+
+
 def compute(args) -> dict:
-    """The runs' per-epoch accuracies (``--runs`` or ``--quick``)."""
-    paths = run_folders(args, quick_runs, "dfc_quick_", what="simkit run_dfc run folders")
+    """The runs' per-epoch accuracies (``--runs``, ``--quick`` or ``--full``)."""
+    paths = run_folders(args, quick_runs, "dfc_quick_", what="simkit run_dfc run folders",
+                        full_runs=full_runs)
     runs = [read_run(p) for p in paths]
     res = {"methods": np.array([r[0] for r in runs]), "status": np.array([r[1] for r in runs]),
            "folders": np.array([p.name for p in paths]), "quick": np.asarray(bool(args.quick))}
@@ -125,6 +141,7 @@ def main(argv=None):
     p = figure_parser(__doc__, NAME)
     p.add_argument("--runs", nargs="+", default=None, help="simkit run_dfc run folders")
     p.add_argument("--quick", action="store_true", help="run the commands with --test first")
+    add_full_options(p, PUBLISHED, "the published commands (40 epochs)")
     args = p.parse_args(argv)
     return run_figure(args, NAME, compute, plot, summary)
 

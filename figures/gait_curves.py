@@ -11,6 +11,12 @@ accuracy against fractional epochs) and, as dashed lines, the original code's cu
     python figures/gait_curves.py --runs results/MNIST_BP_... results/MNIST_GAIT_... [--ref-dir DIR]
     python figures/gait_curves.py --quick        # computes tiny runs first (~10 s)
     python figures/gait_curves.py --plot-only    # redraw from the saved curves.npz
+    python figures/gait_curves.py --full runs/gait_curves --methods BP GAIT [--epochs 100]
+
+``--full ROOT`` trains the published commands (seed 1, test accuracy after every epoch: the
+original's 99 evaluations of all 70k images per epoch would cost more than the training) into
+``ROOT/BP``, ``ROOT/GAIT``, ... one after the other, then draws them. The same command after an
+interruption continues each run with ``--load`` (a finished one only if ``--epochs`` grew).
 
 Without ``--runs`` it takes every run directory under ``results/`` (``simkit gait``'s default).
 ``--quick`` trains each published command for 30 batches on the first 3,600 MNIST training images
@@ -31,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simkit.errors import UserError                                # noqa: E402
-from simkit.figure import figure_parser, run_figure, run_folders, save_figure  # noqa: E402
+from simkit.figure import (add_full_options, figure_parser, published_runs, run_figure,  # noqa: E402
+                           run_folders, save_figure)
 
 NAME = "gait_curves"
 REF_DIR = Path(os.environ.get("SIMKIT_RESEARCH", "/work/shared/research")) / "gait_tp_ref_curves"
@@ -106,9 +113,17 @@ def quick_runs(root: Path, backend=None) -> list:
     return paths
 
 
+def full_runs(args) -> list:
+    """The published commands for ``--epochs`` epochs, run or continued in ``--full``."""
+    commands = {m: ["gait", *PUBLISHED[m], "--seed=1", f"--nb_epochs={args.epochs}",
+                    "--eval_every=0", "--eval_splits=test"] for m in args.methods}
+    extra = [f"--threads={args.threads}"] + ([f"--backend={args.backend}"] if args.backend else [])
+    return published_runs(args.full, commands, "--load", extra, rerun_finished=True)
+
+
 def compute(args) -> dict:
     """Gather the curves: simkit runs (``--runs``, ``results/*`` or ``--quick``) and the original's."""
-    paths = run_folders(args, quick_runs, "gait_quick_",
+    paths = run_folders(args, quick_runs, "gait_quick_", full_runs=full_runs,
                         default=lambda: sorted(q.parent for q in Path("results").glob("*/run.json")))
     runs = [read_run(q) for q in paths if (q / "metrics.csv").exists()]
     if not runs:
@@ -166,6 +181,8 @@ def main(argv=None):
     p.add_argument("--runs", nargs="*", default=None, help="simkit gait run directories")
     p.add_argument("--ref-dir", default=str(REF_DIR), help="the original's *_test_acc.txt curves")
     p.add_argument("--quick", action="store_true", help="compute tiny runs first, then plot")
+    add_full_options(p, PUBLISHED, "the published commands")
+    p.add_argument("--epochs", type=int, default=100, help="with --full: epochs per run (100)")
     args = p.parse_args(argv)
     return run_figure(args, NAME, compute, plot, summary)
 

@@ -103,18 +103,58 @@ def _run(args, name, compute, plot, summary):
     return res
 
 
-def run_folders(args, quick_runs, prefix: str, default=None, what="run folders") -> list:
+def run_folders(args, quick_runs, prefix: str, default=None, what="run folders",
+                full_runs=None) -> list:
     """The run folders a figure reads: with ``--quick`` tiny runs that ``quick_runs(root,
-    backend)`` makes in a fresh temporary folder, else ``--runs``, else ``default()`` (none: a
+    backend)`` makes in a fresh temporary folder; with ``--full ROOT`` the published runs that
+    ``full_runs(args)`` starts or continues there; else ``--runs``, else ``default()`` (none: a
     one-line error naming ``what``)."""
     import tempfile
     if args.quick:
         return quick_runs(Path(tempfile.mkdtemp(prefix=prefix)), args.backend)
+    if getattr(args, "full", None) is not None:
+        return full_runs(args)
     if args.runs:
         return [Path(r) for r in args.runs]
     if default is None:
         raise UserError(f"pass --runs DIR... ({what}) or --quick")
     return default()
+
+
+def add_full_options(p: argparse.ArgumentParser, methods, what: str):
+    """``--full ROOT`` and ``--methods``: run the published commands (see :func:`published_runs`)."""
+    p.add_argument("--full", type=Path, default=None, metavar="ROOT",
+                   help=f"run {what} in ROOT/METHOD first (hours each), continuing unfinished "
+                        "ones and skipping finished ones; the same command after an "
+                        "interruption resumes")
+    p.add_argument("--methods", nargs="+", default=list(methods), choices=list(methods),
+                   metavar="METHOD", help="with --full: which ones, in this order (default: "
+                                          + ", ".join(methods) + ")")
+
+
+def published_runs(root: Path, commands: dict, resume_flag: str, extra=(),
+                   rerun_finished=False) -> list:
+    """Run or continue each ``label -> argv`` of ``commands`` (a simkit command line) in
+    ``root/label`` with ``--out_dir``, one after the other: a finished run is left as it is (or,
+    with ``rerun_finished``, handed to the command with ``resume_flag`` too, for commands whose
+    resume extends a finished run to a larger epoch count), an unfinished one (a ``run.json``
+    that is not ``finished``) continues with ``resume_flag``. Returns the run folders; a command
+    that fails stops with a one-line error."""
+    from simkit.cli import main
+    from simkit.results import RunDir
+    paths = []
+    for label, argv in commands.items():
+        path = Path(root) / label.replace(" ", "_")
+        run = RunDir(path)
+        status = run.read_info().get("status") if run.exists() else None
+        if status != "finished" or rerun_finished:
+            resume = [resume_flag] if status is not None else []
+            print(f"{label}: {'continuing' if resume else 'starting'} {path}", file=sys.stderr)
+            if main([*argv, *extra, "--out_dir", str(path), *resume]) != 0:
+                raise UserError(f"the run of {label} in {path} failed; see its run.json, fix "
+                                "the cause and run the same command again to continue")
+        paths.append(path)
+    return paths
 
 
 def save_figure(fig, out: Path, name: str):

@@ -61,3 +61,48 @@ def test_no_runs_and_no_quick_says_what_to_pass(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         fig.main(["--out", str(tmp_path / "out")])
     assert e.value.code == 2 and "pass --runs DIR" in capsys.readouterr().err
+
+
+def test_full_starts_missing_runs_continues_unfinished_ones_and_keeps_finished_ones(
+        tmp_path, monkeypatch, capsys):
+    """--full: a run with no folder starts, a running one gets --resume, a finished one is not
+    run again; each command is the published one verbatim plus --threads and --out_dir."""
+    import simkit.cli
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        out = Path(argv[argv.index("--out_dir") + 1])
+        if "--resume" not in argv:
+            fake_run(out, argv[0], {"single_phase": argv[0] == "run_dfc_single_phase"}, [], [])
+        RunDir(out).update_info(status="finished")
+        return 0
+
+    monkeypatch.setattr(simkit.cli, "main", fake_main)
+    root = tmp_path / "runs"
+    fake_run(root / "Strong-DFC", "run_dfc_single_phase", {"single_phase": True}, [0.9], [0.9])
+    fake_run(root / "DFC", "run_dfc", {}, [0.97], [0.97], status="finished")
+    res = fig.main(["--full", str(root), "--methods", "DFC", "Strong-DFC", "Strong-DFC 2-phase",
+                    "--out", str(tmp_path / "out")])
+    assert [c[0] for c in calls] == ["run_dfc_single_phase", "run_dfc"]      # DFC is finished
+    single, two_phase = calls
+    assert single[-1] == "--resume" and "--resume" not in two_phase
+    assert single[1:len(single) - 5] == shlex_split(PUBLISHED["Strong-DFC"].flags)
+    assert single[-5:-1] == ["--threads", "1", "--out_dir", str(root / "Strong-DFC")]
+    assert list(res["folders"]) == ["DFC", "Strong-DFC", "Strong-DFC_2-phase"]
+    assert "| Strong-DFC | Strong-DFC | 1 |" in capsys.readouterr().out
+
+
+def test_full_stops_with_one_line_when_a_run_fails(tmp_path, monkeypatch, capsys):
+    import simkit.cli
+    monkeypatch.setattr(simkit.cli, "main", lambda argv: 2)
+    with pytest.raises(SystemExit) as e:
+        fig.main(["--full", str(tmp_path / "runs"), "--methods", "DFC", "--out",
+                  str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "the run of DFC" in err[-1] and "again to continue" in err[-1]
+
+
+def shlex_split(flags):
+    import shlex
+    return shlex.split(flags)

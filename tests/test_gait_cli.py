@@ -157,3 +157,28 @@ def test_figure_quick_mode(tmp_path, monkeypatch):
     ref = fig.read_reference(fig.REF_DIR)
     if ref:                                                 # the original's x positions
         assert len(ref["BP"][0]) == 397 and abs(ref["BP"][0][99] - 0.991) < 1e-12
+
+
+def test_figure_full_mode_runs_then_continues_the_published_commands(tiny, monkeypatch, capsys):
+    """figures/gait_curves.py --full: the published BP command into ROOT/BP; the same call with
+    more --epochs continues it from its checkpoint (--load) instead of starting again."""
+    import importlib.util
+    from pathlib import Path
+    monkeypatch.setattr(gait_cmd, "load_data", synthetic(n=16, n_train=2000, n_test=100))
+    spec = importlib.util.spec_from_file_location(
+        "gait_curves", Path(__file__).parents[1] / "figures" / "gait_curves.py")
+    fig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig)
+    args = ["--full", "runs", "--methods", "BP", "--backend=numpy", "--out", "out",
+            "--ref-dir", "none"]
+    fig.main(args + ["--epochs", "1"])
+    run = tiny / "runs" / "BP"
+    assert int(load_arrays(run / "checkpoint.npz")["meta.epoch"]) == 1
+    assert "starting" in capsys.readouterr().err
+    res = fig.main(args + ["--epochs", "2"])
+    assert "continuing" in capsys.readouterr().err
+    assert int(load_arrays(run / "checkpoint.npz")["meta.epoch"]) == 2
+    info = json.loads((run / "run.json").read_text())
+    assert info["config"]["nb_layers"] == 4 and info["config"]["learning_rate"] == 0.0001
+    assert info["config"]["eval_every"] == 0 and info["status"] == "finished"
+    np.testing.assert_array_equal(res["epoch_0"], [0, 1, 2])     # one test curve, not two
