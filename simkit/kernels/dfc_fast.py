@@ -73,8 +73,8 @@ class _Fast:
         self.Qcat = xp.concatenate(P["Q"], axis=0).T.copy()          # (n_L, N): one product
         self.offs = np.cumsum([0] + [a.shape[1] for a in v_ff0])
         self.k = 0
-        host = FUSED and nb is not None and xp is np
-        self.fused = [host and phi.name == "tanh" for phi in P["phi"]]
+        self.host = FUSED and nb is not None and xp is np
+        self.fused = [self.host and phi.name == "tanh" for phi in P["phi"]]
 
     def _use(self, bufs):
         self.bufs = bufs
@@ -112,13 +112,31 @@ class _Fast:
         if not self.learn:
             return
         for l in range(len(R)):
-            Dk = self._mismatch(self.xp, bufs, l, k)
-            st.Ab[l] += Dk.sum(axis=(0, 1))
-            if l == 0:
-                st.A[0] += Dk.sum(axis=0)
-            else:
+            Dk = self._delta(bufs, l, k)
+            if l > 0:
                 B, n_in = Dk.shape[1], R[l - 1].shape[2]
                 st.A[l] += Dk.reshape(k * B, -1).T @ R[l - 1][1:k + 1].reshape(k * B, n_in)
+
+    def _delta(self, bufs, l, k):
+        r"""Eq. (5)'s :math:`\delta_l` of the chunk's k steps, added to the bias sum
+        :math:`\sum_t \delta_l` (layer 1: also to A[0], :math:`\sum_t \delta_1` per sample, whose
+        product with the fixed x waits until the end); returns it for the weight sums of l > 0.
+        On the host one Numba pass does the first layer, and tanh layers' mismatch with the bias
+        sum (a third of the time of ``np.tanh``, a subtraction and a sum; this is helper-thread
+        work once per element of every step, which the loop would otherwise wait for)."""
+        st, R = self.st, bufs["R"][l][1:k + 1]
+        if self.host and self.learn != "voltage_difference":
+            if l == 0:
+                return _first_layer_kernel(R, self.phi_vff1, st.A[0], st.Ab[0])
+            if self.fused[l]:
+                D = bufs["D"][l][:k]
+                _mismatch_kernel(R, bufs["VFF"][l][:k], D, st.Ab[l])
+                return D
+        D = self._mismatch(self.xp, bufs, l, k)
+        st.Ab[l] += D.sum(axis=(0, 1))
+        if l == 0:
+            st.A[0] += D.sum(axis=0)
+        return D
 
     def flush(self, xp, P):
         """Hand the chunk's sums over (to the helper thread if there are two buffer sets) and
@@ -258,6 +276,33 @@ if nb is not None:
                 vv = w + fv * ((fi[j] + ffi[j]) - w)
                 vi[j] = vv
                 ri[j] = vm_tanh(vv)
+
+
+    @nb.njit(nogil=True, error_model="numpy", cache=True)
+    def _mismatch_kernel(R, VFF, D, ab):
+        r"""Eq. (5)'s :math:`\delta = r - \tanh(v_{ff})` of a chunk's (K, B, n) steps into D, and
+        its sum over steps and samples added to ``ab``, in one pass (:mod:`vmath`'s tanh)."""
+        K, B, m = VFF.shape
+        for k in range(K):
+            for i in range(B):
+                r, v, d = R[k, i], VFF[k, i], D[k, i]
+                for j in range(m):
+                    d[j] = r[j] - vm_tanh(v[j])
+                for j in range(m):
+                    ab[j] += d[j]
+
+    @nb.njit(nogil=True, error_model="numpy", cache=True)
+    def _first_layer_kernel(R, phi_vff1, A, ab):
+        r"""Layer 1's :math:`\delta_1 = r_1 - \phi(W_1 x + b_1)` (the second term is fixed)
+        summed over a chunk's steps into A (B, n) and over steps and samples into ``ab``."""
+        K, B, m = R.shape
+        for k in range(K):
+            for i in range(B):
+                r, c, a = R[k, i], phi_vff1[i], A[i]
+                for j in range(m):
+                    d = r[j] - c[j]
+                    a[j] += d
+                    ab[j] += d
 
 
 def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
