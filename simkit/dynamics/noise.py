@@ -26,7 +26,8 @@ class LayerDraws(list):
         return LayerDraws([v[i] for v in self], self.full[i])
 
 
-def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=np.float64):
+def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=np.float64,
+                 spares=None):
     """``draw(t0, t1)``: the standard normals of Euler steps t0..t1-1 of one noisy simulation,
     shape (t1-t0, B, n_l) per layer, t0 a multiple of NOISE_CHUNK. The next chunk is drawn on
     ``pool``'s thread while the loop runs (both generators release the GIL), in the same order;
@@ -35,7 +36,9 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
     ``stream="counter"``: :mod:`simkit.kernels.gauss` with key ``stream_key(*seed)``, element
     (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers; ``"numpy"``:
     NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 5x
-    slower)."""
+    slower). ``spares``: a :class:`~simkit.kernels.spares.Spares` that lends the two buffers
+    and gets them back once the last chunk is drawn (the next simulation reuses them; the
+    caller runs one simulation at a time per ``spares``)."""
     offs, N = np.cumsum([0, *sizes]), int(sum(sizes))
     if stream == "numpy":
         rng = np.random.default_rng(seed)
@@ -43,8 +46,12 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
         def make(t0):
             return rng.standard_normal((min(t0 + NOISE_CHUNK, steps) - t0, B, N))
     else:
-        key = stream_key(*seed)
-        bufs = [np.empty((min(NOISE_CHUNK, steps), B, N), dtype=dtype) for _ in range(2)]
+        key, shape = stream_key(*seed), (min(NOISE_CHUNK, steps), B, N)
+        layout = (shape, np.dtype(dtype))
+
+        def fresh():
+            return [np.empty(shape, dtype=dtype) for _ in range(2)]
+        bufs = spares.take(layout, fresh) if spares is not None else fresh()
 
         def make(t0):                  # chunk c fills bufs[c % 2]: the loop is done with it
             out = bufs[(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
@@ -55,6 +62,8 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
         host = pending.pop(t0).result() if t0 in pending else make(t0)
         if t1 < steps and pool is not None:
             pending[t1] = pool.submit(make, t1)
+        if t1 >= steps and spares is not None and stream != "numpy":
+            spares.give(layout, bufs)          # read until the simulation ends; taken after it
         xi = bk.asarray(host)
         return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
     return draw

@@ -54,21 +54,25 @@ def run(F, P, dyn, learn, chunk, n, coefs):
     """Steps F.k .. F.k + n - 1 of the current chunk (``chunk``: its LayerDraws or None) with
     the kernel; ``coefs``: per layer :func:`~simkit.kernels.dfc_fast._coefficients`."""
     st, dtype = F.st, F.st.v[0].dtype
-    B = st.v[0].shape[0]
-    one = np.zeros((1, 1, 1), dtype=dtype)
+    if F.kernel_consts is None:                                   # once per simulation
+        F.kernel_consts = (
+            np.zeros((1, 1, 1), dtype=dtype),
+            tuple(np.zeros(w.shape[0], dtype=dtype) if bl is None else bl
+                  for w, bl in zip(P["W"], P["b"])),
+            np.array(coefs, dtype=np.float64),                               # (L, 7)
+            np.empty((st.v[0].shape[0], F.Qcat.shape[1]), dtype=dtype),     # Q u scratch
+            np.array([ACT[p.name] for p in P["phi"]]))
+    one, b, c, C, act = F.kernel_consts
     VFF = tuple(F.VFF) if F.VFF is not None else tuple(a[None] for a in st.v_ff)
     X = chunk.full if chunk is not None and dyn.noise != "none" else one
-    b = tuple(np.zeros(w.shape[0], dtype=dtype) if bl is None else bl
-              for w, bl in zip(P["W"], P["b"]))
-    c = np.array(coefs, dtype=np.float64)                                 # (L, 7)
     fb = (2 if learn.fb == "highpass" else 1) if F.fb else 0
     ou = chunk is not None and dyn.noise == "ou"
     _steps(F.k, n, tuple(P["W"][1:]), b[1:], F.Qcat, P["v_ff1"], P["r_target"],
            tuple(st.v), tuple(st.v_fb), tuple(st.n) if ou else tuple(F.tmp), tuple(F.R), VFF,
            int(F.VFF is not None), X, F.bufs["FB"] if fb else one, F.bufs["U"] if fb else one,
-           fb, learn.a_u, st.u, st.u_int, st.u_lp, np.array([ACT[p.name] for p in P["phi"]]),
+           fb, learn.a_u, st.u, st.u_int, st.u_lp, act,
            c, dyn.dt, dyn.alpha, dyn.k_p, dyn.proactive, dyn.inst_transmission,
-           dyn.error == "ce", np.empty((B, F.Qcat.shape[1]), dtype=dtype))
+           dyn.error == "ce", C)
 
 
 if nb is not None:

@@ -16,12 +16,14 @@ import numpy as np
 
 from simkit.dynamics import controller as ctl
 from simkit.kernels import dfc_chunk
+from simkit.kernels.spares import Spares
 from simkit.kernels.vmath import nb
 
 if nb is not None:
     from simkit.kernels.vmath import tanh as vm_tanh
 
 FUSED = True     # tanh layers on the host through _layer_kernel (False: array calls; benchmarks)
+SPARES = Spares()    # chunk buffer sets kept from one minibatch for the next (see spares.py)
 
 
 def _phi_into(xp, phi, a, out):
@@ -58,10 +60,16 @@ class _Fast:
             return [xp.empty((n, B, a.shape[1]), dtype=dtype) for a in v_ff0]
         volt = learn.fw == "voltage_difference"
         fb = (lambda *s: xp.empty(s, dtype=dtype)) if self.fb else (lambda *s: None)
-        self.sets = [{"R": chunk(K + 1), "D": chunk(K) if learn.fw else None,
-                      "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None,
-                      "FB": fb(K, B, N), "U": fb(K, B, n_L)}             # Eq. (13)'s factors
-                     for _ in range(two)]
+
+        def make():
+            return [{"R": chunk(K + 1), "D": chunk(K) if learn.fw else None,
+                     "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None,
+                     "FB": fb(K, B, N), "U": fb(K, B, n_L),             # Eq. (13)'s factors
+                     "P": [xp.empty(w.shape, dtype=dtype) for w in P["W"]] if learn.fw else None}
+                    for _ in range(two)]
+        self.key = (xp.__name__, dtype, B, K, two, tuple(a.shape[1] for a in v_ff0), n_L,
+                    learn.fw, self.fb)
+        self.sets = SPARES.take(self.key, make)       # kept from the last minibatch if it fits
         self.jobs = [None] * two
         self.cur = 0
         self._use(self.sets[0])
@@ -75,6 +83,7 @@ class _Fast:
         self.k = 0
         self.host = FUSED and nb is not None and xp is np
         self.fused = [self.host and phi.name == "tanh" for phi in P["phi"]]
+        self.kernel_consts = None                     # dfc_chunk.run's, made on its first call
 
     def _use(self, bufs):
         self.bufs = bufs
@@ -115,7 +124,9 @@ class _Fast:
             Dk = self._delta(bufs, l, k)
             if l > 0:
                 B, n_in = Dk.shape[1], R[l - 1].shape[2]
-                st.A[l] += Dk.reshape(k * B, -1).T @ R[l - 1][1:k + 1].reshape(k * B, n_in)
+                prod = self.xp.matmul(Dk.reshape(k * B, -1).T,
+                                      R[l - 1][1:k + 1].reshape(k * B, n_in), out=bufs["P"][l])
+                st.A[l] += prod
 
     def _delta(self, bufs, l, k):
         r"""Eq. (5)'s :math:`\delta_l` of the chunk's k steps, added to the bias sum
@@ -341,6 +352,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
     F.flush(xp, P)
     F.wait()
     st.r = [Rl[0].copy() for Rl in F.R]
+    SPARES.give(F.key, F.sets)
     st.v_ff[0] = P["v_ff1"]
     st.A[0] = st.A[0].T @ P["x"]
     return st

@@ -71,6 +71,7 @@ from simkit.dynamics.noise import noise_source
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.dfc_fast import simulate_fast
+from simkit.kernels.spares import Spares
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
 from simkit.rules.common import grads_from_deltas
@@ -157,11 +158,11 @@ class DFC:
             counter = self.counter
             self.counter += 1
         if self.pool is None:
-            self.pool = ThreadPoolExecutor(max_workers=1)
+            self.pool, self.noise_spares = ThreadPoolExecutor(max_workers=1), Spares()
         assert N == sum(self.net.sizes[1:])
         return noise_source(self.bk, [self.noise_seed, self.epoch, counter, phase], B,
                             self.net.sizes[1:], steps, self.o["noise_stream"], self.pool,
-                            np.dtype(self.net.W[0].dtype))
+                            np.dtype(self.net.W[0].dtype), self.noise_spares)
 
     def run(self, cache, r_target, dyn, learn, phase):
         """Simulate the controller on one minibatch; returns the final state. In the forward
