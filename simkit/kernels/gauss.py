@@ -4,8 +4,9 @@ The noisy DFC phases draw one normal per neuron, sample and Euler step: 5e7 per 
 the single-phase Strong-DFC command, where NumPy's ziggurat (11 ns a draw on this project's
 CPU) was a third of the epoch's work. Here element :math:`i` of the stream with key :math:`k`
 is a pure function of :math:`(k, i)`, so the loop below has no carried state and the compiler
-vectorises it (AVX-512 on this project's CPU: ~2 ns a draw), and a resumed run or a replayed
-simulation draws the same numbers from any offset.
+vectorises it (~2 ns a draw with AVX-512 on the machine of 2026-11-24; some of these machines
+have AVX2 only), and a resumed run or a replayed simulation draws the same numbers from any
+offset.
 
 Pair :math:`p` (elements :math:`2p, 2p+1`) is the Box-Muller transform (Box & Muller 1958) of two
 64-bit hashes :math:`z_1 = h(2p)`, :math:`z_2 = h(2p+1)`,

@@ -3,8 +3,8 @@ r"""Elementary functions that Numba's compiler can vectorise, to round-off.
 Numba compiles ``math.log``, ``math.cos`` and ``math.tanh`` to calls of the C library, one element
 at a time; a loop containing one stays scalar, while NumPy's own ``np.tanh`` / ``np.log`` use SIMD.
 The functions here are branch-free arithmetic on the float's bits (exponent and mantissa through
-bit casts), so a loop that calls them vectorises (AVX-512 on this project's CPU) and a fused
-kernel keeps NumPy's speed per element without NumPy's one pass over memory per operation. Each
+bit casts), so a loop that calls them vectorises (AVX-512 or AVX2, whichever the CPU has) and a
+fused kernel keeps NumPy's speed per element without NumPy's one pass over memory per operation. Each
 is a short series on a reduced range; the tests (``tests/test_vmath.py``) bound the error against
 NumPy's.
 
