@@ -24,8 +24,10 @@ minibatch is timed (plus the update scaling); data loading and the optimiser are
 
 FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the
-constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s (default: 50 for
-float64 and 100 for float32 on two CPU cores, DESIGN.md's rough figure).
+constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s for float64 (float32:
+twice it); by default it is measured at the start: one core's ``dgemm`` rate on 1024 x 1024
+matrices times the number of cores (this hour's figure: these shared machines differ by 2x
+between days and CPU types, AVX-512 or AVX2).
 BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported); with
 the helper thread, one BLAS thread is the fastest setting on two cores (2026-11-23: DFC forward
 516 s/epoch with 1, 770 s with 2; 764 s without the helper).
@@ -47,7 +49,7 @@ def parse():
     p.add_argument("--path", choices=("reference", "fast", "numba", "all"), default="all")
     p.add_argument("--batches", type=int, default=3, help="timed minibatches (after one warm-up)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
-    p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64)")
+    p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64; default: measured)")
     p.add_argument("--fused", choices=("on", "off", "both"), default="on",
                    help="fast path: tanh layers' Euler update as one Numba pass (on) or array calls")
     p.add_argument("--chunk-kernel", choices=("on", "off", "both"), default="on",
@@ -116,6 +118,21 @@ def setup(dtype, B):
     return bk, net, cache, P
 
 
+def measured_peak() -> float:
+    """float64 GFLOP/s of the whole CPU: the best of 5 single-threaded 1024^3 products (BLAS
+    runs one thread here unless ``--threads``) times the cores."""
+    a = np.random.default_rng(0).normal(size=(1024, 1024))
+    a @ a
+    best = min(_seconds(lambda: a @ a) for _ in range(5))
+    return 2 * 1024 ** 3 / best / 1e9 * (os.cpu_count() or 1) / ARGS.threads
+
+
+def _seconds(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def time_case(name, dtype, path, stream):
     case = CASES[name]
     bk, net, cache, P = setup(dtype, case["B"])
@@ -141,7 +158,7 @@ def time_case(name, dtype, path, stream):
     s = (time.perf_counter() - t0) / ARGS.batches
     n_batches = -(-N_TRAIN // case["B"])
     flops = flops_per_batch(case) * n_batches
-    peak = (ARGS.peak or 50.0) * (2 if dtype == "float32" else 1)
+    peak = ARGS.peak * (2 if dtype == "float32" else 1)
     rate = flops_per_batch(case) / s / 1e9
     label = path + ("" if dfc_fast.FUSED or path != "fast" else "-arrays") + \
         ("" if dfc_chunk.ENABLED or path != "fast" else "-pystep")
@@ -164,8 +181,11 @@ def main():
     dtypes = ["float64", "float32"] if ARGS.dtype == "both" else [ARGS.dtype]
     paths = ["reference", "fast", "numba"] if ARGS.path == "all" else [ARGS.path]
     streams = ["counter", "numpy"] if ARGS.noise == "both" else [ARGS.noise]
+    measured = ARGS.peak is None
+    ARGS.peak = measured_peak() if measured else ARGS.peak
     print(f"# {ARGS.batches} timed minibatches per row, {ARGS.threads} BLAS thread(s), "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; float64 peak "
+          f"{ARGS.peak:.0f} GFLOP/s ({'measured: one core dgemm x cores' if measured else '--peak'})")
     for name in names:
         for dtype in dtypes:
             for path in paths:
