@@ -14,6 +14,15 @@ NumPy's.
 * :func:`expm1`: :math:`e^y - 1 = 2^k(e^r - 1) + (2^k - 1)`, :math:`y = k\ln 2 + r`,
   :math:`|r| \le \ln 2 / 2`; :func:`tanh`: :math:`\tanh x = \mathrm{sign}(x)\,E/(E+2)`,
   :math:`E = e^{2|x|} - 1` (no cancellation near 0, unlike :math:`1 - 2/(e^{2x}+1)`).
+
+Two things keep :func:`expm1` (and so :func:`tanh`) fast where the CPU has AVX2 but not AVX-512
+(some of these machines): AVX2 has no vector conversion between float64 and int64, so a
+``floor`` and an ``int64`` cast are done one lane at a time; here :math:`k` is rounded by adding
+:data:`MAGIC` (:math:`1.5 \cdot 2^{52}`: the sum's low mantissa bits hold :math:`k`, read back
+by a bit cast), the same :math:`k` and the same result. And Numba does not fuse ``p * r + c``
+into one instruction (it would change the rounding), so the series is written with :func:`fma`
+(one rounding per term: within 3 ulp of NumPy's tanh as before, a different last bit for
+~0.4% of arguments). Together: 2.4 against 4.8 ns a tanh on the AVX2 machine of 2026-12-06.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import numpy as np
 SQRT2, LN2 = math.sqrt(2.0), math.log(2.0)
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10   # fdlibm's split
 TANH_ONE = 19.5          # |x| above it: tanh(x) rounds to +-1 in float64
+MAGIC = 6755399441055744.0    # 1.5 * 2^52: y + MAGIC holds round(y) in its low mantissa bits
 
 try:
     import numba as nb
@@ -46,6 +56,16 @@ if nb is not None:
         def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], context.get_value_type(types.float64))
         return types.float64(types.int64), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        """a * b + c rounded once (LLVM's ``llvm.fma``; a vector FMA in a vectorised loop)."""
+        def codegen(context, builder, sig, args):
+            from llvmlite import ir
+            d = ir.DoubleType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
+            return builder.call(fn, args)
+        return types.float64(types.float64, types.float64, types.float64), codegen
 
     jit = nb.njit(inline="always", error_model="numpy")     # numpy model: no zero-division check
 
@@ -80,14 +100,15 @@ if nb is not None:
     def expm1(y):
         """e^y - 1 for 0 <= y <= 2 TANH_ONE: Taylor series of e^r - 1 to r^14 on
         |r| <= ln2/2 (remainder < 1e-19)."""
-        k = np.floor(y * (1.0 / LN2) + 0.5)
+        t = y * (1.0 / LN2) + MAGIC                          # k = round(y / ln 2), in t's bits
+        k = t - MAGIC
         r = (y - k * LN2_HI) - k * LN2_LO
         p = 1.0 / 87178291200
         for d in (6227020800, 479001600, 39916800, 3628800, 362880, 40320, 5040, 720, 120, 24,
                   6, 2, 1):
-            p = p * r + 1.0 / d
+            p = fma(p, r, 1.0 / d)
         p = p * r                                            # e^r - 1
-        two_k = i2f((np.int64(k) + 1023) << 52)
+        two_k = i2f((f2i(t) - f2i(MAGIC) + 1023) << 52)     # 2^k
         return two_k * p + (two_k - 1.0)
 
     @jit
