@@ -65,7 +65,8 @@ class _Fast:
             return [{"R": chunk(K + 1), "D": chunk(K) if learn.fw else None,
                      "VFF": chunk(K) if learn.fw else None, "V": chunk(K) if volt else None,
                      "FB": fb(K, B, N), "U": fb(K, B, n_L),             # Eq. (13)'s factors
-                     "P": [xp.empty(w.shape, dtype=dtype) for w in P["W"]] if learn.fw else None}
+                     "P": [None] + [xp.empty(w.shape, dtype=dtype) for w in P["W"][1:]]
+                     if learn.fw else None}                               # Eq. (5)'s products
                     for _ in range(two)]
         self.key = (xp.__name__, dtype, B, K, two, tuple(a.shape[1] for a in v_ff0), n_L,
                     learn.fw, self.fb)
@@ -138,7 +139,8 @@ class _Fast:
         st, R = self.st, bufs["R"][l][1:k + 1]
         if self.host and self.learn != "voltage_difference":
             if l == 0:
-                return _first_layer_kernel(R, self.phi_vff1, st.A[0], st.Ab[0])
+                _first_layer_kernel(R, self.phi_vff1, st.A[0], st.Ab[0])
+                return None
             if self.fused[l]:
                 D = bufs["D"][l][:k]
                 _mismatch_kernel(R, bufs["VFF"][l][:k], D, st.Ab[l])
@@ -287,7 +289,6 @@ if nb is not None:
                 vv = w + fv * ((fi[j] + ffi[j]) - w)
                 vi[j] = vv
                 ri[j] = vm_tanh(vv)
-
 
     @nb.njit(nogil=True, error_model="numpy", cache=True)
     def _mismatch_kernel(R, VFF, D, ab):

@@ -134,6 +134,7 @@ class DFC:
         self.epoch, self.counter, self.pretrained = 0, 0, 0
         self.last, self.fb_seconds, self.lu_sum, self.lu_n = {}, None, 0.0, 0
         self.data, self.pool = None, None
+        self.noise_spares = Spares()            # noise buffers kept for the next simulation
         self.train_fb = not o["freeze_fb_weights"]
         self.conv = np.zeros(3)          # converged, diverged, simulated samples this epoch
 
@@ -158,7 +159,7 @@ class DFC:
             counter = self.counter
             self.counter += 1
         if self.pool is None:
-            self.pool, self.noise_spares = ThreadPoolExecutor(max_workers=1), Spares()
+            self.pool = ThreadPoolExecutor(max_workers=1)
         assert N == sum(self.net.sizes[1:])
         return noise_source(self.bk, [self.noise_seed, self.epoch, counter, phase], B,
                             self.net.sizes[1:], steps, self.o["noise_stream"], self.pool,
