@@ -125,9 +125,8 @@ def add_full_options(p: argparse.ArgumentParser, methods, what: str):
     """``--full ROOT`` and ``--methods``: run the published commands (see :func:`published_runs`)."""
     p.add_argument("--full", type=Path, default=None, metavar="ROOT",
                    help=f"run {what} in ROOT/METHOD first (hours each), continuing the "
-                        "unfinished ones (see the script's docstring); the same command after an "
-                        "interruption "
-                        "resumes")
+                        "unfinished ones (see the script's docstring); the same command "
+                        "after an interruption resumes")
     p.add_argument("--methods", nargs="+", default=list(methods), choices=list(methods),
                    metavar="METHOD", help="with --full: which ones, in this order (default: "
                                           + ", ".join(methods) + ")")
