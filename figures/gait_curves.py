@@ -14,7 +14,8 @@ accuracy against fractional epochs) and, as dashed lines, the original code's cu
     python figures/gait_curves.py --full runs/gait_curves --methods BP GAIT [--epochs 100]
 
 ``--full ROOT`` trains the published commands (seed 1, test accuracy after every epoch: the
-original's 99 evaluations of all 70k images per epoch would cost more than the training) into
+original's 99 evaluations of all 70k images per epoch would cost more than the training; a
+checkpoint every 250 batches besides the epoch ends) into
 ``ROOT/BP``, ``ROOT/GAIT``, ... one after the other, then draws them. The same command after an
 interruption continues each run with ``--load`` (a finished one only if ``--epochs`` grew).
 
@@ -116,7 +117,8 @@ def quick_runs(root: Path, backend=None) -> list:
 def full_runs(args) -> list:
     """The published commands for ``--epochs`` epochs, run or continued in ``--full``."""
     commands = {m: ["gait", *PUBLISHED[m], "--seed=1", f"--nb_epochs={args.epochs}",
-                    "--eval_every=0", "--eval_splits=test"] for m in args.methods}
+                    "--eval_every=0", "--eval_splits=test", "--checkpoint_every=250"]
+                for m in args.methods}
     extra = [f"--threads={args.threads}"] + ([f"--backend={args.backend}"] if args.backend else [])
     return published_runs(args.full, commands, "--load", extra, rerun_finished=True)
 

@@ -181,4 +181,5 @@ def test_figure_full_mode_runs_then_continues_the_published_commands(tiny, monke
     info = json.loads((run / "run.json").read_text())
     assert info["config"]["nb_layers"] == 4 and info["config"]["learning_rate"] == 0.0001
     assert info["config"]["eval_every"] == 0 and info["status"] == "finished"
+    assert info["config"]["checkpoint_every"] == 250
     np.testing.assert_array_equal(res["epoch_0"], [0, 1, 2])     # one test curve, not two
