@@ -5,8 +5,8 @@ at a time; a loop containing one stays scalar, while NumPy's own ``np.tanh`` / `
 The functions here are branch-free arithmetic on the float's bits (exponent and mantissa through
 bit casts), so a loop that calls them vectorises (AVX-512 or AVX2, whichever the CPU has) and a
 fused kernel keeps NumPy's speed per element without NumPy's one pass over memory per operation.
-Each is a short series on a reduced range; the tests (``tests/test_vmath.py``) bound the error against
-NumPy's.
+Each is a short series on a reduced range; the tests (``tests/test_vmath.py``) bound the error
+against NumPy's.
 
 * :func:`log`: :math:`\ln x = e\ln 2 + 2\,\mathrm{atanh}\,s`, :math:`s = (m-1)/(m+1)`,
   :math:`x = m 2^e`, :math:`m \in [\sqrt{1/2}, \sqrt 2)`, so :math:`|s| < 0.172`.
