@@ -35,3 +35,30 @@ def test_log_sin_cos_expm1_on_their_ranges():
     np.testing.assert_allclose(run(COS, t), np.cos(t), rtol=3e-16)
     y = np.linspace(0, 39, 100_001)
     assert rel_err(run(EXPM1, y)[1:], np.expm1(y)[1:]) < 5e-16
+
+
+def test_an_edit_of_vmath_clears_the_kernel_caches_that_inline_it(tmp_path):
+    """The caches of kernels built from an older vmath are deleted once; a current stamp keeps them."""
+    old = ["dfc_fast._layer_kernel-271.py311.nbi", "dfc_fast._layer_kernel-271.py311.1.nbc",
+           "gauss.fill-109.py311.nbi"]
+    for name in old + ["dfc_fast.cpython-311.pyc"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert vmath.refresh_kernel_caches(tmp_path, "aaaa")           # no stamp yet: stale
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dfc_fast.cpython-311.pyc", vmath.STAMP]
+    (tmp_path / old[0]).write_bytes(b"x")                         # rebuilt under the same vmath
+    assert not vmath.refresh_kernel_caches(tmp_path, "aaaa")
+    assert (tmp_path / old[0]).exists()
+    assert vmath.refresh_kernel_caches(tmp_path, "bbbb")           # vmath.py edited
+    assert not (tmp_path / old[0]).exists()
+    assert (tmp_path / vmath.STAMP).read_text() == "bbbb"
+
+
+def test_the_package_cache_folder_carries_the_current_digest():
+    cache_dir = getattr(getattr(vmath.apply, "_cache", None), "_cache_path", None)
+    if cache_dir is None:
+        pytest.skip("this Numba keeps no on-disk cache for vmath")
+    from pathlib import Path
+    stamp = Path(cache_dir) / vmath.STAMP
+    if not stamp.exists():
+        pytest.skip(f"{cache_dir} is not writable")
+    assert stamp.read_text() == vmath.source_digest()

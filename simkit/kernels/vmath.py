@@ -26,12 +26,18 @@ into one instruction (it would change the rounding), so the series is written wi
 ~0.4% of arguments). Together: 2.4 against 4.8 ns a tanh on the AVX2 machine of 2026-12-06.
 
 The functions are inlined into the kernels that call them, and Numba's on-disk cache of a kernel
-is checked against the kernel's own file only: after editing this file, delete the kernels'
-caches (``find simkit -name '*.nb[ic]' -delete``) or they keep the old code.
+is checked against the kernel's own file only, so an edit here would leave those kernels running
+the old code from their caches. :func:`refresh_kernel_caches` prevents that: on import, if this
+file's digest differs from the one stamped in the kernels' cache folder, it deletes that folder's
+Numba caches (every kernel of :mod:`simkit.kernels` recompiles once) and stamps the new digest.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -137,3 +143,41 @@ if nb is not None:
                 out.flat[i] = expm1(v)
             else:
                 out.flat[i] = sincos(v)[name - 3]
+
+
+# ------------------------------------------------------------------------------ cache freshness
+STAMP = "vmath.source"      # the digest of this file, beside the caches built from it
+
+
+def source_digest(path=__file__) -> str:
+    """A digest of this file's text (what the inlining kernels' compiled code depends on)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def refresh_kernel_caches(cache_dir, digest: str) -> bool:
+    """Delete ``cache_dir``'s Numba caches unless its stamp says ``digest``; True if deleted.
+
+    Best effort: a folder that cannot be read or written leaves Numba's own checks in charge.
+    """
+    cache_dir = Path(cache_dir)
+    stamp = cache_dir / STAMP
+    with contextlib.suppress(OSError):
+        if stamp.read_text() == digest:
+            return False
+    for f in list(cache_dir.glob("*.nbi")) + list(cache_dir.glob("*.nbc")):
+        with contextlib.suppress(OSError):
+            f.unlink()
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{STAMP}.{os.getpid()}.tmp"
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)
+    return True
+
+
+if nb is not None:
+    _cache = getattr(apply, "_cache", None)                 # Numba's cache of this folder
+    _cache_dir = getattr(_cache, "_cache_path", None)
+    if _cache_dir is not None:
+        with contextlib.suppress(OSError):
+            refresh_kernel_caches(_cache_dir, source_digest())
