@@ -38,7 +38,7 @@ def test_log_sin_cos_expm1_on_their_ranges():
 
 
 def test_an_edit_of_vmath_clears_the_kernel_caches_that_inline_it(tmp_path):
-    """The caches of kernels built from an older vmath are deleted once; a current stamp keeps them."""
+    """Caches built from an older vmath are deleted once; a current stamp keeps them."""
     old = ["dfc_fast._layer_kernel-271.py311.nbi", "dfc_fast._layer_kernel-271.py311.1.nbc",
            "gauss.fill-109.py311.nbi"]
     for name in old + ["dfc_fast.cpython-311.pyc"]:
