@@ -14,10 +14,10 @@ hidden layers and a linear (or tanh) output layer. Per step :math:`t`:
     v_{fb,l} \leftarrow v_{fb,l} + f_A (c_l - v_{fb,l}) + \text{noise}_l \quad (2)\\
     v_l &\leftarrow v_l + f_v (v_{fb,l} + v_{ff,l} - v_l), \qquad r_l = \phi(v_l) \quad (1)
 
-with the fused layer pass of :func:`~simkit.kernels.dfc_fast._layer_kernel` (same constants,
-:func:`~simkit.kernels.dfc_fast._coefficients`) and the products as ``np.dot`` (BLAS, one
-thread). The rates go to the chunk's R buffers and the basal voltages to its VFF buffers (or
-the state's ``v_ff`` when nothing learns forward), Eq. (13)'s factors :math:`v_{fb}[t]`,
+with the fused layer pass :func:`layer_pass` (which ``simulate_fast``'s Python step calls too; its
+constants from :func:`~simkit.kernels.dfc_fast._coefficients`) and the products as ``np.dot``
+(BLAS, one thread). The rates go to the chunk's R buffers and the basal voltages to its VFF buffers
+(or the state's ``v_ff`` when nothing learns forward), Eq. (13)'s factors :math:`v_{fb}[t]`,
 :math:`u[t+1]` to its FB and U buffers; the sums over the chunk stay with ``simulate_fast``
 (products over K*B rows, on the helper thread). Measured side by side (``bench_dfc.py``, idle
 machine, float64): DFC forward epoch 324-329 s against 358-430 s with the Python step, two-phase
@@ -52,7 +52,7 @@ def usable(xp, P, dyn, learn) -> bool:
 
 def run(F, P, dyn, learn, chunk, n, coefs):
     """Steps F.k .. F.k + n - 1 of the current chunk (``chunk``: its LayerDraws or None) with
-    the kernel; ``coefs``: per layer :func:`~simkit.kernels.dfc_fast._coefficients`."""
+    the kernel; ``coefs``: (L, 7), per layer :func:`~simkit.kernels.dfc_fast._coefficients`."""
     st, dtype = F.st, F.st.v[0].dtype
     if F.kernel_consts is None:                                   # once per simulation
         F.kernel_consts = (
@@ -104,8 +104,16 @@ if nb is not None:
                     u_int[i, j] = u[i, j]
 
     @nb.njit(nogil=True, error_model="numpy", cache=True)
-    def _layer(C, co, X, xo, noisy, n, v_fb, v_ff, v, r, c, act):
-        """Eqs. (2) and (1) of one layer (``c``: its seven constants), as ``_layer_kernel``."""
+    def layer_pass(C, co, X, xo, noisy, n, v_fb, v_ff, v, r, c, act):
+        r"""One layer's step in one pass, in the reference's order, with the seven constants
+        ``c`` = (keep_fb, f_A, a', b', s, keep_v, f_v) of
+        :func:`~simkit.kernels.dfc_fast._coefficients`: :math:`n \leftarrow a'\xi + b'n` (if
+        ``noisy``), :math:`v_{fb} \leftarrow k_{fb}v_{fb} + f_A(c - k_{fb}v_{fb}) + s n` (Eq. (2)
+        and the noise), :math:`v \leftarrow k_v v + f_v(v_{fb} + v_{ff} - k_v v)` (Eq. (1)),
+        :math:`r = \tanh v` (:mod:`vmath`'s; ``act`` 1) or :math:`r = v`. Here :math:`c` is
+        C[:, co:] and :math:`\xi` X[:, xo:]: C-contiguous with an offset, so the inner loops
+        have unit stride. One row at a time, three loops: each touches few enough arrays for
+        LLVM's alias checks, so each one vectorises."""
         keep_fb, fA, a_ou, b_ou, s, keep_v, fv = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
         B, m = v.shape
         for i in range(B):
@@ -159,6 +167,6 @@ if nb is not None:
                     for i in range(vff.shape[0]):
                         for j in range(vff.shape[1]):
                             vff[i, j] += bl[j]
-                _layer(C, o, Xk, o if noisy else 0, noisy, ns[l], v_fb[l], vff, v[l], R[l][k + 1],
-                       coef[l], act[l])
+                layer_pass(C, o, Xk, o if noisy else 0, noisy, ns[l], v_fb[l], vff, v[l],
+                           R[l][k + 1], coef[l], act[l])
                 o += v[l].shape[1]

@@ -22,7 +22,7 @@ from simkit.kernels.vmath import nb
 if nb is not None:
     from simkit.kernels.vmath import tanh as vm_tanh
 
-FUSED = True     # tanh layers on the host through _layer_kernel (False: array calls; benchmarks)
+FUSED = True     # tanh layers on the host through dfc_chunk.layer_pass (False: array calls)
 SPARES = Spares()    # chunk buffer sets kept from one minibatch for the next (see spares.py)
 
 
@@ -85,6 +85,7 @@ class _Fast:
         self.host = FUSED and nb is not None and xp is np
         self.fused = [self.host and phi.name == "tanh" for phi in P["phi"]]
         self.kernel_consts = None                     # dfc_chunk.run's, made on its first call
+        self.coefs = None                             # (L, 7) layer_pass constants, per layer
 
     def _use(self, bufs):
         self.bufs = bufs
@@ -191,7 +192,7 @@ def _fast_layers(xp, F, P, dyn, u_c, xi):
     """The layer updates of one step (``controller_step``'s loop) into the chunk buffers; the
     mismatches of Eq. (5) are left to the chunk sums (:meth:`_Fast._mismatch`). Eqs. (1)-(2)
     after the products run as one fused Numba pass per layer for tanh layers on the host
-    (:func:`_layer_kernel`), else as array calls (:func:`_layer_arrays`)."""
+    (:func:`~simkit.kernels.dfc_chunk.layer_pass`), else as array calls (:func:`_layer_arrays`)."""
     st, k = F.st, F.k
     L = len(P["W"])
     c_all = u_c @ F.Qcat                                               # Q_l u, all layers
@@ -208,8 +209,8 @@ def _fast_layers(xp, F, P, dyn, u_c, xi):
         if F.fused[l]:
             X, xo = (c_all, 0) if xi is None else _noise_rows(xi, l, F.offs)
             n = st.n[l] if dyn.noise == "ou" else F.tmp[l]           # white / none: scratch
-            _layer_kernel(c_all, F.offs[l], X, xo, n, st.v_fb[l], v_ff, st.v[l], F.R[l][k + 1],
-                          *_coefficients(dyn, l, L, xi is not None))
+            dfc_chunk.layer_pass(c_all, F.offs[l], X, xo, True, n, st.v_fb[l], v_ff, st.v[l],
+                                 F.R[l][k + 1], F.coefs[l], 1)
         else:
             _layer_arrays(xp, F, P, dyn, l, L, c, v_ff, xi)
         if F.V is not None:
@@ -269,28 +270,6 @@ def _coefficients(dyn, l, L, noisy):
 
 if nb is not None:
     @nb.njit(nogil=True, error_model="numpy", cache=True)
-    def _layer_kernel(C, co, X, xo, n, v_fb, v_ff, v, r, keep_fb, fA, a_ou, b_ou, s, keep_v, fv):
-        r"""One layer's step in one pass (see :func:`_coefficients`), in the reference's order:
-        :math:`z = a'\xi + b'n`, :math:`v_{fb} \leftarrow k_{fb}v_{fb} + f_A(c - k_{fb}v_{fb})
-        + s z` (Eq. (2) and the noise), :math:`v \leftarrow k_v v + f_v(v_{fb} + v_{ff} - k_v v)`
-        (Eq. (1)), :math:`r = \tanh v` (:mod:`vmath`'s). ``c`` = C[:, co:], :math:`\xi` =
-        X[:, xo:]: C-contiguous with an offset, so the inner loops have unit stride."""
-        B, m = v.shape
-        for i in range(B):                      # one row at a time, three loops: each touches
-            ni, fi, vi, ri, ffi = n[i], v_fb[i], v[i], r[i], v_ff[i]   # few enough arrays for
-            xi, ci = X[i, xo:xo + m], C[i, co:co + m]                  # LLVM's alias checks, so
-            for j in range(m):                                         # each one vectorises
-                ni[j] = a_ou * xi[j] + b_ou * ni[j]
-            for j in range(m):
-                f = keep_fb * fi[j]
-                fi[j] = (f + fA * (ci[j] - f)) + s * ni[j]
-            for j in range(m):
-                w = keep_v * vi[j]
-                vv = w + fv * ((fi[j] + ffi[j]) - w)
-                vi[j] = vv
-                ri[j] = vm_tanh(vv)
-
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
     def _mismatch_kernel(R, VFF, D, ab):
         r"""Eq. (5)'s :math:`\delta = r - \tanh(v_{ff})` of a chunk's (K, B, n) steps into D, and
         its sum over steps and samples added to ``ab``, in one pass (:mod:`vmath`'s tanh)."""
@@ -330,7 +309,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
     K, L, noisy = ctl.NOISE_CHUNK, len(P["W"]), noise is not None and dyn.noise != "none"
     kernel = dfc_chunk.usable(xp, P, dyn, learn)
     F = _Fast(xp, P, v_ff0, r0, learn, K, chunk_fb=kernel)
-    coefs = [_coefficients(dyn, l, L, noisy) for l in range(L)]
+    F.coefs = np.array([_coefficients(dyn, l, L, noisy) for l in range(L)], dtype=np.float64)
     st, chunk, t = F.st, None, 0
     while t < dyn.T - 1:
         if t % K == 0:
@@ -339,7 +318,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
                 chunk = noise(t, min(t + K, dyn.T - 1))
         if kernel and (chunk is None or hasattr(chunk, "full")):      # the rest of the chunk
             n = min(K - t % K, dyn.T - 1 - t)
-            dfc_chunk.run(F, P, dyn, learn, chunk, n, coefs)
+            dfc_chunk.run(F, P, dyn, learn, chunk, n, F.coefs)
             F.k, t = F.k + n, t + n
             continue
         xi = None if chunk is None else \
