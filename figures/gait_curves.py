@@ -161,7 +161,10 @@ def plot(res: dict, out: Path):
                xlabel="epoch")
         ax.set_yscale("log")                   # 2% and 6% error stay apart; so does 88% at start
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="upper right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper right")
+        else:                                  # e.g. --quick without the original's curves
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     axes[0].set_ylabel("MNIST test error (%, log scale)")
     save_figure(fig, out, NAME)
 
