@@ -17,8 +17,9 @@ the sums :math:`A_2..A_L`, ``A1`` is :math:`\sum_t\delta_1` (B, n_1), ``Ab`` the
 error (0 mse, 1 ce), phi_hidden, phi_out (0 linear, 1 tanh, 2 relu, 3 leaky 0.2, 4 sigmoid),
 fw (0 none, 1 nonlinear_difference, 2 voltage_difference), fb (0 none, 1 plain, 2 highpass)].
 
-Twins: the Numba ``loop`` below is one function (Numba compiles only it, so the activation and
-the softmax are written inline; it is longer than simkit's usual 50 lines for that reason). Its
+Twins: the Numba ``loop`` below calls one compiled helper, Eq. (4)'s
+:func:`simkit.kernels.dfc_chunk.control` (shared with the chunk kernel); the activations are
+written inline, so it is longer than simkit's usual 50 lines. Its
 products are ``np.dot`` calls (BLAS). CuPy has no twin yet (``cuda=None``): it runs the reference.
 
 Three ways to run the loop, all tested against ``controller_step`` (rtol 1e-12, fixed noise):
@@ -42,6 +43,7 @@ import numpy as np
 
 from simkit.backend import Kernel
 from simkit.dynamics import controller as ctl
+from simkit.kernels.dfc_chunk import control
 from simkit.nn.activations import get_activation
 
 ACT_CODES = {"linear": 0, "tanh": 1, "relu": 2, "leaky_relu:0.2": 3, "sigmoid": 4}
@@ -129,28 +131,9 @@ def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
     rold = np.empty_like(r)
     for k in range(K):
         rL = r[B * off[L - 1]:B * N].reshape(B, nL)
+        control(rL, RT, U, UI, uo, e, dt, alpha, k_p, flg[6] == 1)      # Eq. (4)
         for i in range(B):
-            if flg[6] == 1:                               # e = r* - softmax(r_L)
-                m = rL[i, 0]
-                for j in range(nL):
-                    m = max(m, rL[i, j])
-                s = 0.0
-                for j in range(nL):
-                    e[i, j] = math.exp(rL[i, j] - m)
-                    s += e[i, j]
-                for j in range(nL):
-                    e[i, j] = RT[i, j] - e[i, j] / s
-            else:
-                for j in range(nL):
-                    e[i, j] = RT[i, j] - rL[i, j]
-            for j in range(nL):                           # PI controller, leak on total u
-                uo[i, j] = U[i, j]
-                if k_p > 0:
-                    UI[i, j] += dt * (e[i, j] - alpha * uo[i, j])
-                    U[i, j] = UI[i, j] + k_p * e[i, j]
-                else:
-                    U[i, j] = uo[i, j] + dt * (e[i, j] - alpha * uo[i, j])
-                    UI[i, j] = U[i, j]
+            for j in range(nL):
                 if flg[10] == 2:
                     ULP[i, j] = a_u * U[i, j] + (1.0 - a_u) * ULP[i, j]
                 ufb[i, j] = U[i, j] - ULP[i, j] if flg[10] == 2 else U[i, j]
@@ -278,4 +261,5 @@ def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
 
 
 CONTROLLER = Kernel("dfc_controller", reference=controller_reference, loop=controller_loop,
+                    helpers=(control,),
                     cuda=None)

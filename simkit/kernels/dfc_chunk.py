@@ -41,6 +41,39 @@ if nb is not None:
     from simkit.kernels.vmath import tanh as vm_tanh
 
 
+def control(r_L, target, u, u_int, u_old, e, dt, alpha, k_p, ce):
+    """Eq. (4) in place (``u_old`` receives the previous u); e as ``controller.error``. Plain
+    Python, compiled once below: this chunk kernel and :mod:`~simkit.kernels.dfc`'s Numba twin
+    both call the compiled one."""
+    B, m = r_L.shape
+    for i in range(B):
+        if ce:
+            mx = r_L[i, 0]
+            for j in range(1, m):
+                mx = max(mx, r_L[i, j])
+            s = 0.0
+            for j in range(m):
+                e[i, j] = np.exp(r_L[i, j] - mx)
+                s += e[i, j]
+            for j in range(m):
+                e[i, j] = target[i, j] - e[i, j] / s
+        else:
+            for j in range(m):
+                e[i, j] = target[i, j] - r_L[i, j]
+        for j in range(m):
+            u_old[i, j] = u[i, j]
+            if k_p > 0:
+                u_int[i, j] = u_int[i, j] + dt * (e[i, j] - alpha * u[i, j])
+                u[i, j] = u_int[i, j] + k_p * e[i, j]
+            else:
+                u[i, j] = u[i, j] + dt * (e[i, j] - alpha * u[i, j])
+                u_int[i, j] = u[i, j]
+
+
+if nb is not None:
+    control = nb.njit(nogil=True, error_model="numpy", cache=True)(control)
+
+
 def usable(xp, P, dyn, learn) -> bool:
     """Whether :func:`run` can take the steps (module docstring; the noise chunks must also be
     LayerDraws, which ``simulate_fast`` checks per chunk)."""
@@ -76,33 +109,6 @@ def run(F, P, dyn, learn, chunk, n, coefs):
 
 
 if nb is not None:
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
-    def _control(r_L, target, u, u_int, u_old, e, dt, alpha, k_p, ce):
-        """Eq. (4) in place (``u_old`` receives the previous u); e as ``controller.error``."""
-        B, m = r_L.shape
-        for i in range(B):
-            if ce:
-                mx = r_L[i, 0]
-                for j in range(1, m):
-                    mx = max(mx, r_L[i, j])
-                s = 0.0
-                for j in range(m):
-                    e[i, j] = np.exp(r_L[i, j] - mx)
-                    s += e[i, j]
-                for j in range(m):
-                    e[i, j] = target[i, j] - e[i, j] / s
-            else:
-                for j in range(m):
-                    e[i, j] = target[i, j] - r_L[i, j]
-            for j in range(m):
-                u_old[i, j] = u[i, j]
-                if k_p > 0:
-                    u_int[i, j] = u_int[i, j] + dt * (e[i, j] - alpha * u[i, j])
-                    u[i, j] = u_int[i, j] + k_p * e[i, j]
-                else:
-                    u[i, j] = u[i, j] + dt * (e[i, j] - alpha * u[i, j])
-                    u_int[i, j] = u[i, j]
-
     @nb.njit(nogil=True, error_model="numpy", cache=True)
     def layer_pass(C, co, X, xo, noisy, n, v_fb, v_ff, v, r, c, act):
         r"""One layer's step in one pass, in the reference's order, with the seven constants
@@ -140,7 +146,7 @@ if nb is not None:
         L = len(v)
         u_old, e = np.empty_like(u), np.empty_like(u)
         for k in range(k0, k0 + n):
-            _control(R[L - 1][k], target, u, u_int, u_old, e, dt, alpha, k_p, ce)
+            control(R[L - 1][k], target, u, u_int, u_old, e, dt, alpha, k_p, ce)
             if fb:                                           # Eq. (13)'s factors, v_fb[t] u[t+1]
                 o = 0
                 for l in range(L):
