@@ -70,13 +70,9 @@ def close_scaled(a, b, rtol):
     assert err <= rtol * scale, f"max error {err:.3g} > {rtol:g} * {scale:.3g}"
 
 
-# ---------------------------------------------------------------------------------- width 16
-def test_init_forward_target_round_trip(g16):
-    z = g16
-    for l, seed in enumerate((1, 2, 2)):                 # the output reuses the last seed
-        close(original_init(16, seed, True), z[f"W0_L{l}"], 0, 1e-13)
-        close(original_init(16, seed, False), z[f"Wxavier_L{l}"], 0, 1e-15)
-    net = net16(z)
+def check_forward_targets(net, z):
+    """The forward pass, output target, inverse round trip, TP and GAIT targets against the
+    fixture ``z``; returns the forward cache."""
     cache = net.forward(z["X"])
     for k in range(L + 1):
         close(cache.h[k], z[f"h{k}"], 1e-10)
@@ -90,6 +86,16 @@ def test_init_forward_target_round_trip(g16):
         close(tp[k], z[f"tp_target_h{k}"], 0, 1e-10)
     for k in range(L):
         close(gait[k], z[f"gait_target_h{k}"], 0, 1e-10)
+    return cache
+
+
+# ---------------------------------------------------------------------------------- width 16
+def test_init_forward_target_round_trip(g16):
+    z = g16
+    for l, seed in enumerate((1, 2, 2)):                 # the output reuses the last seed
+        close(original_init(16, seed, True), z[f"W0_L{l}"], 0, 1e-13)
+        close(original_init(16, seed, False), z[f"Wxavier_L{l}"], 0, 1e-15)
+    check_forward_targets(net16(z), z)
 
 
 def test_regulariser(g16):
@@ -183,19 +189,8 @@ def net784(g784):
 
 def test_forward_targets_784(g784, net784):
     z = g784
-    cache = net784.forward(z["X"])
-    for k in range(L + 1):
-        close(cache.h[k], z[f"h{k}"], 1e-10)
-    T = output_target(np, cache.y, z["onehot"])
-    close(T, z["target"], 1e-10)
-    rec = net784.inverse_pass(cache.y, cache)
-    tp = tp_targets(net784, cache.h, T, bottom=True)
-    gait = gait_targets(net784, cache.h, T, 1e-3, bottom=True)
-    for k in range(L + 1):
-        close(rec[k], z[f"roundtrip_h{k}"], 0, 1e-10)
-        close(tp[k], z[f"tp_target_h{k}"], 0, 1e-10)
+    cache = check_forward_targets(net784, z)
     for k in range(L):
-        close(gait[k], z[f"gait_target_h{k}"], 0, 1e-10)
         close(net784.g(k + 1, z[f"gait_inverse_in_L{k}"], cache.h[k]), z[f"gait_target_h{k}"],
               0, 1e-10)                                 # the layer inverse alone, Eq. (2)
 
