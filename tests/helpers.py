@@ -1,5 +1,6 @@
 """Shared test helpers (not a test module)."""
 import numpy as np
+import pytest
 
 from simkit.backend import get_backend
 
@@ -26,3 +27,13 @@ def finite_difference(f, x, eps=1e-6):
         x[i] = old
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """One BLAS thread for a test module that imports this fixture: on a shared 2-core box two
+    threads that wait for a busy core make the 784-wide products up to 100x slower; one is at
+    most 2x slower when the box is idle."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

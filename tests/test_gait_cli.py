@@ -8,19 +8,11 @@ import pytest
 from simkit.cli import main as _main
 from simkit.commands import gait as gait_cmd
 from simkit.results import load_arrays
+from tests.helpers import one_blas_thread  # noqa: F401 (autouse fixture)
 
 GAIT_CMD = ["gait", "--algorithm=GAIT", "--learning_rate=0.0001", "--orthogonal_init",
             "--orthogonal_reg=0.1", "--nb_layers=4", "--nb_epochs=100"]
 QUICK = ["--backend=numpy", "--quiet", "--batch_size=20", "--max_batches=6", "--eval_every=2"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """One BLAS thread: on a shared 2-core box two threads that wait for a busy core make the
-    784-wide products up to 100x slower; one is at most 2x slower when the box is idle."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def main(argv):

@@ -15,7 +15,7 @@ import pytest
 from simkit.nn.invertible import InvertibleNet, original_init, ortho_grad
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule, gait_targets, output_target, tp_targets
-from tests.helpers import numpy_backend
+from tests.helpers import numpy_backend, one_blas_thread  # noqa: F401 (autouse fixture)
 
 GOLDEN = Path(os.environ.get("SIMKIT_GOLDEN", "/work/shared/golden")) / "gait"
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
@@ -23,15 +23,6 @@ README = {"BP": (1e-4, 0.0), "GAIT": (1e-4, 0.1), "TP": (1e-5, 1000.0)}   # (lr,
 L = 3                                                  # 2 hidden layers + output in both cases
 
 pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason="golden fixtures not present")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """One BLAS thread: on a shared 2-core box two threads that wait for a busy core make the
-    784-wide products up to 100x slower; one is at most 2x slower when the box is idle."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def load(case):
