@@ -17,10 +17,10 @@ the sums :math:`A_2..A_L`, ``A1`` is :math:`\sum_t\delta_1` (B, n_1), ``Ab`` the
 error (0 mse, 1 ce), phi_hidden, phi_out (0 linear, 1 tanh, 2 relu, 3 leaky 0.2, 4 sigmoid),
 fw (0 none, 1 nonlinear_difference, 2 voltage_difference), fb (0 none, 1 plain, 2 highpass)].
 
-Twins: the Numba ``loop`` below calls one compiled helper, Eq. (4)'s
-:func:`simkit.kernels.dfc_chunk.control` (shared with the chunk kernel); the activations are
-written inline, so it is longer than simkit's usual 50 lines. Its
-products are ``np.dot`` calls (BLAS). CuPy has no twin yet (``cuda=None``): it runs the reference.
+Twins: the Numba ``loop`` below calls one compiled helper, the PI controller of Eq. (4)
+(:func:`simkit.kernels.dfc_chunk.control`, shared with the chunk kernel); the activations are
+written inline, so it is longer than simkit's usual 50 lines. Its products are ``np.dot`` calls
+(BLAS). CuPy has no twin yet (``cuda=None``): it runs the reference.
 
 Three ways to run the loop, all tested against ``controller_step`` (rtol 1e-12, fixed noise):
 
