@@ -51,9 +51,11 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
 
         def fresh():
             return [np.empty(shape, dtype=dtype) for _ in range(2)]
-        bufs = spares.take(layout, fresh) if spares is not None else fresh()
+        bufs = []                      # taken at the first draw (a GPU kernel may draw none)
 
         def make(t0):                  # chunk c fills bufs[c % 2]: the loop is done with it
+            if not bufs:
+                bufs.extend(spares.take(layout, fresh) if spares is not None else fresh())
             out = bufs[(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
             return fill_normals(out, key, t0 * B * N)
     pending = {}
@@ -66,4 +68,5 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
             spares.give(layout, bufs)          # read until the simulation ends; taken after it
         xi = bk.asarray(host)
         return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
+    draw.key = None if stream == "numpy" else key     # a kernel may compute the draws itself
     return draw

@@ -209,6 +209,55 @@ def _pack(xp, mats, dtype):
     return xp.concatenate([m.reshape(-1) for m in mats]) if mats else xp.zeros(0, dtype=dtype)
 
 
+def flat_state(xp, P, v_ff0, r0, dtype):
+    """The layer-blocked state at t = 0 and zeroed running sums (see the module docstring),
+    with per-layer views of the sums (``AW_blocks``, ``Ab_blocks``, ``C_blocks``) and
+    ``pack`` (a list of arrays -> one flat buffer)."""
+    L, B = len(P["W"]), v_ff0[0].shape[0]
+    sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]
+    nL, N = sizes[-1], sum(sizes[1:])
+    F = {"sizes": sizes, "B": B, "pack": lambda arrs: _pack(xp, list(arrs), dtype)}
+    F.update({k: F["pack"](a) for k, a in (("v", v_ff0), ("v_ff", v_ff0), ("r", r0))})
+    for k in ("v_fb", "n"):
+        F[k] = xp.zeros(B * N, dtype=dtype)
+    for k in ("u", "u_int", "u_lp"):
+        F[k] = xp.zeros(B * nL, dtype=dtype)
+    F["A1"], F["Ab"] = xp.zeros(B * sizes[1], dtype=dtype), xp.zeros(N, dtype=dtype)
+    F["AW"] = xp.zeros(sum(sizes[l + 1] * sizes[l] for l in range(1, L)), dtype=dtype)
+    F["C"] = xp.zeros(N * nL, dtype=dtype)
+    F["b"] = F["pack"]([bb if bb is not None else xp.zeros(w.shape[0], dtype=dtype)
+                        for bb, w in zip(P["b"], P["W"])])
+    F["AW_blocks"] = _mats(F["AW"], [(sizes[l + 1], sizes[l]) for l in range(1, L)])
+    F["Ab_blocks"] = [x[0] for x in _blocks(xp, F["Ab"], sizes, 1)]
+    F["C_blocks"] = _mats(F["C"], [(s, nL) for s in sizes[1:]])
+    return F
+
+
+def coded(dyn, learn, P, B, K):
+    """``prm`` and ``flg`` (the module docstring's codes) for a chunk of K steps."""
+    a_n = dyn.dt / dyn.tau_noise if dyn.noise == "ou" else 0.0
+    prm = np.array([dyn.dt, dyn.tau_v, dyn.tau_A, dyn.alpha, dyn.k_p, dyn.sigma, dyn.sigma_out,
+                    a_n, learn.a_u], dtype=np.float64)
+    L = len(P["W"])
+    act = [ACT_CODES[P["phi"][0].name] if L > 1 else 0, ACT_CODES[P["phi"][-1].name]]
+    flg = np.array([B, K, dyn.proactive, dyn.inst_transmission, dyn.inst_system,
+                    NOISE_CODES[dyn.noise], dyn.error == "ce", act[0], act[1],
+                    FW_CODES[learn.fw], FB_CODES[learn.fb]], dtype=np.int64)
+    return prm, flg
+
+
+def state_of(xp, F, x):
+    r"""The :class:`~simkit.dynamics.controller.State` (per-layer views) of a flat state;
+    ``A[0]`` becomes :math:`(\sum_t\delta_1)^\top x`."""
+    sizes, B = F["sizes"], F["B"]
+    nL = sizes[-1]
+    out = ctl.State(**{k: _blocks(xp, F[k], sizes, B) for k in ("v", "v_ff", "v_fb", "r", "n")},
+                    **{k: F[k].reshape(B, nL) for k in ("u", "u_int", "u_lp")})
+    out.A = [F["A1"].reshape(B, sizes[1]).T @ x] + F["AW_blocks"]
+    out.Ab, out.C = F["Ab_blocks"], F["C_blocks"]
+    return out
+
+
 def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
     r"""Run the T-1 Euler steps with the backend's twin; returns a :class:`~simkit.dynamics.
     controller.State` whose lists are per-layer views (``A[0]`` already :math:`(\sum_t\delta_1)^\top x`).
@@ -217,47 +266,23 @@ def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
     gives per-layer draws (t1-t0, B, n_l) for steps t0..t1-1.
     """
     ctl.refuse_reference_only(dyn, P, "the Numba DFC kernel")
-    xp, dtype = bk.xp, v_ff0[0].dtype
-    L, B = len(P["W"]), v_ff0[0].shape[0]
-    sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]
-    nL, N = sizes[-1], sum(sizes[1:])
-    blk = lambda arrs: _pack(xp, list(arrs), dtype)       # noqa: E731
-    st = {k: blk(a) for k, a in (("v", v_ff0), ("v_ff", v_ff0), ("r", r0))}
-    for k in ("v_fb", "n"):
-        st[k] = xp.zeros(B * N, dtype=dtype)
-    for k in ("u", "u_int", "u_lp"):
-        st[k] = xp.zeros(B * nL, dtype=dtype)
-    A1, Ab = xp.zeros(B * sizes[1], dtype=dtype), xp.zeros(N, dtype=dtype)
-    AW = xp.zeros(sum(sizes[l + 1] * sizes[l] for l in range(1, L)), dtype=dtype)
-    C = xp.zeros(N * nL, dtype=dtype)
-    b = blk([bb if bb is not None else xp.zeros(w.shape[0], dtype=dtype)
-             for bb, w in zip(P["b"], P["W"])])
-    W, Q = blk(P["W"][1:]), blk(P["Q"])
-    a_n = dyn.dt / dyn.tau_noise if dyn.noise == "ou" else 0.0
-    prm = np.array([dyn.dt, dyn.tau_v, dyn.tau_A, dyn.alpha, dyn.k_p, dyn.sigma, dyn.sigma_out,
-                    a_n, learn.a_u], dtype=np.float64)
-    act = [ACT_CODES[P["phi"][0].name] if L > 1 else 0, ACT_CODES[P["phi"][-1].name]]
+    xp = bk.xp
+    F = flat_state(xp, P, v_ff0, r0, v_ff0[0].dtype)
+    sizes, B = F["sizes"], F["B"]
+    W, Q = F["pack"](P["W"][1:]), F["pack"](P["Q"])
     run = bk.kernel(CONTROLLER)
-    no_xi = xp.zeros((1, 0), dtype=dtype)
+    no_xi = xp.zeros((1, 0), dtype=v_ff0[0].dtype)
     for t0 in range(0, dyn.T - 1, ctl.NOISE_CHUNK):
         t1 = min(t0 + ctl.NOISE_CHUNK, dyn.T - 1)
         xi = no_xi
         if dyn.noise != "none":
             chunk = noise(t0, t1)
             xi = xp.concatenate([c.reshape(t1 - t0, -1) for c in chunk], axis=1)
-        flg = np.array([B, t1 - t0, dyn.proactive, dyn.inst_transmission, dyn.inst_system,
-                        NOISE_CODES[dyn.noise], dyn.error == "ce", act[0], act[1],
-                        FW_CODES[learn.fw], FB_CODES[learn.fb]], dtype=np.int64)
-        run(np.asarray(sizes, dtype=np.int64), W, b, Q, P["v_ff1"], P["r_target"], xi, prm, flg,
-            st["v"], st["v_ff"], st["v_fb"], st["r"], st["n"], st["u"], st["u_int"], st["u_lp"],
-            A1, AW, Ab, C)
-    out = ctl.State(**{k: _blocks(xp, st[k], sizes, B) for k in ("v", "v_ff", "v_fb", "r", "n")},
-                    **{k: st[k].reshape(B, nL) for k in ("u", "u_int", "u_lp")})
-    out.A = [A1.reshape(B, sizes[1]).T @ P["x"]] + _mats(AW, [(sizes[l + 1], sizes[l])
-                                                                for l in range(1, L)])
-    out.Ab = [x[0] for x in _blocks(xp, Ab, sizes, 1)]
-    out.C = _mats(C, [(s, nL) for s in sizes[1:]])
-    return out
+        prm, flg = coded(dyn, learn, P, B, t1 - t0)
+        run(np.asarray(sizes, dtype=np.int64), W, F["b"], Q, P["v_ff1"], P["r_target"], xi, prm,
+            flg, *(F[k] for k in ("v", "v_ff", "v_fb", "r", "n", "u", "u_int", "u_lp", "A1",
+                                  "AW", "Ab", "C")))
+    return state_of(xp, F, P["x"])
 
 
 CONTROLLER = Kernel("dfc_controller", reference=controller_reference, loop=controller_loop,

@@ -1,0 +1,311 @@
+r"""The DFC controller loop on a GPU: one persistent kernel runs a chunk of Euler steps.
+
+The equations are those of :mod:`simkit.dynamics.controller` (``controller_step`` is the
+reference; read that one). The samples of a minibatch do not interact during the simulation,
+so thread block :math:`i` simulates sample :math:`i` alone for all K steps of a chunk, with
+:math:`r` (all layers) in shared memory and one ``__syncthreads`` per layer per step; thread
+:math:`j` owns unit :math:`j` of every layer (and :math:`j + \text{blockDim}`, ...):
+
+* Eq. (4), the PI controller: thread :math:`j` updates :math:`u_j` (and :math:`u_{lp}`);
+* Eqs. (1)-(2) per layer in order: :math:`v_{ff,l,j} = \sum_k W^\top_l[k, j]\,r_{l-1,k} + b_{l,j}`
+  (:math:`W_l` is passed transposed so that a warp reads consecutive addresses),
+  :math:`(\bar Q u)_j`, the noise, :math:`v_{fb}`, :math:`v`, :math:`r = \phi(v)`.
+
+One launch replaces the ~35 array calls of a step (14-30 us each on an H100; DESIGN.md's
+performance model), so a 500-step minibatch is ten launches (one per noise chunk) plus the sums.
+
+The time-averaged updates are not accumulated inside the loop: the kernel writes this chunk's
+:math:`\delta_l[t]`, :math:`r_l[t]` (Eq. (5)), :math:`v_{fb,l}[t]` and :math:`\tilde u[t+1]`
+(Eq. (13)) to trajectory buffers laid out per layer as (K B, n_l) blocks, and the host adds one
+product per layer per chunk: :math:`A_l \mathrel{+}= \Delta_l^\top R_{l-1}`,
+:math:`C_l \mathrel{+}= V_l^\top \tilde U`, :math:`A_1` and the bias sums by column sums
+(cuBLAS on (K B)-row operands instead of K products of B rows).
+
+Noise: with simkit's counter stream (:mod:`simkit.kernels.gauss`) the kernel computes each draw
+from its index, :math:`((t_0 + k) B + i) N + o_l + j`, as the host stream does (Box-Muller on
+SplitMix64 hashes; equal up to the last ulp of ``log``/``sin``/``cos``), so no draws cross the
+bus; any other source is copied in per chunk (``xi``, sample-major (K, B, N)).
+
+Testing without a GPU: the source also compiles as plain C++ against a small emulator of thread
+blocks (``tests/cuda_emu/``: threads and a barrier per block, blocks one after another), which
+runs :func:`simulate_persistent` through it and compares with the Numba twin; ``nvcc`` (when
+present) checks that it compiles for sm_90. Written on 2026-12-07 without access to a GPU: its
+speed on one is not measured yet (``benchmarks/bench_dfc.py --path cuda``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simkit.dynamics.controller import NOISE_CHUNK, refuse_reference_only
+from simkit.kernels.dfc import coded, flat_state, state_of
+
+MAX_LAYERS = 16
+MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (opt-in)
+
+SOURCE = r"""
+// simkit.kernels.dfc_cuda: K Euler steps of the DFC controller, one thread block per sample.
+// `real` (double or float) is defined before this text.
+#ifndef SIMKIT_EMULATE
+#define SHARED_REALS(name) extern __shared__ unsigned char simkit_shared[]; \
+    real* name = (real*)simkit_shared
+#endif
+#define MAX_LAYERS 16
+typedef unsigned long long u64;
+
+__device__ u64 mix64(u64 z) {                     // SplitMix64's finaliser
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+// Element e of simkit's counter stream `key` (simkit.kernels.gauss): pair p = e / 2 is the
+// Box-Muller transform of the hashes of 2p and 2p+1.
+__device__ double stream_normal(u64 key, u64 e) {
+    const u64 g = 0x9E3779B97F4A7C15ULL, p = e >> 1;
+    const u64 z1 = mix64((2 * p * g) ^ key), z2 = mix64((2 * p * g + g) ^ key);
+    const double two53 = 9007199254740992.0, half_pi = 1.5707963267948966;
+    const double R = sqrt(-2.0 * log(((double)(z1 >> 11) + 1.0) / two53));
+    const double q = (double)(z2 >> 62);
+    const double f = (double)((z2 >> 9) & ((1ULL << 53) - 1)) / two53;
+    const double theta = q * half_pi + (f - 0.5) * half_pi;
+    return (e & 1) ? R * sin(theta) : R * cos(theta);
+}
+
+// phi by code: 0 linear, 1 tanh, 2 relu, 3 leaky relu (0.2), 4 sigmoid
+__device__ real phi_of(int code, real a) {
+    if (code == 1) return tanh(a);
+    if (code == 2) return a > (real)0 ? a : (real)0;
+    if (code == 3) return a > (real)0 ? a : (real)0.2 * a;
+    if (code == 4) return a >= (real)0 ? (real)1 / ((real)1 + exp(-a))
+                                       : exp(a) / ((real)1 + exp(a));
+    return a;
+}
+
+__device__ real softmax_at(const real* z, int n, int j) {
+    real mx = z[0], s = 0;
+    for (int m = 1; m < n; ++m) mx = z[m] > mx ? z[m] : mx;
+    for (int m = 0; m < n; ++m) s += exp(z[m] - mx);
+    return exp(z[j] - mx) / s;
+}
+
+// Eq. (4) for output unit j of sample i; writes the u the layers receive to
+// uc[j] and Eq. (13)'s u~[t+1] to U.
+__device__ void control(int j, long long i, const real* rL, int nL, const real* r_target,
+                        const double* prm, const long long* flg, real* u, real* u_int,
+                        real* u_lp, real* uc, real* U_k) {
+    const real dt = prm[0], alpha = prm[3], k_p = prm[4], a_u = prm[8];
+    const long long o = i * nL + j;
+    const real e = r_target[o] - (flg[6] ? softmax_at(rL, nL, j) : rL[j]);       // Eq. (6)
+    const real u_prev = u[o];
+    real u_new;
+    if (k_p > 0) {
+        u_int[o] = u_int[o] + dt * (e - alpha * u_prev);        // leak on the total u
+        u_new = u_int[o] + k_p * e;
+    } else {
+        u_new = u_prev + dt * (e - alpha * u_prev);
+        u_int[o] = u_new;
+    }
+    u[o] = u_new;
+    uc[j] = flg[2] ? u_new : u_prev;                            // proactive: the new u
+    if (flg[10]) {
+        real uf = u_new;
+        if (flg[10] == 2) {                                     // high-pass: u - u_lp
+            u_lp[o] = a_u * u_new + ((real)1 - a_u) * u_lp[o];
+            uf = u_new - u_lp[o];
+        }
+        U_k[o] = uf;
+    }
+}
+
+// sizes: n_0..n_L; WT: W_l^T (n_{l-1}, n_l) for l = 2..L, concatenated; QT: Q_l^T (n_L, n_l)
+// concatenated; state v, v_ff, v_fb, r, n layer-blocked (B n_l blocks, as simkit.kernels.dfc);
+// D, R, V: (K B, n_l) blocks per layer; U: (K B, n_L). prm and flg as simkit.kernels.dfc, with
+// flg[11] = 1: the noise from the counter stream `key` (else from xi).
+extern "C" __global__ void dfc_steps(
+        const long long* sizes, const int L, const int K, const long long t0,
+        const real* WT, const real* b, const real* QT, const real* v_ff1,
+        const real* r_target, const real* xi, const u64 key, const double* prm,
+        const long long* flg, real* v, real* v_ff, real* v_fb, real* r, real* n, real* u,
+        real* u_int, real* u_lp, real* D, real* R, real* V, real* U) {
+    const long long B = flg[0], i = blockIdx.x;
+    const int tid = threadIdx.x, NT = blockDim.x;
+    const real dt = prm[0], tau_v = prm[1], tau_A = prm[2], a_n = prm[7];
+    long long off[MAX_LAYERS + 1], woff[MAX_LAYERS + 1];
+    off[0] = 0;
+    woff[0] = 0;
+    for (int l = 0; l < L; ++l) {
+        off[l + 1] = off[l] + sizes[l + 1];
+        woff[l + 1] = woff[l] + (l > 0 ? sizes[l + 1] * sizes[l] : 0);
+    }
+    const long long N = off[L];
+    const int nL = (int)sizes[L];
+    SHARED_REALS(rs);                  // this sample's r_l, all layers (N)
+    real* r_old = rs + N;              // the previous step's r (without inst_transmission)
+    real* uc = rs + 2 * N;             // the control the layers receive (n_L)
+    for (int l = 0; l < L; ++l)
+        for (long long j = tid; j < sizes[l + 1]; j += NT)
+            rs[off[l] + j] = r[B * off[l] + i * sizes[l + 1] + j];
+    __syncthreads();
+    for (int k = 0; k < K; ++k) {
+        for (int j = tid; j < nL; j += NT)
+            control(j, i, rs + off[L - 1], nL, r_target, prm, flg, u, u_int, u_lp, uc,
+                    U + k * B * nL);
+        for (int l = 0; l < L; ++l)
+            for (long long j = tid; j < sizes[l + 1]; j += NT) {
+                if (flg[10])           // Eq. (13)'s v_fb[t], before this step's update
+                    V[K * B * off[l] + (k * B + i) * sizes[l + 1] + j] =
+                        v_fb[B * off[l] + i * sizes[l + 1] + j];
+                if (!flg[3]) r_old[off[l] + j] = rs[off[l] + j];
+            }
+        __syncthreads();
+        for (int l = 0; l < L; ++l) {
+            const long long nl = sizes[l + 1], nin = sizes[l];
+            const real* r_in = (flg[3] ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
+            const real* Wl = WT + woff[l];
+            const real* Ql = QT + nL * off[l];
+            const int code = (int)(l == L - 1 ? flg[8] : flg[7]);
+            const real sigma = l == L - 1 ? prm[6] : prm[5];
+            for (long long j = tid; j < nl; j += NT) {
+                const long long s = B * off[l] + i * nl + j;
+                real vff;                                       // Eq. (1): W_l r_{l-1} + b_l
+                if (l == 0) {
+                    vff = v_ff1[i * nl + j];
+                } else {
+                    real acc = 0;
+                    for (long long q = 0; q < nin; ++q) acc += Wl[q * nl + j] * r_in[q];
+                    vff = acc + b[off[l] + j];
+                }
+                real c = 0;                                     // (Q_l u)_j
+                for (int m = 0; m < nL; ++m) c += Ql[m * nl + j] * uc[m];
+                real f = v_fb[s] + (dt / tau_A) * (c - v_fb[s]);     // Eq. (2)
+                if (flg[5]) {
+                    const long long e = ((t0 + k) * B + i) * N + off[l] + j;
+                    const real x = flg[11] ? (real)stream_normal(key, (u64)e)
+                                           : xi[e - t0 * B * N];
+                    if (flg[5] == 1) {                          // white
+                        f += sigma * sqrt(dt) / tau_A * x;
+                    } else {                                    // Ornstein-Uhlenbeck
+                        n[s] = (a_n / sqrt(dt)) * x + ((real)1 - a_n) * n[s];
+                        f += sigma * n[s];
+                    }
+                }
+                v_fb[s] = f;
+                const real vv = flg[4] ? f + vff : v[s] + (dt / tau_v) * (f + vff - v[s]);
+                v[s] = vv;
+                v_ff[s] = vff;
+                const real rn = phi_of(code, vv);
+                rs[off[l] + j] = rn;
+                if (flg[9]) {                                   // Eq. (5): delta_l[t], r_l[t]
+                    const long long g = K * B * off[l] + (k * B + i) * nl + j;
+                    D[g] = flg[9] == 1 ? rn - phi_of(code, vff) : vv - vff;
+                    R[g] = rn;
+                }
+            }
+            __syncthreads();
+        }
+    }
+    for (int l = 0; l < L; ++l)
+        for (long long j = tid; j < sizes[l + 1]; j += NT)
+            r[B * off[l] + i * sizes[l + 1] + j] = rs[off[l] + j];
+}
+"""
+
+
+def source(dtype) -> str:
+    """The kernel's text for ``dtype`` (float64 or float32)."""
+    real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
+    return f"typedef {real} real;\n" + SOURCE
+
+
+_COMPILED = {}
+
+
+def cupy_launcher(dtype):
+    """``launch(grid, block, args, shared_mem)`` running ``dfc_steps`` through CuPy (NVRTC)."""
+    import cupy
+    name = np.dtype(dtype).name
+    if name not in _COMPILED:
+        _COMPILED[name] = cupy.RawKernel(source(dtype), "dfc_steps")
+    kern = _COMPILED[name]
+
+    def launch(grid, block, args, shared_mem):
+        if shared_mem > 48 * 1024:
+            kern.max_dynamic_shared_size_bytes = shared_mem
+        kern(grid, block, args, shared_mem=shared_mem)
+    return launch
+
+
+def layout(sizes, B, K, dtype):
+    """Threads per block, shared-memory bytes, and the trajectory buffers' lengths."""
+    N, nL = sum(sizes[1:]), sizes[-1]
+    threads = min(1024, 32 * -(-max(sizes[1:]) // 32))
+    shared = (2 * N + nL) * np.dtype(dtype).itemsize
+    if len(sizes) - 1 > MAX_LAYERS or shared > MAX_SHARED:
+        raise ValueError(f"the GPU DFC kernel takes at most {MAX_LAYERS} layers and "
+                         f"{(MAX_SHARED // np.dtype(dtype).itemsize - nL) // 2} neurons per "
+                         f"sample; got {len(sizes) - 1} layers, {N} neurons")
+    return threads, shared, K * B * N, K * B * nL
+
+
+def chunk_sums(xp, sizes, B, K, trj, sums, learn):
+    r"""Add one chunk's terms to the running sums: :math:`\sum_t \delta_1[t]` (B, n_1),
+    :math:`A_l \mathrel{+}= \Delta_l^\top R_{l-1}`, the bias sums, :math:`C_l \mathrel{+}=
+    V_l^\top \tilde U` (``trj``: the D, R, V, U buffers; ``sums``: views of the flat sums)."""
+    D, R, V, U = trj
+    o = np.cumsum([0] + list(sizes[1:])) * K * B
+    block = lambda a, l: a[o[l]:o[l + 1]].reshape(K * B, sizes[l + 1])   # noqa: E731
+    Uk = U[:K * B * sizes[-1]].reshape(K * B, sizes[-1])
+    for l in range(len(sizes) - 1):
+        if learn.fw:
+            Dl = block(D, l)
+            if l == 0:
+                sums["A1"] += Dl.reshape(K, B * sizes[1]).sum(axis=0)
+            else:
+                sums["AW"][l - 1] += Dl.T @ block(R, l - 1)
+            sums["Ab"][l] += Dl.sum(axis=0)
+        if learn.fb:
+            sums["C"][l] += block(V, l).T @ Uk
+
+
+def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, threads=None):
+    r"""Run the T-1 Euler steps with the persistent kernel through ``launch`` (CuPy's, or the
+    tests' emulator with NumPy arrays); returns a :class:`~simkit.dynamics.controller.State` as
+    :func:`simkit.kernels.dfc.simulate` does. ``noise(t0, t1)`` as there; a source with a
+    ``key`` attribute (simkit's counter stream) is drawn inside the kernel instead.
+    ``threads``: per block (default: the widest layer, rounded up to a warp)."""
+    dtype = v_ff0[0].dtype
+    F = flat_state(xp, P, v_ff0, r0, dtype)
+    sizes, B, L = F["sizes"], F["B"], len(P["W"])
+    Kmax = min(NOISE_CHUNK, dyn.T - 1)
+    width, shared, n_trj, n_u = layout(sizes, B, Kmax, dtype)
+    threads = threads or width
+    trj = [xp.empty(n_trj if learn.fw else 1, dtype=dtype) for _ in range(2)] + \
+        [xp.empty(n_trj if learn.fb else 1, dtype=dtype), xp.empty(max(n_u, 1), dtype=dtype)]
+    key = getattr(noise, "key", None) if dyn.noise != "none" else None
+    WT = F["pack"]([w.T for w in P["W"][1:]])
+    QT = F["pack"]([q.T for q in P["Q"]])
+    prm, flg = coded(dyn, learn, P, B, Kmax)
+    prm, flg = xp.asarray(prm), xp.asarray(np.append(flg, int(key is not None)))
+    sz = xp.asarray(np.asarray(sizes, dtype=np.int64))
+    no_xi = xp.zeros(1, dtype=dtype)
+    sums = {"A1": F["A1"], "AW": F["AW_blocks"], "Ab": F["Ab_blocks"], "C": F["C_blocks"]}
+    for t0 in range(0, dyn.T - 1, Kmax):
+        K = min(Kmax, dyn.T - 1 - t0)
+        xi = no_xi
+        if dyn.noise != "none" and key is None:
+            chunk = noise(t0, t0 + K)
+            full = getattr(chunk, "full", None)
+            xi = xp.ascontiguousarray(full if full is not None else xp.concatenate(chunk, axis=2))
+        args = (sz, np.int32(L), np.int32(K), np.int64(t0), WT, F["b"], QT, P["v_ff1"],
+                P["r_target"], xi, np.uint64(key or 0), prm, flg,
+                *(F[k] for k in ("v", "v_ff", "v_fb", "r", "n", "u", "u_int", "u_lp")), *trj)
+        launch((B,), (threads,), args, shared)
+        chunk_sums(xp, sizes, B, K, trj, sums, learn)
+    return state_of(xp, F, P["x"])
+
+
+def simulate_cuda(bk, P, v_ff0, r0, dyn, learn, noise=None):
+    """:func:`simulate_persistent` on the CuPy backend."""
+    refuse_reference_only(dyn, P, "the GPU DFC kernel")
+    return simulate_persistent(bk.xp, cupy_launcher(v_ff0[0].dtype), P, v_ff0, r0, dyn, learn,
+                               noise)

@@ -1,0 +1,151 @@
+"""The GPU DFC kernel (simkit.kernels.dfc_cuda) without a GPU: its CUDA source run on the CPU
+through the thread-block emulator (tests/cuda_emu), against the readable loop; compiled by nvcc
+where it is installed; on CuPy where a GPU is present."""
+import dataclasses
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from simkit.dynamics.controller import Learning, simulate_reference
+from simkit.dynamics.noise import LayerDraws, noise_source
+from simkit.kernels import dfc_cuda
+from simkit.kernels.dfc import simulate
+from tests import emulator
+from tests.helpers import numba_backend
+from tests.test_dfc import parity_case
+
+needs_gxx = pytest.mark.skipif(not emulator.have_compiler(), reason="no g++ for the emulator")
+
+
+def emulated(dtype=np.float64):
+    lib = emulator.build(dfc_cuda.source(dtype), "dfc_driver.cpp")
+    return emulator.launcher(lib, "launch_dfc_steps")
+
+
+def assert_state_close(got, ref, keys, rtol=1e-12):
+    for k in keys:
+        for g, r in zip(getattr(got, k), getattr(ref, k)):
+            np.testing.assert_allclose(g, r, rtol=rtol, atol=rtol * 0.1 * np.abs(r).max(),
+                                       err_msg=k)
+    np.testing.assert_allclose(got.u, ref.u, rtol=rtol, atol=rtol * 1e-2)
+
+
+@needs_gxx
+@pytest.mark.parametrize("noise,error,inst,proactive,k_p", [
+    ("ou", "ce", True, True, 1.5), ("white", "mse", False, False, 0.0),
+    ("none", "mse", True, True, 2.0)])
+@pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"),
+                                   ("voltage_difference", "plain"), (None, None)])
+@pytest.mark.parametrize("threads", [None, 2])
+def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p, fw, fb, threads):
+    """Every option the twins share, T not a multiple of the chunk, fixed draws; ``threads=2``:
+    each thread owns several units of every layer (and of u)."""
+    net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
+    dyn = dataclasses.replace(dyn, T=123).check()
+    learn = Learning(fw, fb, a_u=0.3)
+    xi = np.random.default_rng(9).normal(size=(122, 3, 15))
+    offs = np.cumsum([0, 6, 5, 4])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
+                                       draws, threads=threads)
+    keys = ("v", "v_fb", "v_ff", "r") + (("A", "Ab") if fw else ()) + (("C",) if fb else ())
+    assert_state_close(got, ref, keys)
+
+
+@needs_gxx
+@pytest.mark.parametrize("act", ["relu", "leaky_relu:0.2", "sigmoid", "linear"])
+def test_persistent_kernel_activations_and_instant_system(act):
+    from simkit.nn import MLP
+    net, cache, P, dyn, draws = parity_case("white", "mse", True, True, 1.0)
+    net = MLP(net.bk, list(net.sizes), act, "tanh", rng=np.random.default_rng(5))
+    cache = net.forward(P["x"])
+    P = {**P, "W": net.W, "b": net.b, "phi": net.phi, "v_ff1": cache.a[1]}
+    dyn = dataclasses.replace(dyn, inst_system=act == "linear").check()
+    learn = Learning("nonlinear_difference", "plain")
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
+                                       draws)
+    assert_state_close(got, ref, ("v", "r", "A", "Ab", "C"))
+
+
+@needs_gxx
+def test_in_kernel_counter_stream_equals_the_host_stream():
+    """With simkit's counter stream the kernel computes the draws itself; the Numba twin reads
+    the host's. Same numbers up to the last ulp of log/sin/cos."""
+    net, cache, P, dyn, _ = parity_case("ou", "ce", True, True, 1.5)
+    dyn = dataclasses.replace(dyn, T=77).check()
+    learn = Learning("nonlinear_difference", "highpass", a_u=0.3)
+    bk = numba_backend()
+
+    def source():
+        return noise_source(bk, [3, 1, 4, 0], 3, [6, 5, 4], dyn.T - 1)
+    ref = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn, source())
+    noise = source()
+    assert noise.key is not None
+    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
+                                       noise)
+    assert_state_close(got, ref, ("v", "v_fb", "r", "A", "C"), rtol=1e-10)
+    noiseless = simulate(bk, P, cache.a[1:], cache.h[1:], dataclasses.replace(dyn, noise="none"),
+                         learn)
+    assert np.abs(noiseless.v[0] - got.v[0]).max() > 1e-3        # the noise did act
+
+
+@needs_gxx
+def test_persistent_kernel_in_float32_and_with_layer_draws():
+    net, cache, P, dyn, draws = parity_case("ou", "mse", True, True, 1.0)
+    f = lambda a: a.astype(np.float32)                       # noqa: E731
+    P32 = {k: ([f(a) if a is not None else None for a in v] if k in ("W", "b", "Q") else
+               (f(v) if isinstance(v, np.ndarray) else v)) for k, v in P.items()}
+
+    def draws32(t0, t1):
+        views = [f(a) for a in draws(t0, t1)]
+        return LayerDraws(views, np.concatenate(views, axis=2))
+    got = dfc_cuda.simulate_persistent(np, emulated(np.float32), P32,
+                                       [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]],
+                                       dyn, Learning(), draws32)
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(), draws)
+    assert got.u.dtype == np.float32 and got.A[1].dtype == np.float32
+    for g, r in zip(got.r, ref.r):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.A[1], ref.A[1], rtol=1e-3, atol=1e-4 * np.abs(ref.A[1]).max())
+
+
+def test_layout_refuses_what_shared_memory_cannot_hold():
+    assert dfc_cuda.layout([784, 256, 256, 256, 10], 32, 50, np.float64)[:2] == (256, 12_528)
+    with pytest.raises(ValueError, match="at most 16 layers and 14523 neurons"):
+        dfc_cuda.layout([10, 20_000, 10], 4, 50, np.float64)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
+    (tmp_path / "k.cu").write_text(dfc_cuda.source(dtype))
+    out = subprocess.run(["nvcc", "-arch=sm_90", "-ptx", str(tmp_path / "k.cu"), "-o",
+                          str(tmp_path / "k.ptx")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert ".entry dfc_steps" in (tmp_path / "k.ptx").read_text()
+
+
+def test_gpu_kernel_matches_numba_twin():
+    cupy = pytest.importorskip("cupy")
+    from tests.helpers import cupy_backend
+    gpu = cupy_backend()
+    net, cache, P, dyn, _ = parity_case("ou", "ce", True, True, 1.5)
+    learn = Learning("nonlinear_difference", "highpass", a_u=0.3)
+    bk = numba_backend()
+    ref = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn,
+                   noise_source(bk, [1, 2], 3, [6, 5, 4], dyn.T - 1))
+    to = lambda a: a if a is None or not isinstance(a, np.ndarray) else cupy.asarray(a)  # noqa
+    Pg = {k: [to(a) for a in v] if isinstance(v, list) and k != "phi" else to(v)
+          for k, v in P.items()}
+    got = dfc_cuda.simulate_cuda(gpu, Pg, [to(a) for a in cache.a[1:]],
+                                 [to(h) for h in cache.h[1:]], dyn, learn,
+                                 noise_source(gpu, [1, 2], 3, [6, 5, 4], dyn.T - 1))
+    host = dataclasses.replace(got, **{k: [cupy.asnumpy(a) for a in getattr(got, k)]
+                                       for k in ("v", "r", "A", "C")}, u=cupy.asnumpy(got.u))
+    assert_state_close(host, ref, ("v", "r", "A", "C"), rtol=1e-9)
