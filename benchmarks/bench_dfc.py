@@ -19,14 +19,16 @@ Paths: ``reference`` (the readable ``controller_step``: BLAS products, NumPy's S
 ``fast`` (``simulate_fast``: the same with reused buffers and chunked update products taken on a
 helper thread while the loop goes on, so the second core works too; what ``simkit run_dfc`` uses
 on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
-:mod:`simkit.kernels.dfc`). One controller simulation per
+:mod:`simkit.kernels.dfc`); on a GPU, ``cuda`` (the persistent kernel of
+:mod:`simkit.kernels.dfc_cuda`, what ``simkit run_dfc`` uses on CuPy, noise drawn in the kernel)
+and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step). One controller simulation per
 minibatch is timed (plus the update scaling); data loading and the optimiser are not.
 
 FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the
 constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s for float64 (float32:
 twice it); by default it is measured at the start: one core's ``dgemm`` rate on 1024 x 1024
-matrices times the number of cores (this hour's figure: these shared machines differ by 2x
+matrices times the number of cores (on the GPU paths: CuPy's 4096 x 4096 product) (this hour's figure: these shared machines differ by 2x
 between days and CPU types, AVX-512 or AVX2).
 BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported); with
 the helper thread, one BLAS thread is the fastest setting on two cores (2026-11-23: DFC forward
@@ -46,7 +48,8 @@ def parse():
                                       "strong2_sleep", "all"),
                    default="all")
     p.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
-    p.add_argument("--path", choices=("reference", "fast", "numba", "all"), default="all")
+    p.add_argument("--path", choices=("reference", "fast", "numba", "all", "cuda", "cupy-arrays"),
+                   default="all", help="all: the three CPU paths")
     p.add_argument("--batches", type=int, default=3, help="timed minibatches (after one warm-up)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
     p.add_argument("--peak", type=float, default=None, help="peak GFLOP/s (float64; default: measured)")
@@ -71,6 +74,7 @@ from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels import dfc_chunk, dfc_fast  # noqa: E402
+from simkit.kernels.dfc_cuda import simulate_cuda  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
 from simkit.rules.dfc import DFC  # noqa: E402
@@ -105,8 +109,12 @@ def flops_per_batch(case) -> float:
     return B * ((T - 1) * step + first)
 
 
-def setup(dtype, B):
-    bk = get_backend("numba", dtype, announce=False)
+def gpu(path) -> bool:
+    return path in ("cuda", "cupy-arrays")
+
+
+def setup(dtype, B, path="fast"):
+    bk = get_backend("cupy" if gpu(path) else "numba", dtype, announce=False)
     rng = np.random.default_rng(0)
     net = MLP(bk, SIZES, "tanh", "linear", rng=rng)
     Q = [bk.asarray(rng.normal(0, 0.1, size=(n, SIZES[-1]))) for n in SIZES[1:]]
@@ -121,6 +129,13 @@ def setup(dtype, B):
 def measured_peak() -> float:
     """float64 GFLOP/s of the whole CPU: the best of 5 single-threaded 1024^3 products (BLAS
     runs one thread here unless ``--threads``) times the cores."""
+    if gpu(ARGS.path):
+        import cupy
+        a = cupy.random.default_rng(0).standard_normal((4096, 4096))
+        sync = cupy.cuda.get_current_stream().synchronize
+        a @ a
+        best = min(_seconds(lambda: (a @ a, sync())) for _ in range(5))
+        return 2 * 4096 ** 3 / best / 1e9
     a = np.random.default_rng(0).normal(size=(1024, 1024))
     a @ a
     best = min(_seconds(lambda: a @ a) for _ in range(5))
@@ -135,7 +150,7 @@ def _seconds(f) -> float:
 
 def time_case(name, dtype, path, stream):
     case = CASES[name]
-    bk, net, cache, P = setup(dtype, case["B"])
+    bk, net, cache, P = setup(dtype, case["B"], path)
     dyn = Dynamics(**case["dyn"]).check()
     rule = DFC(noise_stream=stream)            # its noise(): the run's source, drawn ahead
     rule.bk, rule.net, rule.noise_seed = bk, net, 1
@@ -146,15 +161,22 @@ def time_case(name, dtype, path, stream):
         return noise.draw(t0, t1)
 
     def one():
+        if path == "cuda":
+            return simulate_cuda(bk, P, cache.a[1:], cache.h[1:], dyn, case["learn"],
+                                 rule.noise(case["B"], sum(SIZES[1:]), 0, dyn.T - 1))
+        if path == "cupy-arrays":
+            return simulate_fast(bk.xp, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
         if path == "numba":
             return simulate(bk, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
         if path == "fast":
             return simulate_fast(np, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
         return simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, case["learn"], noise)
     one()                                                              # compile / warm up
+    bk.synchronize()
     t0 = time.perf_counter()
     for _ in range(ARGS.batches):
         one()
+    bk.synchronize()
     s = (time.perf_counter() - t0) / ARGS.batches
     n_batches = -(-N_TRAIN // case["B"])
     flops = flops_per_batch(case) * n_batches

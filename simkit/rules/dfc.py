@@ -70,6 +70,7 @@ from simkit.dynamics.controller import (Learning, feedback_input, jacobian_block
 from simkit.dynamics.noise import noise_source
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc import simulate
+from simkit.kernels.dfc_cuda import simulate_cuda
 from simkit.kernels.dfc_fast import simulate_fast
 from simkit.kernels.spares import Spares
 from simkit.rules import dfc_feedback as fbk
@@ -82,6 +83,7 @@ from simkit.rules.dfc_options import DEFAULTS, dynamics, resolve  # noqa: F401 (
 # simulate_fast (same sums, buffers reused, chunked products): above it the vectorised step
 # (BLAS products, NumPy's SIMD tanh) is faster on the CPU: measured 0.25 vs 0.65 s per 784-256-256-256-10 minibatch of 32 (500
 # steps), and 0.013 vs 0.022 s for 20-16-16-10. Numba's scalar tanh is ~13x slower than NumPy's.
+# cupy -> the persistent kernel of simkit.kernels.dfc_cuda (kernel="vectorised": the fast loop).
 KERNEL_MAX_UNITS = 64
 
 CONVERGED, DIVERGED = 1e-5, 1.0      # the original's thresholds on |e - alpha u| / |r-_L|
@@ -188,8 +190,9 @@ class DFC:
         return st
 
     def simulate(self, P, cache, dyn, learn, phase, key):
-        """One run of the Euler loop: the Numba twin for small nets, the readable reference
-        (NumPy backend, or any option only it has), else the vectorised fast loop."""
+        """One run of the Euler loop: the Numba twin for small nets, the persistent CUDA kernel
+        on CuPy, the readable reference (NumPy backend, or any option only it has), else the
+        vectorised fast loop (``kernel="vectorised"``: also on CuPy)."""
         net, xp, o = self.net, self.bk.xp, self.o
         x = cache.h[0]
         noise = None if key is None else \
@@ -201,6 +204,8 @@ class DFC:
             (o["kernel"] == "numba" or small)
         if use_kernel:
             st = simulate(self.bk, P, v_ff0, r0, dyn, learn, noise)
+        elif self.bk.name == "cupy" and not only_reference and o["kernel"] == "auto":
+            st = simulate_cuda(self.bk, P, v_ff0, r0, dyn, learn, noise)   # one launch a chunk
         elif only_reference or (self.bk.name == "numpy" and o["kernel"] == "auto"):
             st = simulate_reference(xp, P, v_ff0, r0, dyn, learn, noise)   # the readable loop
         else:
