@@ -1,6 +1,6 @@
 """The GPU DFC kernel (simkit.kernels.dfc_cuda) without a GPU: its CUDA source run on the CPU
 through the thread-block emulator (tests/cuda_emu), against the readable loop; compiled by nvcc
-where it is installed; on CuPy where a GPU is present."""
+where it is installed. On a GPU: tests/test_gpu_parity.py."""
 import dataclasses
 import shutil
 import subprocess
@@ -129,23 +129,3 @@ def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
                           str(tmp_path / "k.ptx")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert ".entry dfc_steps" in (tmp_path / "k.ptx").read_text()
-
-
-def test_gpu_kernel_matches_numba_twin():
-    cupy = pytest.importorskip("cupy")
-    from tests.helpers import cupy_backend
-    gpu = cupy_backend()
-    net, cache, P, dyn, _ = parity_case("ou", "ce", True, True, 1.5)
-    learn = Learning("nonlinear_difference", "highpass", a_u=0.3)
-    bk = numba_backend()
-    ref = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn,
-                   noise_source(bk, [1, 2], 3, [6, 5, 4], dyn.T - 1))
-    to = lambda a: a if a is None or not isinstance(a, np.ndarray) else cupy.asarray(a)  # noqa
-    Pg = {k: [to(a) for a in v] if isinstance(v, list) and k != "phi" else to(v)
-          for k, v in P.items()}
-    got = dfc_cuda.simulate_cuda(gpu, Pg, [to(a) for a in cache.a[1:]],
-                                 [to(h) for h in cache.h[1:]], dyn, learn,
-                                 noise_source(gpu, [1, 2], 3, [6, 5, 4], dyn.T - 1))
-    host = dataclasses.replace(got, **{k: [cupy.asnumpy(a) for a in getattr(got, k)]
-                                       for k in ("v", "r", "A", "C")}, u=cupy.asnumpy(got.u))
-    assert_state_close(host, ref, ("v", "r", "A", "C"), rtol=1e-9)

@@ -1,5 +1,5 @@
 """CuPy parity of the loops that have no elementwise CUDA twin (issues 3 and 5): the DFC
-controller (``simulate_fast`` on CuPy), the DI and SDI Euler loops, and a few online steps of the
+controller (``simulate_fast`` on CuPy, and the persistent kernel of simkit.kernels.dfc_cuda), the DI and SDI Euler loops, and a few online steps of the
 inversion models. They run where a GPU and CuPy are present and skip elsewhere."""
 import numpy as np
 import pytest
@@ -37,6 +37,32 @@ def test_dfc_controller_on_cupy_matches_the_reference(gpu, noise, fw, fb):
     for k in ("v", "r", "A", "C"):
         for g, r in zip(getattr(got, k), getattr(ref, k)):
             np.testing.assert_allclose(gpu.to_host(g), r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise,fw,fb", [("ou", "nonlinear_difference", "highpass"),
+                                         ("white", "voltage_difference", "plain")])
+@pytest.mark.parametrize("stream", [False, True])
+def test_dfc_persistent_kernel_on_cupy_matches_the_reference(gpu, noise, fw, fb, stream):
+    """simkit.kernels.dfc_cuda through CuPy (NVRTC): fixed draws copied in, or (``stream``)
+    simkit's counter stream computed inside the kernel against the host's draws."""
+    from simkit.dynamics.noise import noise_source
+    from simkit.kernels.dfc_cuda import simulate_cuda
+    from tests.helpers import numpy_backend
+    from tests.test_dfc import parity_case
+    net, cache, P, dyn, draws = parity_case(noise, "ce", True, True, 1.5)
+    learn = Learning(fw, fb, a_u=0.3)
+    host = noise_source(numpy_backend(), [1, 2], 3, [6, 5, 4], dyn.T - 1) if stream else draws
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, host)
+    Pg = {k: (gpu.asarray(v) if isinstance(v, np.ndarray) else
+              [None if a is None else gpu.asarray(a) for a in v] if k in ("W", "b", "Q") else v)
+          for k, v in P.items()}
+    dev = noise_source(gpu, [1, 2], 3, [6, 5, 4], dyn.T - 1) if stream else \
+        (lambda t0, t1: [gpu.asarray(x) for x in draws(t0, t1)])
+    got = simulate_cuda(gpu, Pg, [gpu.asarray(a) for a in cache.a[1:]],
+                        [gpu.asarray(h) for h in cache.h[1:]], dyn, learn, dev)
+    for k in ("v", "r", "A", "C"):
+        for g, r in zip(getattr(got, k), getattr(ref, k)):
+            np.testing.assert_allclose(gpu.to_host(g), r, rtol=1e-9, atol=1e-11)
 
 
 def test_di_and_sdi_loops_on_cupy_match_numpy(gpu):

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU checks in one call of a lent H100/H200 (CuPy, NumPy, SciPy and pytest are installed
+# there; simkit needs nothing else on that path, Numba included). From the repository root:
+#
+#     bash benchmarks/gpu_check.sh            # results also under $OUT (or /tmp/simkit_gpu)
+#
+# 1. the GPU and versions; 2. the CuPy tests (tests/test_gpu_parity.py: the DFC persistent
+# kernel, the array-call loops, DI/SDI, GAIT parity; the CuPy twins of test_backend.py);
+# 3. compute-sanitizer's race and memory checks on the DFC kernel (one small case);
+# 4. bench_dfc.py --path cuda on the five DFC cases, float64 and float32, with the GPU's peak,
+#    and the array-call loop (cupy-arrays) beside it for the forward phase.
+# About 5 minutes; each step has its own time limit so that one hang does not lose the rest.
+set -uo pipefail
+OUT=${OUT:-/tmp/simkit_gpu}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" \
+    | tee -a "$OUT/gpu.txt"
+timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_parity.py \
+    tests/test_dfc_cuda.py "tests/test_backend.py::test_cupy_twin_matches_reference" 2>&1 \
+    | tee "$OUT/tests.log" | tail -n 30
+if command -v compute-sanitizer >/dev/null; then
+    for tool in racecheck memcheck; do
+        timeout 120 compute-sanitizer --tool $tool python3 -m pytest -q -p no:cacheprovider \
+            "tests/test_gpu_parity.py::test_dfc_persistent_kernel_on_cupy_matches_the_reference" \
+            -k "True-ou" 2>&1 | tee "$OUT/sanitizer_$tool.log" | tail -n 5
+    done
+fi
+for c in dfc_forward strong_single dfc_sleep strong2_ss strong2_sleep; do
+    timeout 150 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 2>&1 \
+        | tee -a "$OUT/bench.log"
+done
+timeout 150 python3 benchmarks/bench_dfc.py --path cupy-arrays --case dfc_forward --batches 2 \
+    --dtype float64 2>&1 | tee -a "$OUT/bench.log"
