@@ -21,8 +21,8 @@ helper thread while the loop goes on, so the second core works too; what ``simki
 on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
 :mod:`simkit.kernels.dfc`); on a GPU, ``cuda`` (the persistent kernel of
 :mod:`simkit.kernels.dfc_cuda`, what ``simkit run_dfc`` uses on CuPy, noise drawn in the kernel)
-and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step). One controller simulation per
-minibatch is timed (plus the update scaling); data loading and the optimiser are not.
+and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step). One controller
+simulation per minibatch is timed (plus the update scaling); data loading and the optimiser are not.
 
 FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the

@@ -100,6 +100,15 @@ class Backend:
             self._kernels[k.name] = _build(self, k)
         return self._kernels[k.name]
 
+    def raw_kernel(self, source: str, name: str):
+        """The CUDA C kernel ``name`` of ``source``, compiled by CuPy (NVRTC) once and cached;
+        called as ``k(grid, block, args, shared_mem=bytes)`` (CuPy backend only)."""
+        key = (name, source)
+        if key not in self._kernels:
+            import cupy
+            self._kernels[key] = cupy.RawKernel(source, name)
+        return self._kernels[key]
+
     def describe(self) -> str:
         """One line: backend, dtype, device."""
         return f"{self.name} ({np.dtype(self.dtype).name}) on {device_name(self)}"

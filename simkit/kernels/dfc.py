@@ -20,7 +20,8 @@ fw (0 none, 1 nonlinear_difference, 2 voltage_difference), fb (0 none, 1 plain, 
 Twins: the Numba ``loop`` below calls one compiled helper, the PI controller of Eq. (4)
 (:func:`simkit.kernels.dfc_chunk.control`, shared with the chunk kernel); the activations are
 written inline, so it is longer than simkit's usual 50 lines. Its products are ``np.dot`` calls
-(BLAS). CuPy has no twin yet (``cuda=None``): it runs the reference.
+(BLAS). On CuPy the loop is :mod:`simkit.kernels.dfc_cuda`'s persistent kernel, with this
+module's flat state (:func:`flat_state`, :func:`coded`, :func:`state_of`); ``cuda=None`` here.
 
 Three ways to run the loop, all tested against ``controller_step`` (rtol 1e-12, fixed noise):
 

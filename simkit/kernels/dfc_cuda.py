@@ -217,19 +217,12 @@ def source(dtype) -> str:
     return f"typedef {real} real;\n" + SOURCE
 
 
-_COMPILED = {}
-
-
-def cupy_launcher(dtype):
-    """``launch(grid, block, args, shared_mem)`` running ``dfc_steps`` through CuPy (NVRTC)."""
-    import cupy
-    name = np.dtype(dtype).name
-    if name not in _COMPILED:
-        _COMPILED[name] = cupy.RawKernel(source(dtype), "dfc_steps")
-    kern = _COMPILED[name]
+def cupy_launcher(bk, dtype):
+    """``launch(grid, block, args, shared_mem)`` running ``dfc_steps`` on the CuPy backend."""
+    kern = bk.raw_kernel(source(dtype), "dfc_steps")
 
     def launch(grid, block, args, shared_mem):
-        if shared_mem > 48 * 1024:
+        if shared_mem > 48 * 1024:                     # above the default: opt in
             kern.max_dynamic_shared_size_bytes = shared_mem
         kern(grid, block, args, shared_mem=shared_mem)
     return launch
@@ -307,5 +300,5 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
 def simulate_cuda(bk, P, v_ff0, r0, dyn, learn, noise=None):
     """:func:`simulate_persistent` on the CuPy backend."""
     refuse_reference_only(dyn, P, "the GPU DFC kernel")
-    return simulate_persistent(bk.xp, cupy_launcher(v_ff0[0].dtype), P, v_ff0, r0, dyn, learn,
-                               noise)
+    launch = cupy_launcher(bk, v_ff0[0].dtype)
+    return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise)
