@@ -172,6 +172,7 @@ extern "C" __global__ void dfc_steps(
                     vff = v_ff1[i * nl + j];
                 } else {
                     real acc = 0;
+#pragma unroll 4
                     for (long long q = 0; q < nin; ++q) acc += Wl[q * nl + j] * r_in[q];
                     vff = acc + b[off[l] + j];
                 }
@@ -280,6 +281,8 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     prm, flg = coded(dyn, learn, P, B, Kmax)
     prm, flg = xp.asarray(prm), xp.asarray(np.append(flg, int(key is not None)))
     sz = xp.asarray(np.asarray(sizes, dtype=np.int64))
+    dense = lambda a: xp.ascontiguousarray(a, dtype=dtype)     # noqa: E731 (a kernel reads raw)
+    v_ff1, r_target = dense(P["v_ff1"]), dense(P["r_target"])
     no_xi = xp.zeros(1, dtype=dtype)
     sums = {"A1": F["A1"], "AW": F["AW_blocks"], "Ab": F["Ab_blocks"], "C": F["C_blocks"]}
     for t0 in range(0, dyn.T - 1, Kmax):
@@ -288,9 +291,9 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
         if dyn.noise != "none" and key is None:
             chunk = noise(t0, t0 + K)
             full = getattr(chunk, "full", None)
-            xi = xp.ascontiguousarray(full if full is not None else xp.concatenate(chunk, axis=2))
-        args = (sz, np.int32(L), np.int32(K), np.int64(t0), WT, F["b"], QT, P["v_ff1"],
-                P["r_target"], xi, np.uint64(key or 0), prm, flg,
+            xi = full if full is not None else xp.concatenate(chunk, axis=2)
+        args = (sz, np.int32(L), np.int32(K), np.int64(t0), WT, F["b"], QT, v_ff1, r_target,
+                dense(xi), np.uint64(key or 0), prm, flg,
                 *(F[k] for k in ("v", "v_ff", "v_fb", "r", "n", "u", "u_int", "u_lp")), *trj)
         launch((B,), (threads,), args, shared)
         chunk_sums(xp, sizes, B, K, trj, sums, learn)
