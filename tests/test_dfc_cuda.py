@@ -129,3 +129,30 @@ def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
                           str(tmp_path / "k.ptx")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert ".entry dfc_steps" in (tmp_path / "k.ptx").read_text()
+
+
+@needs_gxx
+def test_persistent_kernel_on_the_published_net():
+    """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps."""
+    from simkit.dynamics.controller import Dynamics
+    from simkit.nn import MLP
+    from tests.helpers import numpy_backend
+    bk, rng = numpy_backend(), np.random.default_rng(2)
+    net = MLP(bk, [784, 256, 256, 256, 10], "tanh", "linear", rng=rng)
+    Q = [rng.normal(0, 0.1, size=(n, 10)) for n in net.sizes[1:]]
+    x = rng.normal(size=(2, 784))
+    cache = net.forward(x)
+    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
+         "r_target": np.eye(10)[[3, 7]]}
+    dyn = Dynamics(dt=0.001, T=7, tau_v=0.009, tau_A=0.001, alpha=1e-5, k_p=2.0, noise="ou",
+                   sigma=0.004, sigma_out=0.03, tau_noise=0.07, error="ce").check()
+    learn = Learning("nonlinear_difference", "highpass", a_u=0.002)
+    xi = rng.normal(size=(6, 2, 778))
+    offs = np.cumsum([0, 256, 256, 256, 10])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(4)]
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
+                                       draws)
+    assert_state_close(got, ref, ("v", "v_fb", "r", "A", "Ab", "C"))
