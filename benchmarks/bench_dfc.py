@@ -57,6 +57,8 @@ def parse():
                    help="fast path: tanh layers' Euler update as one Numba pass (on) or array calls")
     p.add_argument("--chunk-kernel", choices=("on", "off", "both"), default="on",
                    help="fast path: the steps of a chunk as one Numba call (on) or a Python loop")
+    p.add_argument("--steps-per-launch", type=int, default=None,
+                   help="cuda path: Euler steps per kernel launch (default 50; 500: one a minibatch)")
     p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
                    help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
@@ -73,7 +75,7 @@ import numpy as np  # noqa: E402
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
-from simkit.kernels import dfc_chunk, dfc_fast  # noqa: E402
+from simkit.kernels import dfc_chunk, dfc_cuda, dfc_fast  # noqa: E402
 from simkit.kernels.dfc_cuda import simulate_cuda  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402
@@ -151,6 +153,8 @@ def _seconds(f) -> float:
 def time_case(name, dtype, path, stream):
     case = CASES[name]
     bk, net, cache, P = setup(dtype, case["B"], path)
+    if ARGS.steps_per_launch:
+        dfc_cuda.STEPS_PER_LAUNCH = ARGS.steps_per_launch
     dyn = Dynamics(**case["dyn"]).check()
     rule = DFC(noise_stream=stream)            # its noise(): the run's source, drawn ahead
     rule.bk, rule.net, rule.noise_seed = bk, net, 1
@@ -185,6 +189,7 @@ def time_case(name, dtype, path, stream):
     label = path + ("" if dfc_fast.FUSED or path != "fast" else "-arrays") + \
         ("" if dfc_chunk.ENABLED or path != "fast" else "-pystep")
     label += f"/{stream}" if case["dyn"].get("noise", "none") != "none" else ""
+    label += f"/{dfc_cuda.STEPS_PER_LAUNCH}" if path == "cuda" else ""
     print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)

@@ -8,7 +8,8 @@
 # kernel, the array-call loops, DI/SDI, GAIT parity; the CuPy twins of test_backend.py);
 # 3. compute-sanitizer's race and memory checks on the DFC kernel (one small case);
 # 4. bench_dfc.py --path cuda on the five DFC cases, float64 and float32, with the GPU's peak,
-#    and the array-call loop (cupy-arrays) beside it for the forward phase.
+#    the whole minibatch as one launch (--steps-per-launch 500) beside the default 50, and the
+#    array-call loop (cupy-arrays) for the forward phase.
 # About 5 minutes; each step has its own time limit so that one hang does not lose the rest.
 set -uo pipefail
 OUT=${OUT:-/tmp/simkit_gpu}
@@ -30,6 +31,10 @@ fi
 for c in dfc_forward strong_single dfc_sleep strong2_ss strong2_sleep; do
     timeout 150 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 2>&1 \
         | tee -a "$OUT/bench.log"
+done
+for c in dfc_forward strong_single; do
+    timeout 100 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 \
+        --steps-per-launch 500 --dtype float64 2>&1 | tee -a "$OUT/bench.log"
 done
 timeout 150 python3 benchmarks/bench_dfc.py --path cupy-arrays --case dfc_forward --batches 2 \
     --dtype float64 2>&1 | tee -a "$OUT/bench.log"

@@ -74,9 +74,12 @@ def test_persistent_kernel_activations_and_instant_system(act):
 
 
 @needs_gxx
-def test_in_kernel_counter_stream_equals_the_host_stream():
+@pytest.mark.parametrize("per_launch", [50, 1000])
+def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, monkeypatch):
     """With simkit's counter stream the kernel computes the draws itself; the Numba twin reads
-    the host's. Same numbers up to the last ulp of log/sin/cos."""
+    the host's. Same numbers up to the last ulp of log/sin/cos; with 1000 steps a launch the
+    whole simulation is one launch."""
+    monkeypatch.setattr(dfc_cuda, "STEPS_PER_LAUNCH", per_launch)
     net, cache, P, dyn, _ = parity_case("ou", "ce", True, True, 1.5)
     dyn = dataclasses.replace(dyn, T=77).check()
     learn = Learning("nonlinear_difference", "highpass", a_u=0.3)

@@ -12,7 +12,8 @@ so thread block :math:`i` simulates sample :math:`i` alone for all K steps of a 
   :math:`(\bar Q u)_j`, the noise, :math:`v_{fb}`, :math:`v`, :math:`r = \phi(v)`.
 
 One launch replaces the ~35 array calls of a step (14-30 us each on an H100; DESIGN.md's
-performance model), so a 500-step minibatch is ten launches (one per noise chunk) plus the sums.
+performance model), so a 500-step minibatch is ten launches (one per noise chunk; see
+``STEPS_PER_LAUNCH``) plus the sums.
 
 The time-averaged updates are not accumulated inside the loop: the kernel writes this chunk's
 :math:`\delta_l[t]`, :math:`r_l[t]` (Eq. (5)), :math:`v_{fb,l}[t]` and :math:`\tilde u[t+1]`
@@ -40,6 +41,11 @@ from simkit.dynamics.controller import NOISE_CHUNK, refuse_reference_only
 from simkit.kernels.dfc import coded, flat_state, state_of
 
 MAX_LAYERS = 16
+# Euler steps per launch when no host noise is read (the counter stream is computed inside, or no
+# noise): 50 (one noise chunk), or up to all T-1 (one launch and one product per layer for the
+# whole minibatch; (T-1) B N trajectory elements per buffer, 0.4 GB for the single phase in
+# float64). bench_dfc.py --steps-per-launch measures both; which is faster is to be measured.
+STEPS_PER_LAUNCH = NOISE_CHUNK
 MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (opt-in)
 
 SOURCE = r"""
@@ -270,12 +276,13 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     dtype = v_ff0[0].dtype
     F = flat_state(xp, P, v_ff0, r0, dtype)
     sizes, B, L = F["sizes"], F["B"], len(P["W"])
-    Kmax = min(NOISE_CHUNK, dyn.T - 1)
+    key = getattr(noise, "key", None) if dyn.noise != "none" else None
+    drawn_inside = key is not None or dyn.noise == "none"       # no host chunks to follow
+    Kmax = min(STEPS_PER_LAUNCH if drawn_inside else NOISE_CHUNK, dyn.T - 1)
     width, shared, n_trj, n_u = layout(sizes, B, Kmax, dtype)
     threads = threads or width
     trj = [xp.empty(n_trj if learn.fw else 1, dtype=dtype) for _ in range(2)] + \
         [xp.empty(n_trj if learn.fb else 1, dtype=dtype), xp.empty(max(n_u, 1), dtype=dtype)]
-    key = getattr(noise, "key", None) if dyn.noise != "none" else None
     WT = F["pack"]([w.T for w in P["W"][1:]])
     QT = F["pack"]([q.T for q in P["Q"]])
     prm, flg = coded(dyn, learn, P, B, Kmax)
