@@ -65,6 +65,36 @@ def test_dfc_persistent_kernel_on_cupy_matches_the_reference(gpu, noise, fw, fb,
             np.testing.assert_allclose(gpu.to_host(g), r, rtol=1e-9, atol=1e-11)
 
 
+def run_student_teacher(cmd, extra, backend, out):
+    """A 2-epoch DFC run on the student-teacher task (noisy phases included); its metrics."""
+    import csv
+    from simkit.cli import main
+    flags = [cmd, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=60",
+             "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
+             "--inst_transmission", "--size_hidden=12,12", "--hidden_activation=tanh",
+             "--epochs=2", "--quiet", "--teacher_num_train=64", "--teacher_num_test=16",
+             "--batch_size=16", "--init_fb_epochs=1", "--lr_fb=1e-3", "--optimizer_fb=Adam",
+             "--sigma=0.05", "--double_precision", "--tmax_di_fb=30", *extra]
+    assert main(flags + ["--backend", backend, "--out_dir", str(out)]) == 0
+    with open(out / "metrics.csv") as f:
+        return {(r["epoch"], r["split"], r["metric"], r["layer"]): float(r["value"])
+                for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("cmd,extra", [
+    ("run_dfc", ["--extra_fb_epochs=1", "--noisy_dynamics"]),
+    ("run_dfc_single_phase", ["--strong_feedback"])])
+def test_dfc_runs_on_cupy_as_on_the_cpu(gpu, cmd, extra, tmp_path):
+    """Whole runs through the rule (the persistent kernel, its noise drawn inside, feedback
+    learning, Adam, evaluation): every metric as on the NumPy backend."""
+    cpu = run_student_teacher(cmd, extra, "numpy", tmp_path / "cpu")
+    dev = run_student_teacher(cmd, extra, "cupy", tmp_path / "gpu")
+    assert cpu.keys() == dev.keys() and len(cpu) > 10
+    for k, v in cpu.items():
+        if "seconds" not in k[2]:                                   # timings differ, of course
+            assert dev[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+
+
 def test_di_and_sdi_loops_on_cupy_match_numpy(gpu):
     rng = np.random.default_rng(3)
     W = rng.uniform(-0.3, 0.3, (10, 20))
