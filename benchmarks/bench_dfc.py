@@ -74,6 +74,7 @@ import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
+from simkit.errors import UserError  # noqa: E402
 from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels import dfc_chunk, dfc_cuda, dfc_fast  # noqa: E402
 from simkit.kernels.dfc_cuda import simulate_cuda  # noqa: E402
@@ -208,6 +209,12 @@ def main():
     dtypes = ["float64", "float32"] if ARGS.dtype == "both" else [ARGS.dtype]
     paths = ["reference", "fast", "numba"] if ARGS.path == "all" else [ARGS.path]
     streams = ["counter", "numpy"] if ARGS.noise == "both" else [ARGS.noise]
+    if gpu(ARGS.path):
+        try:
+            get_backend("cupy", announce=False)
+        except UserError as e:
+            print(f"bench_dfc: --path {ARGS.path} needs a GPU: {e}", file=sys.stderr)
+            sys.exit(2)
     measured = ARGS.peak is None
     ARGS.peak = measured_peak() if measured else ARGS.peak
     print(f"# {ARGS.batches} timed minibatches per row, {ARGS.threads} BLAS thread(s), "

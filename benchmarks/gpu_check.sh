@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# The GPU checks in one call of a lent H100/H200 (CuPy, NumPy, SciPy and pytest are installed
-# there; simkit needs nothing else on that path, Numba included). From the repository root:
+# The GPU checks in one call of a lent H100/H200. That machine has CuPy and NumPy; simkit's GPU
+# path needs no Numba. Python packages it may lack (pytest, SciPy, tqdm, threadpoolctl) travel as
+# wheels: here, once, from the repository root,
+#
+#     echo /.whl/ >> .git/info/exclude
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#         --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#         --platform manylinux_2_28_x86_64 -d .whl pytest pluggy iniconfig packaging scipy tqdm \
+#         threadpoolctl
+#
+# then run it there with carry [".whl"]:
 #
 #     bash benchmarks/gpu_check.sh            # results also under $OUT (or /tmp/simkit_gpu)
 #
@@ -14,7 +23,13 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/simkit_gpu}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+for pkg in pytest:pytest,pluggy,iniconfig,packaging scipy:scipy tqdm:tqdm \
+        threadpoolctl:threadpoolctl; do                 # install only what is missing there
+    python3 -c "import ${pkg%%:*}" 2>/dev/null && continue
+    for w in ${pkg#*:}; do ls .whl/${w}-*.whl 2>/dev/null; done | xargs -r python3 -m pip install \
+        -q --no-index --no-deps --no-compile --target /tmp/site && echo "installed ${pkg%%:*}"
+done
+export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" \
     | tee -a "$OUT/gpu.txt"
