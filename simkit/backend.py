@@ -218,6 +218,17 @@ def get_backend(name: str | None = None, dtype: str = "float64", announce: bool 
     return bk
 
 
+def load_blas():
+    """Load SciPy's BLAS now if SciPy is installed: Numba's compiled ``np.dot`` calls it (a
+    second OpenBLAS beside NumPy's), and a thread limit set before it loads would miss it; two
+    processes whose Numba products each ran two spinning OpenBLAS threads on the shared 2-core
+    machine ran 8-14x slower (2026-12-07)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
+
+
 def limit_threads(n: int):
     """Cap the threads of the BLAS library (and Numba) at ``n`` for the rest of the process.
 
@@ -226,6 +237,8 @@ def limit_threads(n: int):
     """
     if n < 1:
         raise UserError(f"--threads must be at least 1, got {n}")
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)  # loaded later
+    load_blas()
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=n)
     try:

@@ -132,6 +132,8 @@ def limit_blas_threads():
         from threadpoolctl import threadpool_limits
     except ImportError:
         return None
+    from simkit.backend import load_blas
+    load_blas()                        # SciPy's too (Numba's np.dot), before the limit
     return threadpool_limits(1, user_api="blas")
 
 
