@@ -1,4 +1,6 @@
 """Backend choice, and parity of every kernel's twins with its reference."""
+import os
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,28 @@ def test_cupy_twin_matches_reference(name):
     gpu = _run(backend.get_backend("cupy", announce=False), kernel, [np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
     for r, g in zip(ref, gpu):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-14)
+
+
+def test_thread_limit_reaches_the_blas_numba_loads_later():
+    """Numba's compiled np.dot calls SciPy's OpenBLAS, loaded at its first call: ``--threads 1``
+    must cap it too (it ran two spinning threads, 8-14x slower next to another run)."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("numba")
+    pytest.importorskip("threadpoolctl")
+    code = """if True:
+        import json
+        from simkit.backend import limit_threads
+        limit_threads(1)
+        import numba, numpy as np
+        f = numba.njit(lambda a, b: np.dot(a, b))
+        f(np.ones((64, 64)), np.ones((64, 64)))
+        from threadpoolctl import threadpool_info
+        print(json.dumps([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]))
+    """
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    threads = json.loads(out.stdout.strip().splitlines()[-1])
+    assert threads and all(n == 1 for n in threads), threads
