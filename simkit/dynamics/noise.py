@@ -51,12 +51,13 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
 
         def fresh():
             return [np.empty(shape, dtype=dtype) for _ in range(2)]
-        bufs = []                      # taken at the first draw (a GPU kernel may draw none)
+        held = {}                      # the two buffers, taken at the first draw (a GPU kernel
+                                       # computes the draws itself and takes none)
 
         def make(t0):                  # chunk c fills bufs[c % 2]: the loop is done with it
-            if not bufs:
-                bufs.extend(spares.take(layout, fresh) if spares is not None else fresh())
-            out = bufs[(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
+            if not held:
+                held["bufs"] = spares.take(layout, fresh) if spares is not None else fresh()
+            out = held["bufs"][(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
             return fill_normals(out, key, t0 * B * N)
     pending = {}
 
@@ -65,7 +66,7 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
         if t1 < steps and pool is not None:
             pending[t1] = pool.submit(make, t1)
         if t1 >= steps and spares is not None and stream != "numpy":
-            spares.give(layout, bufs)          # read until the simulation ends; taken after it
+            spares.give(layout, held["bufs"])  # read until the simulation ends; taken after it
         xi = bk.asarray(host)
         return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
     draw.key = None if stream == "numpy" else key     # a kernel may compute the draws itself
