@@ -94,46 +94,61 @@ __device__ real softmax_at(const real* z, int n, int j) {
     return exp(z[j] - mx) / s;
 }
 
+struct Opts {                   // flg, decoded once (simkit.kernels.dfc's codes)
+    int proactive, inst_tr, inst_sys, noise, ce, phi_hidden, phi_out, fw, fb, stream;
+};
+
+__device__ Opts decode(const long long* flg) {
+    Opts o;
+    o.proactive = (int)flg[2]; o.inst_tr = (int)flg[3]; o.inst_sys = (int)flg[4];
+    o.noise = (int)flg[5]; o.ce = (int)flg[6]; o.phi_hidden = (int)flg[7];
+    o.phi_out = (int)flg[8]; o.fw = (int)flg[9]; o.fb = (int)flg[10]; o.stream = (int)flg[11];
+    return o;
+}
+
 // Eq. (4) for output unit j of sample i; writes the u the layers receive to
 // uc[j] and Eq. (13)'s u~[t+1] to U.
 __device__ void control(int j, long long i, const real* rL, int nL, const real* r_target,
-                        const double* prm, const long long* flg, real* u, real* u_int,
+                        const double* prm, const Opts& o, real* u, real* u_int,
                         real* u_lp, real* uc, real* U_k) {
     const real dt = prm[0], alpha = prm[3], k_p = prm[4], a_u = prm[8];
-    const long long o = i * nL + j;
-    const real e = r_target[o] - (flg[6] ? softmax_at(rL, nL, j) : rL[j]);       // Eq. (6)
-    const real u_prev = u[o];
+    const long long q = i * nL + j;
+    const real e = r_target[q] - (o.ce ? softmax_at(rL, nL, j) : rL[j]);         // Eq. (6)
+    const real u_prev = u[q];
     real u_new;
     if (k_p > 0) {
-        u_int[o] = u_int[o] + dt * (e - alpha * u_prev);        // leak on the total u
-        u_new = u_int[o] + k_p * e;
+        u_int[q] = u_int[q] + dt * (e - alpha * u_prev);        // leak on the total u
+        u_new = u_int[q] + k_p * e;
     } else {
         u_new = u_prev + dt * (e - alpha * u_prev);
-        u_int[o] = u_new;
+        u_int[q] = u_new;
     }
-    u[o] = u_new;
-    uc[j] = flg[2] ? u_new : u_prev;                            // proactive: the new u
-    if (flg[10]) {
+    u[q] = u_new;
+    uc[j] = o.proactive ? u_new : u_prev;                       // proactive: the new u
+    if (o.fb) {
         real uf = u_new;
-        if (flg[10] == 2) {                                     // high-pass: u - u_lp
-            u_lp[o] = a_u * u_new + ((real)1 - a_u) * u_lp[o];
-            uf = u_new - u_lp[o];
+        if (o.fb == 2) {                                        // high-pass: u - u_lp
+            u_lp[q] = a_u * u_new + ((real)1 - a_u) * u_lp[q];
+            uf = u_new - u_lp[q];
         }
-        U_k[o] = uf;
+        U_k[q] = uf;
     }
 }
 
 // sizes: n_0..n_L; WT: W_l^T (n_{l-1}, n_l) for l = 2..L, concatenated; QT: Q_l^T (n_L, n_l)
 // concatenated; state v, v_ff, v_fb, r, n layer-blocked (B n_l blocks, as simkit.kernels.dfc);
 // D, R, V: (K B, n_l) blocks per layer; U: (K B, n_L). prm and flg as simkit.kernels.dfc, with
-// flg[11] = 1: the noise from the counter stream `key` (else from xi).
+// flg[11] = 1: the noise from the counter stream `key` (else from xi). The read-only inputs
+// are __restrict__ (no buffer aliases another), so the compiler may use the read-only cache.
 extern "C" __global__ void dfc_steps(
         const long long* sizes, const int L, const int K, const long long t0,
-        const real* WT, const real* b, const real* QT, const real* v_ff1,
-        const real* r_target, const real* xi, const u64 key, const double* prm,
-        const long long* flg, real* v, real* v_ff, real* v_fb, real* r, real* n, real* u,
-        real* u_int, real* u_lp, real* D, real* R, real* V, real* U) {
+        const real* __restrict__ WT, const real* __restrict__ b, const real* __restrict__ QT,
+        const real* __restrict__ v_ff1, const real* __restrict__ r_target,
+        const real* __restrict__ xi, const u64 key, const double* prm, const long long* flg,
+        real* v, real* v_ff, real* v_fb, real* r, real* n, real* u, real* u_int, real* u_lp,
+        real* D, real* R, real* V, real* U) {
     const long long B = flg[0], i = blockIdx.x;
+    const Opts o = decode(flg);
     const int tid = threadIdx.x, NT = blockDim.x;
     const real dt = prm[0], tau_v = prm[1], tau_A = prm[2], a_n = prm[7];
     long long off[MAX_LAYERS + 1], woff[MAX_LAYERS + 1];
@@ -154,22 +169,22 @@ extern "C" __global__ void dfc_steps(
     __syncthreads();
     for (int k = 0; k < K; ++k) {
         for (int j = tid; j < nL; j += NT)
-            control(j, i, rs + off[L - 1], nL, r_target, prm, flg, u, u_int, u_lp, uc,
+            control(j, i, rs + off[L - 1], nL, r_target, prm, o, u, u_int, u_lp, uc,
                     U + k * B * nL);
         for (int l = 0; l < L; ++l)
             for (long long j = tid; j < sizes[l + 1]; j += NT) {
-                if (flg[10])           // Eq. (13)'s v_fb[t], before this step's update
+                if (o.fb)              // Eq. (13)'s v_fb[t], before this step's update
                     V[K * B * off[l] + (k * B + i) * sizes[l + 1] + j] =
                         v_fb[B * off[l] + i * sizes[l + 1] + j];
-                if (!flg[3]) r_old[off[l] + j] = rs[off[l] + j];
+                if (!o.inst_tr) r_old[off[l] + j] = rs[off[l] + j];
             }
         __syncthreads();
         for (int l = 0; l < L; ++l) {
             const long long nl = sizes[l + 1], nin = sizes[l];
-            const real* r_in = (flg[3] ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
+            const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
             const real* Wl = WT + woff[l];
             const real* Ql = QT + nL * off[l];
-            const int code = (int)(l == L - 1 ? flg[8] : flg[7]);
+            const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
             const real sigma = l == L - 1 ? prm[6] : prm[5];
             for (long long j = tid; j < nl; j += NT) {
                 const long long s = B * off[l] + i * nl + j;
@@ -185,11 +200,11 @@ extern "C" __global__ void dfc_steps(
                 real c = 0;                                     // (Q_l u)_j
                 for (int m = 0; m < nL; ++m) c += Ql[m * nl + j] * uc[m];
                 real f = v_fb[s] + (dt / tau_A) * (c - v_fb[s]);     // Eq. (2)
-                if (flg[5]) {
+                if (o.noise) {
                     const long long e = ((t0 + k) * B + i) * N + off[l] + j;
-                    const real x = flg[11] ? (real)stream_normal(key, (u64)e)
+                    const real x = o.stream ? (real)stream_normal(key, (u64)e)
                                            : xi[e - t0 * B * N];
-                    if (flg[5] == 1) {                          // white
+                    if (o.noise == 1) {                         // white
                         f += sigma * sqrt(dt) / tau_A * x;
                     } else {                                    // Ornstein-Uhlenbeck
                         n[s] = (a_n / sqrt(dt)) * x + ((real)1 - a_n) * n[s];
@@ -197,14 +212,14 @@ extern "C" __global__ void dfc_steps(
                     }
                 }
                 v_fb[s] = f;
-                const real vv = flg[4] ? f + vff : v[s] + (dt / tau_v) * (f + vff - v[s]);
+                const real vv = o.inst_sys ? f + vff : v[s] + (dt / tau_v) * (f + vff - v[s]);
                 v[s] = vv;
                 v_ff[s] = vff;
                 const real rn = phi_of(code, vv);
                 rs[off[l] + j] = rn;
-                if (flg[9]) {                                   // Eq. (5): delta_l[t], r_l[t]
+                if (o.fw) {                                     // Eq. (5): delta_l[t], r_l[t]
                     const long long g = K * B * off[l] + (k * B + i) * nl + j;
-                    D[g] = flg[9] == 1 ? rn - phi_of(code, vff) : vv - vff;
+                    D[g] = o.fw == 1 ? rn - phi_of(code, vff) : vv - vff;
                     R[g] = rn;
                 }
             }
