@@ -55,7 +55,6 @@ SOURCE = r"""
 #define SHARED_REALS(name) extern __shared__ unsigned char simkit_shared[]; \
     real* name = (real*)simkit_shared
 #endif
-#define MAX_LAYERS 16
 typedef unsigned long long u64;
 
 __device__ u64 mix64(u64 z) {                     // SplitMix64's finaliser
@@ -236,7 +235,7 @@ extern "C" __global__ void dfc_steps(
 def source(dtype) -> str:
     """The kernel's text for ``dtype`` (float64 or float32)."""
     real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
-    return f"typedef {real} real;\n" + SOURCE
+    return f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n" + SOURCE
 
 
 def cupy_launcher(bk, dtype):
