@@ -74,6 +74,32 @@ def test_persistent_kernel_activations_and_instant_system(act):
 
 
 @needs_gxx
+@pytest.mark.parametrize("threads", [None, 8])
+def test_persistent_kernel_with_inputs_past_the_unrolled_blocks(threads):
+    """Layer inputs of 21 and 37 units: ``dot_column``'s blocks of 16 and its remainder both
+    count; with 8 threads each owns several units."""
+    from tests.helpers import numpy_backend
+    from tests.test_dfc import problem, small_net
+    bk = numpy_backend()
+    net = small_net(bk, "tanh", (5, 21, 37, 3), seed=6)
+    rng = np.random.default_rng(7)
+    Q = [rng.normal(size=(n, 3)) * 0.3 for n in net.sizes[1:]]
+    cache, P = problem(bk, net, Q, B=2)
+    _, _, _, dyn, _ = parity_case("white", "mse", False, True, 1.0)
+    dyn = dataclasses.replace(dyn, T=31).check()
+    xi = rng.normal(size=(30, 2, 61))
+    offs = np.cumsum([0, 21, 37, 3])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+    learn = Learning("nonlinear_difference", "highpass", a_u=0.3)
+    ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
+    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
+                                       draws, threads=threads)
+    assert_state_close(got, ref, ("v", "v_ff", "r", "A", "Ab", "C"))
+
+
+@needs_gxx
 @pytest.mark.parametrize("per_launch", [50, 1000])
 def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, monkeypatch):
     """With simkit's counter stream the kernel computes the draws itself; the Numba twin reads

@@ -93,6 +93,21 @@ __device__ real softmax_at(const real* z, int n, int j) {
     return exp(z[j] - mx) / s;
 }
 
+// (W_l r)_j = sum_q W_l^T[q, j] r[q]. A warp reads 32 consecutive entries of a row of W^T per
+// q; sixteen such loads are issued before the first is used (one sample per block leaves ~8 warps
+// per SM to hide L2's latency), into four partial sums.
+__device__ real dot_column(const real* __restrict__ WT, long long nl, long long j,
+                           const real* r, long long nin) {
+    real a[4] = {0, 0, 0, 0};
+    long long q = 0;
+    for (; q + 16 <= nin; q += 16) {
+#pragma unroll
+        for (int m = 0; m < 16; ++m) a[m & 3] += WT[(q + m) * nl + j] * r[q + m];
+    }
+    for (; q < nin; ++q) a[0] += WT[q * nl + j] * r[q];
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 struct Opts {                   // flg, decoded once (simkit.kernels.dfc's codes)
     int proactive, inst_tr, inst_sys, noise, ce, phi_hidden, phi_out, fw, fb, stream;
 };
@@ -191,10 +206,7 @@ extern "C" __global__ void dfc_steps(
                 if (l == 0) {
                     vff = v_ff1[i * nl + j];
                 } else {
-                    real acc = 0;
-#pragma unroll 4
-                    for (long long q = 0; q < nin; ++q) acc += Wl[q * nl + j] * r_in[q];
-                    vff = acc + b[off[l] + j];
+                    vff = dot_column(Wl, nl, j, r_in, nin) + b[off[l] + j];
                 }
                 real c = 0;                                     // (Q_l u)_j
                 for (int m = 0; m < nL; ++m) c += Ql[m * nl + j] * uc[m];
