@@ -120,32 +120,72 @@ __device__ Opts decode(const long long* flg) {
     return o;
 }
 
-// Eq. (4) for output unit j of sample i; writes the u the layers receive to
-// uc[j] and Eq. (13)'s u~[t+1] to U.
-__device__ void control(int j, long long i, const real* rL, int nL, const real* r_target,
-                        const double* prm, const Opts& o, real* u, real* u_int,
-                        real* u_lp, real* uc, real* U_k) {
+// Eq. (4) for output unit j of one sample (the pointers point at that sample's row): writes
+// the u the layers receive to uc[j] and, where U_k is given, Eq. (13)'s u~[t+1] to U_k[j].
+__device__ void control(int j, const real* rL, int nL, const real* r_target, const double* prm,
+                        const Opts& o, real* u, real* u_int, real* u_lp, real* uc, real* U_k) {
     const real dt = prm[0], alpha = prm[3], k_p = prm[4], a_u = prm[8];
-    const long long q = i * nL + j;
-    const real e = r_target[q] - (o.ce ? softmax_at(rL, nL, j) : rL[j]);         // Eq. (6)
-    const real u_prev = u[q];
+    const real e = r_target[j] - (o.ce ? softmax_at(rL, nL, j) : rL[j]);         // Eq. (6)
+    const real u_prev = u[j];
     real u_new;
     if (k_p > 0) {
-        u_int[q] = u_int[q] + dt * (e - alpha * u_prev);        // leak on the total u
-        u_new = u_int[q] + k_p * e;
+        u_int[j] = u_int[j] + dt * (e - alpha * u_prev);        // leak on the total u
+        u_new = u_int[j] + k_p * e;
     } else {
         u_new = u_prev + dt * (e - alpha * u_prev);
-        u_int[q] = u_new;
+        u_int[j] = u_new;
     }
-    u[q] = u_new;
+    u[j] = u_new;
     uc[j] = o.proactive ? u_new : u_prev;                       // proactive: the new u
     if (o.fb) {
         real uf = u_new;
         if (o.fb == 2) {                                        // high-pass: u - u_lp
-            u_lp[q] = a_u * u_new + ((real)1 - a_u) * u_lp[q];
-            uf = u_new - u_lp[q];
+            u_lp[j] = a_u * u_new + ((real)1 - a_u) * u_lp[j];
+            uf = u_new - u_lp[j];
         }
-        U_k[q] = uf;
+        if (U_k) U_k[j] = uf;
+    }
+}
+
+// Eqs. (2), (3) for one unit at state index s, given its v_ff (Eq. (1)), c = (Q_l u)_j and
+// the draw x: updates v_fb, n, v, v_ff there and returns r = phi(v); with o.fw, Eq. (5)'s
+// delta_l[t] and r_l[t] go to D[g], R[g].
+__device__ real unit_step(const Opts& o, const double* prm, int code, real sigma, long long s,
+                          real vff, real c, real x, real* v, real* v_ff, real* v_fb, real* n,
+                          real* D, real* R, long long g) {
+    const real dt = prm[0], tau_v = prm[1], tau_A = prm[2], a_n = prm[7];
+    real f = v_fb[s] + (dt / tau_A) * (c - v_fb[s]);           // Eq. (2)
+    if (o.noise == 1) {                                         // white
+        f += sigma * sqrt(dt) / tau_A * x;
+    } else if (o.noise == 2) {                                  // Ornstein-Uhlenbeck
+        n[s] = (a_n / sqrt(dt)) * x + ((real)1 - a_n) * n[s];
+        f += sigma * n[s];
+    }
+    v_fb[s] = f;
+    const real vv = o.inst_sys ? f + vff : v[s] + (dt / tau_v) * (f + vff - v[s]);
+    v[s] = vv;
+    v_ff[s] = vff;
+    const real rn = phi_of(code, vv);
+    if (o.fw) {
+        D[g] = o.fw == 1 ? rn - phi_of(code, vff) : vv - vff;
+        R[g] = rn;
+    }
+    return rn;
+}
+
+// The draw for stream element e: computed from the counter stream, or read from this chunk's
+// host draws xi (whose first element is e0).
+__device__ real draw(const Opts& o, u64 key, const real* xi, long long e, long long e0) {
+    return o.stream ? (real)stream_normal(key, (u64)e) : xi[e - e0];
+}
+
+// off[l]: where layer l+1's units start in the flat state; woff[l]: where W_{l+1}^T starts in WT
+__device__ void offsets(const long long* sizes, int L, long long* off, long long* woff) {
+    off[0] = 0;
+    woff[0] = 0;
+    for (int l = 0; l < L; ++l) {
+        off[l + 1] = off[l] + sizes[l + 1];
+        woff[l + 1] = woff[l] + (l > 0 ? sizes[l + 1] * sizes[l] : 0);
     }
 }
 
@@ -164,14 +204,8 @@ extern "C" __global__ void dfc_steps(
     const long long B = flg[0], i = blockIdx.x;
     const Opts o = decode(flg);
     const int tid = threadIdx.x, NT = blockDim.x;
-    const real dt = prm[0], tau_v = prm[1], tau_A = prm[2], a_n = prm[7];
     long long off[MAX_LAYERS + 1], woff[MAX_LAYERS + 1];
-    off[0] = 0;
-    woff[0] = 0;
-    for (int l = 0; l < L; ++l) {
-        off[l + 1] = off[l] + sizes[l + 1];
-        woff[l + 1] = woff[l] + (l > 0 ? sizes[l + 1] * sizes[l] : 0);
-    }
+    offsets(sizes, L, off, woff);
     const long long N = off[L];
     const int nL = (int)sizes[L];
     SHARED_REALS(rs);                  // this sample's r_l, all layers (N)
@@ -183,8 +217,8 @@ extern "C" __global__ void dfc_steps(
     __syncthreads();
     for (int k = 0; k < K; ++k) {
         for (int j = tid; j < nL; j += NT)
-            control(j, i, rs + off[L - 1], nL, r_target, prm, o, u, u_int, u_lp, uc,
-                    U + k * B * nL);
+            control(j, rs + off[L - 1], nL, r_target + i * nL, prm, o, u + i * nL,
+                    u_int + i * nL, u_lp + i * nL, uc, U + (k * B + i) * nL);
         for (int l = 0; l < L; ++l)
             for (long long j = tid; j < sizes[l + 1]; j += NT) {
                 if (o.fb)              // Eq. (13)'s v_fb[t], before this step's update
@@ -196,43 +230,19 @@ extern "C" __global__ void dfc_steps(
         for (int l = 0; l < L; ++l) {
             const long long nl = sizes[l + 1], nin = sizes[l];
             const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
-            const real* Wl = WT + woff[l];
             const real* Ql = QT + nL * off[l];
             const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
             const real sigma = l == L - 1 ? prm[6] : prm[5];
             for (long long j = tid; j < nl; j += NT) {
-                const long long s = B * off[l] + i * nl + j;
-                real vff;                                       // Eq. (1): W_l r_{l-1} + b_l
-                if (l == 0) {
-                    vff = v_ff1[i * nl + j];
-                } else {
-                    vff = dot_column(Wl, nl, j, r_in, nin) + b[off[l] + j];
-                }
+                const real vff = l == 0 ? v_ff1[i * nl + j]             // Eq. (1)
+                    : dot_column(WT + woff[l], nl, j, r_in, nin) + b[off[l] + j];
                 real c = 0;                                     // (Q_l u)_j
                 for (int m = 0; m < nL; ++m) c += Ql[m * nl + j] * uc[m];
-                real f = v_fb[s] + (dt / tau_A) * (c - v_fb[s]);     // Eq. (2)
-                if (o.noise) {
-                    const long long e = ((t0 + k) * B + i) * N + off[l] + j;
-                    const real x = o.stream ? (real)stream_normal(key, (u64)e)
-                                           : xi[e - t0 * B * N];
-                    if (o.noise == 1) {                         // white
-                        f += sigma * sqrt(dt) / tau_A * x;
-                    } else {                                    // Ornstein-Uhlenbeck
-                        n[s] = (a_n / sqrt(dt)) * x + ((real)1 - a_n) * n[s];
-                        f += sigma * n[s];
-                    }
-                }
-                v_fb[s] = f;
-                const real vv = o.inst_sys ? f + vff : v[s] + (dt / tau_v) * (f + vff - v[s]);
-                v[s] = vv;
-                v_ff[s] = vff;
-                const real rn = phi_of(code, vv);
-                rs[off[l] + j] = rn;
-                if (o.fw) {                                     // Eq. (5): delta_l[t], r_l[t]
-                    const long long g = K * B * off[l] + (k * B + i) * nl + j;
-                    D[g] = o.fw == 1 ? rn - phi_of(code, vff) : vv - vff;
-                    R[g] = rn;
-                }
+                const long long e = ((t0 + k) * B + i) * N + off[l] + j;
+                const real x = o.noise ? draw(o, key, xi, e, t0 * B * N) : (real)0;
+                rs[off[l] + j] = unit_step(o, prm, code, sigma, B * off[l] + i * nl + j, vff, c,
+                                           x, v, v_ff, v_fb, n, D, R,
+                                           K * B * off[l] + (k * B + i) * nl + j);
             }
             __syncthreads();
         }
