@@ -21,7 +21,8 @@ helper thread while the loop goes on, so the second core works too; what ``simki
 on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
 :mod:`simkit.kernels.dfc`); on a GPU, ``cuda`` (the persistent kernel of
 :mod:`simkit.kernels.dfc_cuda`, what ``simkit run_dfc`` uses on CuPy, noise drawn in the kernel)
-and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step). One controller
+and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step); ``--cluster 8``
+times the cluster kernel (a sample on 8 blocks, W in shared memory) instead of one block a sample. One controller
 simulation per minibatch is timed (plus the update scaling); data loading and the optimiser are not.
 
 FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
@@ -59,6 +60,8 @@ def parse():
                    help="fast path: the steps of a chunk as one Numba call (on) or a Python loop")
     p.add_argument("--steps-per-launch", type=int, default=None,
                    help="cuda path: Euler steps per kernel launch (default 50; 500: one a minibatch)")
+    p.add_argument("--cluster", type=int, default=None,
+                   help="cuda path: blocks a sample (dfc_steps_cluster, sm_90; 2-8); default one")
     p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
                    help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
@@ -156,6 +159,7 @@ def time_case(name, dtype, path, stream):
     bk, net, cache, P = setup(dtype, case["B"], path)
     if ARGS.steps_per_launch:
         dfc_cuda.STEPS_PER_LAUNCH = ARGS.steps_per_launch
+    dfc_cuda.CLUSTER = ARGS.cluster
     dyn = Dynamics(**case["dyn"]).check()
     rule = DFC(noise_stream=stream)            # its noise(): the run's source, drawn ahead
     rule.bk, rule.net, rule.noise_seed = bk, net, 1
@@ -191,6 +195,7 @@ def time_case(name, dtype, path, stream):
         ("" if dfc_chunk.ENABLED or path != "fast" else "-pystep")
     label += f"/{stream}" if case["dyn"].get("noise", "none") != "none" else ""
     label += f"/{dfc_cuda.STEPS_PER_LAUNCH}" if path == "cuda" else ""
+    label += f"/x{dfc_cuda.CLUSTER}" if path == "cuda" and dfc_cuda.CLUSTER else ""
     print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)

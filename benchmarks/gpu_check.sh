@@ -17,8 +17,9 @@
 # kernel, the array-call loops, DI/SDI, GAIT parity; the CuPy twins of test_backend.py);
 # 3. compute-sanitizer's race and memory checks on the DFC kernel (one small case);
 # 4. bench_dfc.py --path cuda on the five DFC cases, float64 and float32, with the GPU's peak,
-#    the whole minibatch as one launch (--steps-per-launch 500) beside the default 50, and the
-#    array-call loop (cupy-arrays) for the forward phase.
+#    the whole minibatch as one launch (--steps-per-launch 500) beside the default 50, the
+#    cluster kernel (--cluster 8: a sample on 8 blocks, W in shared memory), and the array-call
+#    loop (cupy-arrays) for the forward phase.
 # About 5 minutes; each step has its own time limit so that one hang does not lose the rest.
 set -uo pipefail
 OUT=${OUT:-/tmp/simkit_gpu}
@@ -40,7 +41,7 @@ if command -v compute-sanitizer >/dev/null; then
     for tool in racecheck memcheck; do
         timeout 120 compute-sanitizer --tool $tool python3 -m pytest -q -p no:cacheprovider \
             "tests/test_gpu_parity.py::test_dfc_persistent_kernel_on_cupy_matches_the_reference" \
-            -k "True-ou" 2>&1 | tee "$OUT/sanitizer_$tool.log" | tail -n 5
+            -k "True-ou" 2>&1 | tee "$OUT/sanitizer_$tool.log" | tail -n 5     # both kernels
     done
 fi
 for c in dfc_forward strong_single dfc_sleep strong2_ss strong2_sleep; do
@@ -50,6 +51,8 @@ done
 for c in dfc_forward strong_single; do
     timeout 100 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 \
         --steps-per-launch 500 --dtype float64 2>&1 | tee -a "$OUT/bench.log"
+    timeout 100 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 \
+        --cluster 8 2>&1 | tee -a "$OUT/bench.log"
 done
 timeout 150 python3 benchmarks/bench_dfc.py --path cupy-arrays --case dfc_forward --batches 2 \
     --dtype float64 2>&1 | tee -a "$OUT/bench.log"

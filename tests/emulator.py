@@ -25,9 +25,11 @@ def build(source: str, driver: str) -> ctypes.CDLL:
     if tag not in _LIBS:
         d = Path(tempfile.mkdtemp(prefix="simkit_emu_"))
         (d / "k.cpp").write_text(text)
-        subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread",
-                        "-I", str(HERE), str(d / "k.cpp"), "-o", str(d / "k.so")],
-                       check=True, capture_output=True, text=True)
+        out = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread",
+                              "-I", str(HERE), str(d / "k.cpp"), "-o", str(d / "k.so")],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"g++ could not build {d / 'k.cpp'}:\n{out.stderr[-4000:]}")
         _LIBS[tag] = ctypes.CDLL(str(d / "k.so"))
     return _LIBS[tag]
 

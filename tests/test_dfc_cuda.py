@@ -19,9 +19,10 @@ from tests.test_dfc import parity_case
 needs_gxx = pytest.mark.skipif(not emulator.have_compiler(), reason="no g++ for the emulator")
 
 
-def emulated(dtype=np.float64):
-    lib = emulator.build(dfc_cuda.source(dtype), "dfc_driver.cpp")
-    return emulator.launcher(lib, "launch_dfc_steps")
+def emulated(dtype=np.float64, cluster=None):
+    """The emulator's launch of ``dfc_steps``, or with ``cluster`` of ``dfc_steps_cluster``."""
+    lib = emulator.build(dfc_cuda.source(dtype, cluster), "dfc_driver.cpp")
+    return emulator.launcher(lib, "launch_dfc_steps_cluster" if cluster else "launch_dfc_steps")
 
 
 def assert_state_close(got, ref, keys, rtol=1e-12):
@@ -38,10 +39,13 @@ def assert_state_close(got, ref, keys, rtol=1e-12):
     ("none", "mse", True, True, 2.0)])
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"),
                                    ("voltage_difference", "plain"), (None, None)])
-@pytest.mark.parametrize("threads", [None, 2])
-def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p, fw, fb, threads):
+@pytest.mark.parametrize("threads,cluster", [(None, None), (2, None), (None, 3), (1, 3)])
+def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p, fw, fb, threads,
+                                             cluster):
     """Every option the twins share, T not a multiple of the chunk, fixed draws; ``threads=2``:
-    each thread owns several units of every layer (and of u)."""
+    each thread owns several units of every layer (and of u). ``cluster=3``: the cluster kernel
+    with slices of 2, 2, 2 / 2, 2, 1 / 2, 2, 0 units of the 6-5-4 layers; with one thread a
+    block that thread does all of its block's work."""
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = dataclasses.replace(dyn, T=123).check()
     learn = Learning(fw, fb, a_u=0.3)
@@ -51,8 +55,9 @@ def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p,
     def draws(t0, t1):
         return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
-    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
-                                       draws, threads=threads)
+    got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
+                                       cache.h[1:], dyn, learn, draws, threads=threads,
+                                       cluster=cluster)
     keys = ("v", "v_fb", "v_ff", "r") + (("A", "Ab") if fw else ()) + (("C",) if fb else ())
     assert_state_close(got, ref, keys)
 
@@ -100,8 +105,8 @@ def test_persistent_kernel_with_inputs_past_the_unrolled_blocks(threads):
 
 
 @needs_gxx
-@pytest.mark.parametrize("per_launch", [50, 1000])
-def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, monkeypatch):
+@pytest.mark.parametrize("per_launch,cluster", [(50, None), (1000, None), (50, 2)])
+def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, cluster, monkeypatch):
     """With simkit's counter stream the kernel computes the draws itself; the Numba twin reads
     the host's. Same numbers up to the last ulp of log/sin/cos; with 1000 steps a launch the
     whole simulation is one launch."""
@@ -116,8 +121,8 @@ def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, monkeypatch
     ref = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn, source())
     noise = source()
     assert noise.key is not None
-    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
-                                       noise)
+    got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
+                                       cache.h[1:], dyn, learn, noise, cluster=cluster)
     assert_state_close(got, ref, ("v", "v_fb", "r", "A", "C"), rtol=1e-10)
     noiseless = simulate(bk, P, cache.a[1:], cache.h[1:], dataclasses.replace(dyn, noise="none"),
                          learn)
@@ -125,7 +130,8 @@ def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, monkeypatch
 
 
 @needs_gxx
-def test_persistent_kernel_in_float32_and_with_layer_draws():
+@pytest.mark.parametrize("cluster", [None, 2])
+def test_persistent_kernel_in_float32_and_with_layer_draws(cluster):
     net, cache, P, dyn, draws = parity_case("ou", "mse", True, True, 1.0)
     f = lambda a: a.astype(np.float32)                       # noqa: E731
     P32 = {k: ([f(a) if a is not None else None for a in v] if k in ("W", "b", "Q") else
@@ -134,9 +140,9 @@ def test_persistent_kernel_in_float32_and_with_layer_draws():
     def draws32(t0, t1):
         views = [f(a) for a in draws(t0, t1)]
         return LayerDraws(views, np.concatenate(views, axis=2))
-    got = dfc_cuda.simulate_persistent(np, emulated(np.float32), P32,
+    got = dfc_cuda.simulate_persistent(np, emulated(np.float32, cluster), P32,
                                        [f(a) for a in cache.a[1:]], [f(h) for h in cache.h[1:]],
-                                       dyn, Learning(), draws32)
+                                       dyn, Learning(), draws32, cluster=cluster)
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(), draws)
     assert got.u.dtype == np.float32 and got.A[1].dtype == np.float32
     for g, r in zip(got.r, ref.r):
@@ -148,21 +154,33 @@ def test_layout_refuses_what_shared_memory_cannot_hold():
     assert dfc_cuda.layout([784, 256, 256, 256, 10], 32, 50, np.float64)[:2] == (256, 12_528)
     with pytest.raises(ValueError, match="at most 16 layers and 14523 neurons"):
         dfc_cuda.layout([10, 20_000, 10], 4, 50, np.float64)
+    # reals: r and r_old 2 x 778, u 4 x 10, partial sums 8 x 32, W^T columns 2 x 256 x 32 +
+    # 256 x 2, Q^T columns 10 x (3 x 32 + 2)
+    reals = 1556 + 40 + 256 + 16_896 + 980
+    assert dfc_cuda.cluster_layout([784, 256, 256, 256, 10], 32, 50, np.float64, 8)[:2] == \
+        (256, 8 * reals)
+    with pytest.raises(ValueError, match="cluster kernel takes at most 16 layers, clusters of"):
+        dfc_cuda.cluster_layout([784, 1024, 1024, 10], 32, 50, np.float64, 8)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
-    (tmp_path / "k.cu").write_text(dfc_cuda.source(dtype))
-    out = subprocess.run(["nvcc", "-arch=sm_90", "-ptx", str(tmp_path / "k.cu"), "-o",
-                          str(tmp_path / "k.ptx")], capture_output=True, text=True)
+    """Both kernels through nvcc and ptxas (which checks the cluster kernel's inline PTX)."""
+    (tmp_path / "k.cu").write_text(dfc_cuda.source(dtype, cluster=8))
+    out = subprocess.run(["nvcc", "-arch=sm_90", "-cubin", str(tmp_path / "k.cu"), "-o",
+                          str(tmp_path / "k.cubin")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert ".entry dfc_steps" in (tmp_path / "k.ptx").read_text()
+    names = (tmp_path / "k.cubin").read_bytes()
+    assert b"dfc_steps\x00" in names and b"dfc_steps_cluster\x00" in names
 
 
 @needs_gxx
-def test_persistent_kernel_on_the_published_net():
-    """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps."""
+@pytest.mark.parametrize("cluster", [None, 8])
+def test_persistent_kernel_on_the_published_net(cluster):
+    """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps; as 8
+    blocks a sample: slices of 32, 32, 32 and 2 units (the last 3 blocks own no output unit),
+    154 kB of shared memory a block."""
     from simkit.dynamics.controller import Dynamics
     from simkit.nn import MLP
     from tests.helpers import numpy_backend
@@ -182,6 +200,6 @@ def test_persistent_kernel_on_the_published_net():
     def draws(t0, t1):
         return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(4)]
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
-    got = dfc_cuda.simulate_persistent(np, emulated(), P, cache.a[1:], cache.h[1:], dyn, learn,
-                                       draws)
+    got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
+                                       cache.h[1:], dyn, learn, draws, cluster=cluster)
     assert_state_close(got, ref, ("v", "v_fb", "r", "A", "Ab", "C"))

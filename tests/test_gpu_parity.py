@@ -42,9 +42,16 @@ def test_dfc_controller_on_cupy_matches_the_reference(gpu, noise, fw, fb):
 @pytest.mark.parametrize("noise,fw,fb", [("ou", "nonlinear_difference", "highpass"),
                                          ("white", "voltage_difference", "plain")])
 @pytest.mark.parametrize("stream", [False, True])
-def test_dfc_persistent_kernel_on_cupy_matches_the_reference(gpu, noise, fw, fb, stream):
+@pytest.mark.parametrize("cluster", [None, 3])
+def test_dfc_persistent_kernel_on_cupy_matches_the_reference(gpu, noise, fw, fb, stream, cluster,
+                                                             monkeypatch):
     """simkit.kernels.dfc_cuda through CuPy (NVRTC): fixed draws copied in, or (``stream``)
-    simkit's counter stream computed inside the kernel against the host's draws."""
+    simkit's counter stream computed inside the kernel against the host's draws; ``cluster``:
+    dfc_steps_cluster, 3 blocks a sample (needs sm_90)."""
+    from simkit.kernels import dfc_cuda
+    if cluster and int(gpu.xp.cuda.Device().compute_capability) < 90:
+        pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.setattr(dfc_cuda, "CLUSTER", cluster)
     from simkit.dynamics.noise import noise_source
     from simkit.kernels.dfc_cuda import simulate_cuda
     from tests.helpers import numpy_backend

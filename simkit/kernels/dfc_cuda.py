@@ -47,6 +47,10 @@ MAX_LAYERS = 16
 # float64). bench_dfc.py --steps-per-launch measures both; which is faster is to be measured.
 STEPS_PER_LAUNCH = NOISE_CHUNK
 MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (opt-in)
+# Blocks a sample: None, one (``dfc_steps``, any GPU); or a cluster of that many blocks
+# (``dfc_steps_cluster``, sm_90; at most 8, the portable cluster size), W in shared memory.
+# Which is faster is to be measured (bench_dfc.py --cluster 8).
+CLUSTER = None
 
 SOURCE = r"""
 // simkit.kernels.dfc_cuda: K Euler steps of the DFC controller, one thread block per sample.
@@ -253,16 +257,149 @@ extern "C" __global__ void dfc_steps(
 }
 """
 
+# The cluster variant (sm_90 only, so a separate text): CLUSTER blocks simulate one sample.
+CLUSTER_SOURCE = r"""
+// dfc_steps_cluster: the same K steps with one sample split across a cluster of CLUSTER thread
+// blocks (#define'd before this text). Block c owns the c-th slice of every layer's units and
+// keeps its columns of W_l^T and Q_l^T in its shared memory, so W is read from L2 once a launch
+// instead of once a step. It writes its slice of r_l into every block's copy of r (distributed
+// shared memory), and the cluster meets at a barrier before the next layer reads it (one barrier
+// a step without inst_transmission, where every layer reads the previous step's r). Eq. (4)'s
+// n_L units are computed by every block alike from its own copy of r_L; block 0 stores u.
+#ifndef SIMKIT_EMULATE
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
+                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ real* in_block(real* p, unsigned rank) {   // p in block `rank`
+    real* q;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(q) : "l"(p), "r"(rank));
+    return q;
+}
+#define CLUSTER_DIMS __cluster_dims__(CLUSTER, 1, 1)
+#endif
 
-def source(dtype) -> str:
-    """The kernel's text for ``dtype`` (float64 or float32)."""
+extern "C" __global__ void CLUSTER_DIMS dfc_steps_cluster(
+        const long long* sizes, const int L, const int K, const long long t0,
+        const real* __restrict__ WT, const real* __restrict__ b, const real* __restrict__ QT,
+        const real* __restrict__ v_ff1, const real* __restrict__ r_target,
+        const real* __restrict__ xi, const u64 key, const double* prm, const long long* flg,
+        real* v, real* v_ff, real* v_fb, real* r, real* n, real* u, real* u_int, real* u_lp,
+        real* D, real* R, real* V, real* U) {
+    const long long B = flg[0], i = blockIdx.x / CLUSTER;
+    const unsigned rank = blockIdx.x % CLUSTER;
+    const Opts o = decode(flg);
+    const int tid = threadIdx.x, NT = blockDim.x;
+    long long off[MAX_LAYERS + 1], woff[MAX_LAYERS + 1], lo[MAX_LAYERS], cnt[MAX_LAYERS];
+    long long ws[MAX_LAYERS + 1], qs[MAX_LAYERS + 1], per_max = 1;
+    offsets(sizes, L, off, woff);
+    ws[0] = 0;
+    qs[0] = 0;
+    for (int l = 0; l < L; ++l) {      // this block's units of layer l+1: lo[l] .. lo[l]+cnt[l]
+        const long long nl = sizes[l + 1], per = (nl + CLUSTER - 1) / CLUSTER;
+        lo[l] = rank * per;
+        cnt[l] = nl - lo[l] < per ? (nl > lo[l] ? nl - lo[l] : 0) : per;
+        per_max = per > per_max ? per : per_max;
+        ws[l + 1] = ws[l] + (l > 0 ? sizes[l] * cnt[l] : 0);
+        qs[l + 1] = qs[l] + sizes[L] * cnt[l];
+    }
+    const long long N = off[L], split = NT / per_max > 1 ? NT / per_max : 1;
+    const int nL = (int)sizes[L];
+    SHARED_REALS(rs);                  // the sample's r_l, all layers (N), a copy in each block
+    real* r_old = rs + N;              // the previous step's r (without inst_transmission)
+    real* uc = rs + 2 * N;             // the control the layers receive (n_L)
+    real* us = uc + nL;                // u, u_int, u_lp of this sample (n_L each)
+    real* psum = us + 3 * nL;          // partial sums of W_l r (split x per_max)
+    real* Ws = psum + split * per_max; // this block's columns of W_l^T, l = 2..L
+    real* Qs = Ws + ws[L];             // and of Q_l^T, l = 1..L
+    for (int l = 0; l < L; ++l) {
+        const long long nl = sizes[l + 1], c = cnt[l];
+        for (long long j = tid; j < nl; j += NT) rs[off[l] + j] = r[B * off[l] + i * nl + j];
+        for (long long e = tid; l > 0 && e < sizes[l] * c; e += NT)
+            Ws[ws[l] + e] = WT[woff[l] + (e / c) * nl + lo[l] + e % c];
+        for (long long e = tid; e < nL * c; e += NT)
+            Qs[qs[l] + e] = QT[nL * off[l] + (e / c) * nl + lo[l] + e % c];
+    }
+    for (int j = tid; j < nL; j += NT) {
+        us[j] = u[i * nL + j];
+        us[nL + j] = u_int[i * nL + j];
+        us[2 * nL + j] = u_lp[i * nL + j];
+    }
+    cluster_sync();                    // every block has started and loaded (DSMEM is valid)
+    for (int k = 0; k < K; ++k) {
+        for (int j = tid; j < nL; j += NT)
+            control(j, rs + off[L - 1], nL, r_target + i * nL, prm, o, us, us + nL, us + 2 * nL,
+                    uc, rank == 0 ? U + (k * B + i) * nL : (real*)0);
+        for (int l = 0; l < L; ++l) {
+            for (long long jj = tid; o.fb && jj < cnt[l]; jj += NT)    // Eq. (13)'s v_fb[t]
+                V[K * B * off[l] + (k * B + i) * sizes[l + 1] + lo[l] + jj] =
+                    v_fb[B * off[l] + i * sizes[l + 1] + lo[l] + jj];
+            for (long long j = tid; !o.inst_tr && j < sizes[l + 1]; j += NT)
+                r_old[off[l] + j] = rs[off[l] + j];
+        }
+        cluster_sync();                // no block overwrites r before every block has read it
+        for (int l = 0; l < L; ++l) {
+            const long long nl = sizes[l + 1], nin = sizes[l], c = cnt[l];
+            const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
+            const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
+            const real sigma = l == L - 1 ? prm[6] : prm[5];
+            if (l > 0) {               // Eq. (1): thread (p, jj) sums inputs q = p, p + split, ...
+                for (long long t = tid; t < split * c; t += NT) {
+                    const long long jj = t % c;
+                    real a = 0;
+                    for (long long q = t / c; q < nin; q += split) a += Ws[ws[l] + q * c + jj] * r_in[q];
+                    psum[t] = a;
+                }
+                __syncthreads();
+            }
+            for (long long jj = tid; jj < c; jj += NT) {
+                const long long j = lo[l] + jj;
+                real vff;
+                if (l == 0) {
+                    vff = v_ff1[i * nl + j];
+                } else {
+                    real a = 0;
+                    for (long long p = 0; p < split; ++p) a += psum[p * c + jj];
+                    vff = a + b[off[l] + j];
+                }
+                real cq = 0;                                    // (Q_l u)_j
+                for (int m = 0; m < nL; ++m) cq += Qs[qs[l] + m * c + jj] * uc[m];
+                const long long e = ((t0 + k) * B + i) * N + off[l] + j;
+                const real x = o.noise ? draw(o, key, xi, e, t0 * B * N) : (real)0;
+                const real rn = unit_step(o, prm, code, sigma, B * off[l] + i * nl + j, vff, cq, x,
+                                          v, v_ff, v_fb, n, D, R,
+                                          K * B * off[l] + (k * B + i) * nl + j);
+                for (unsigned d = 0; d < CLUSTER; ++d) *in_block(rs + off[l] + j, d) = rn;
+            }
+            if (o.inst_tr || l == L - 1) cluster_sync(); else __syncthreads();
+        }
+    }
+    for (int l = 0; l < L; ++l)        // after the last barrier: no block reads another's r now
+        for (long long jj = tid; jj < cnt[l]; jj += NT)
+            r[B * off[l] + i * sizes[l + 1] + lo[l] + jj] = rs[off[l] + lo[l] + jj];
+    for (int j = tid; rank == 0 && j < nL; j += NT) {
+        u[i * nL + j] = us[j];
+        u_int[i * nL + j] = us[nL + j];
+        u_lp[i * nL + j] = us[2 * nL + j];
+    }
+}
+"""
+
+
+def source(dtype, cluster=None) -> str:
+    """The kernels' text for ``dtype`` (float64 or float32); with ``cluster`` (blocks a sample)
+    also ``dfc_steps_cluster``, which needs sm_90."""
     real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
-    return f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n" + SOURCE
+    head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n"
+    if cluster is None:
+        return head + SOURCE
+    return head + f"#define CLUSTER {int(cluster)}\n" + SOURCE + CLUSTER_SOURCE
 
 
-def cupy_launcher(bk, dtype):
-    """``launch(grid, block, args, shared_mem)`` running ``dfc_steps`` on the CuPy backend."""
-    kern = bk.raw_kernel(source(dtype), "dfc_steps")
+def cupy_launcher(bk, dtype, cluster=None):
+    """``launch(grid, block, args, shared_mem)`` running ``dfc_steps`` (or, with ``cluster``,
+    ``dfc_steps_cluster``) on the CuPy backend."""
+    kern = bk.raw_kernel(source(dtype, cluster), "dfc_steps_cluster" if cluster else "dfc_steps")
 
     def launch(grid, block, args, shared_mem):
         if shared_mem > 48 * 1024:                     # above the default: opt in
@@ -280,6 +417,24 @@ def layout(sizes, B, K, dtype):
         raise ValueError(f"the GPU DFC kernel takes at most {MAX_LAYERS} layers and "
                          f"{(MAX_SHARED // np.dtype(dtype).itemsize - nL) // 2} neurons per "
                          f"sample; got {len(sizes) - 1} layers, {N} neurons")
+    return threads, shared, K * B * N, K * B * nL
+
+
+def cluster_layout(sizes, B, K, dtype, cluster, threads=None):
+    """``layout`` for ``dfc_steps_cluster``: each block holds a 1/cluster slice of every
+    layer's units with its columns of W^T and Q^T; ``threads`` ~256 by default, the sums of
+    Eq. (1) split over threads // (largest slice) of them."""
+    per = [-(-n // cluster) for n in sizes[1:]]
+    pmax, N, nL = max(per), sum(sizes[1:]), sizes[-1]
+    threads = threads or min(1024, pmax * max(1, 256 // pmax))
+    split = max(1, threads // pmax)
+    reals = 2 * N + 4 * nL + split * pmax + sum(sizes[l] * per[l] for l in range(1, len(per))) \
+        + nL * sum(per)
+    shared = reals * np.dtype(dtype).itemsize
+    if len(sizes) - 1 > MAX_LAYERS or shared > MAX_SHARED or not 1 <= cluster <= 8:
+        raise ValueError(f"the GPU DFC cluster kernel takes at most {MAX_LAYERS} layers, "
+                         f"clusters of 1-8 blocks and {MAX_SHARED} bytes of shared memory a "
+                         f"block; got {len(sizes) - 1} layers, {cluster} blocks, {shared} bytes")
     return threads, shared, K * B * N, K * B * nL
 
 
@@ -303,20 +458,25 @@ def chunk_sums(xp, sizes, B, K, trj, sums, learn):
             sums["C"][l] += block(V, l).T @ Uk
 
 
-def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, threads=None):
+def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, threads=None,
+                        cluster=None):
     r"""Run the T-1 Euler steps with the persistent kernel through ``launch`` (CuPy's, or the
     tests' emulator with NumPy arrays); returns a :class:`~simkit.dynamics.controller.State` as
     :func:`simkit.kernels.dfc.simulate` does. ``noise(t0, t1)`` as there; a source with a
     ``key`` attribute (simkit's counter stream) is drawn inside the kernel instead.
-    ``threads``: per block (default: the widest layer, rounded up to a warp)."""
+    ``threads``: per block (default: the widest layer, rounded up to a warp); ``cluster``:
+    ``launch`` runs ``dfc_steps_cluster`` with that many blocks a sample."""
     dtype = v_ff0[0].dtype
     F = flat_state(xp, P, v_ff0, r0, dtype)
     sizes, B, L = F["sizes"], F["B"], len(P["W"])
     key = getattr(noise, "key", None) if dyn.noise != "none" else None
     drawn_inside = key is not None or dyn.noise == "none"       # no host chunks to follow
     Kmax = min(STEPS_PER_LAUNCH if drawn_inside else NOISE_CHUNK, dyn.T - 1)
-    width, shared, n_trj, n_u = layout(sizes, B, Kmax, dtype)
-    threads = threads or width
+    if cluster:
+        threads, shared, n_trj, n_u = cluster_layout(sizes, B, Kmax, dtype, cluster, threads)
+    else:
+        width, shared, n_trj, n_u = layout(sizes, B, Kmax, dtype)
+        threads = threads or width
     trj = [xp.empty(n_trj if learn.fw else 1, dtype=dtype) for _ in range(2)] + \
         [xp.empty(n_trj if learn.fb else 1, dtype=dtype), xp.empty(max(n_u, 1), dtype=dtype)]
     WT = F["pack"]([w.T for w in P["W"][1:]])
@@ -338,7 +498,7 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
         args = (sz, np.int32(L), np.int32(K), np.int64(t0), WT, F["b"], QT, v_ff1, r_target,
                 dense(xi), np.uint64(key or 0), prm, flg,
                 *(F[k] for k in ("v", "v_ff", "v_fb", "r", "n", "u", "u_int", "u_lp")), *trj)
-        launch((B,), (threads,), args, shared)
+        launch((B * (cluster or 1),), (threads,), args, shared)
         chunk_sums(xp, sizes, B, K, trj, sums, learn)
     return state_of(xp, F, P["x"])
 
@@ -346,5 +506,5 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
 def simulate_cuda(bk, P, v_ff0, r0, dyn, learn, noise=None):
     """:func:`simulate_persistent` on the CuPy backend."""
     refuse_reference_only(dyn, P, "the GPU DFC kernel")
-    launch = cupy_launcher(bk, v_ff0[0].dtype)
-    return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise)
+    launch = cupy_launcher(bk, v_ff0[0].dtype, CLUSTER)
+    return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise, cluster=CLUSTER)
