@@ -39,13 +39,15 @@ def assert_state_close(got, ref, keys, rtol=1e-12):
     ("none", "mse", True, True, 2.0)])
 @pytest.mark.parametrize("fw,fb", [("nonlinear_difference", "highpass"),
                                    ("voltage_difference", "plain"), (None, None)])
-@pytest.mark.parametrize("threads,cluster", [(None, None), (2, None), (None, 3), (1, 3)])
+@pytest.mark.parametrize("threads,cluster,per_cluster", [(None, None, 1), (2, None, 1),
+                                                         (None, 3, 1), (1, 3, 2), (5, 3, 2)])
 def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p, fw, fb, threads,
-                                             cluster):
+                                             cluster, per_cluster):
     """Every option the twins share, T not a multiple of the chunk, fixed draws; ``threads=2``:
     each thread owns several units of every layer (and of u). ``cluster=3``: the cluster kernel
-    with slices of 2, 2, 2 / 2, 2, 1 / 2, 2, 0 units of the 6-5-4 layers; with one thread a
-    block that thread does all of its block's work."""
+    with slices of 2, 2, 2 / 2, 2, 1 / 2, 2, 0 units of the 6-5-4 layers, one sample a cluster
+    or two (the 3 samples: a cluster of two and one of one); with one thread a block that
+    thread does all of its block's work, with 5 the sums of Eq. (1) are split in two."""
     net, cache, P, dyn, _ = parity_case(noise, error, inst, proactive, k_p)
     dyn = dataclasses.replace(dyn, T=123).check()
     learn = Learning(fw, fb, a_u=0.3)
@@ -57,7 +59,7 @@ def test_persistent_kernel_matches_reference(noise, error, inst, proactive, k_p,
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
     got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
                                        cache.h[1:], dyn, learn, draws, threads=threads,
-                                       cluster=cluster)
+                                       cluster=cluster, per_cluster=per_cluster)
     keys = ("v", "v_fb", "v_ff", "r") + (("A", "Ab") if fw else ()) + (("C",) if fb else ())
     assert_state_close(got, ref, keys)
 
@@ -122,7 +124,8 @@ def test_in_kernel_counter_stream_equals_the_host_stream(per_launch, cluster, mo
     noise = source()
     assert noise.key is not None
     got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
-                                       cache.h[1:], dyn, learn, noise, cluster=cluster)
+                                       cache.h[1:], dyn, learn, noise, cluster=cluster,
+                                       per_cluster=2)
     assert_state_close(got, ref, ("v", "v_fb", "r", "A", "C"), rtol=1e-10)
     noiseless = simulate(bk, P, cache.a[1:], cache.h[1:], dataclasses.replace(dyn, noise="none"),
                          learn)
@@ -154,11 +157,16 @@ def test_layout_refuses_what_shared_memory_cannot_hold():
     assert dfc_cuda.layout([784, 256, 256, 256, 10], 32, 50, np.float64)[:2] == (256, 12_528)
     with pytest.raises(ValueError, match="at most 16 layers and 14523 neurons"):
         dfc_cuda.layout([10, 20_000, 10], 4, 50, np.float64)
-    # reals: r and r_old 2 x 778, u 4 x 10, partial sums 8 x 32, W^T columns 2 x 256 x 32 +
-    # 256 x 2, Q^T columns 10 x (3 x 32 + 2)
-    reals = 1556 + 40 + 256 + 16_896 + 980
-    assert dfc_cuda.cluster_layout([784, 256, 256, 256, 10], 32, 50, np.float64, 8)[:2] == \
-        (256, 8 * reals)
+    # reals: r and r_old 2 x 778, u 4 x 10, partial sums 8 x 32 (all per sample), W^T columns
+    # 2 x 256 x 32 + 256 x 2, Q^T columns 10 x (3 x 32 + 2)
+    sizes = [784, 256, 256, 256, 10]
+    for S in (1, 2, 4):
+        assert dfc_cuda.cluster_layout(sizes, 32, 50, np.float64, 8, per_cluster=S)[:2] == \
+            (256 * S, 8 * (S * (1556 + 40 + 256) + 16_896 + 980))
+    assert dfc_cuda.samples_per_cluster(sizes, 32, np.float64, 8, 132) == 2     # 16 clusters
+    # 128 samples: at most 6 fit in 227 kB, so 2 waves of 16 clusters; 4 samples each do it
+    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float64, 8, 132) == 4
+    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float32, 8, 132) == 8
     with pytest.raises(ValueError, match="cluster kernel takes at most 16 layers, clusters of"):
         dfc_cuda.cluster_layout([784, 1024, 1024, 10], 32, 50, np.float64, 8)
 
@@ -178,9 +186,9 @@ def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
 @needs_gxx
 @pytest.mark.parametrize("cluster", [None, 8])
 def test_persistent_kernel_on_the_published_net(cluster):
-    """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps; as 8
-    blocks a sample: slices of 32, 32, 32 and 2 units (the last 3 blocks own no output unit),
-    154 kB of shared memory a block."""
+    """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps; as
+    both samples on 8 blocks: slices of 32, 32, 32 and 2 units (the last 3 blocks own no output
+    unit), 512 threads and 167 kB of shared memory a block."""
     from simkit.dynamics.controller import Dynamics
     from simkit.nn import MLP
     from tests.helpers import numpy_backend
@@ -201,5 +209,6 @@ def test_persistent_kernel_on_the_published_net(cluster):
         return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(4)]
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
     got = dfc_cuda.simulate_persistent(np, emulated(cluster=cluster), P, cache.a[1:],
-                                       cache.h[1:], dyn, learn, draws, cluster=cluster)
+                                       cache.h[1:], dyn, learn, draws, cluster=cluster,
+                                       per_cluster=2)
     assert_state_close(got, ref, ("v", "v_fb", "r", "A", "Ab", "C"))

@@ -259,13 +259,14 @@ extern "C" __global__ void dfc_steps(
 
 # The cluster variant (sm_90 only, so a separate text): CLUSTER blocks simulate one sample.
 CLUSTER_SOURCE = r"""
-// dfc_steps_cluster: the same K steps with one sample split across a cluster of CLUSTER thread
+// dfc_steps_cluster: the same K steps with S samples split across a cluster of CLUSTER thread
 // blocks (#define'd before this text). Block c owns the c-th slice of every layer's units and
 // keeps its columns of W_l^T and Q_l^T in its shared memory, so W is read from L2 once a launch
-// instead of once a step. It writes its slice of r_l into every block's copy of r (distributed
-// shared memory), and the cluster meets at a barrier before the next layer reads it (one barrier
-// a step without inst_transmission, where every layer reads the previous step's r). Eq. (4)'s
-// n_L units are computed by every block alike from its own copy of r_L; block 0 stores u.
+// instead of once a step, and serves the S samples. It writes its slice of r_l into every
+// block's copy of r (distributed shared memory), and the cluster meets at a barrier before the
+// next layer reads it (one barrier a step without inst_transmission, where every layer reads the
+// previous step's r). Eq. (4)'s n_L units are computed by every block alike from its own copy
+// of r_L; block 0 stores u.
 #ifndef SIMKIT_EMULATE
 __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
@@ -285,8 +286,9 @@ extern "C" __global__ void CLUSTER_DIMS dfc_steps_cluster(
         const real* __restrict__ v_ff1, const real* __restrict__ r_target,
         const real* __restrict__ xi, const u64 key, const double* prm, const long long* flg,
         real* v, real* v_ff, real* v_fb, real* r, real* n, real* u, real* u_int, real* u_lp,
-        real* D, real* R, real* V, real* U) {
-    const long long B = flg[0], i = blockIdx.x / CLUSTER;
+        real* D, real* R, real* V, real* U, const int S) {
+    const long long B = flg[0], i0 = (blockIdx.x / CLUSTER) * S;    // samples i0 .. i0+ns-1
+    const long long ns = B - i0 < S ? B - i0 : S;
     const unsigned rank = blockIdx.x % CLUSTER;
     const Opts o = decode(flg);
     const int tid = threadIdx.x, NT = blockDim.x;
@@ -303,84 +305,94 @@ extern "C" __global__ void CLUSTER_DIMS dfc_steps_cluster(
         ws[l + 1] = ws[l] + (l > 0 ? sizes[l] * cnt[l] : 0);
         qs[l + 1] = qs[l] + sizes[L] * cnt[l];
     }
-    const long long N = off[L], split = NT / per_max > 1 ? NT / per_max : 1;
+    const long long N = off[L], split = NT / (S * per_max) > 1 ? NT / (S * per_max) : 1;
     const int nL = (int)sizes[L];
-    SHARED_REALS(rs);                  // the sample's r_l, all layers (N), a copy in each block
-    real* r_old = rs + N;              // the previous step's r (without inst_transmission)
-    real* uc = rs + 2 * N;             // the control the layers receive (n_L)
-    real* us = uc + nL;                // u, u_int, u_lp of this sample (n_L each)
-    real* psum = us + 3 * nL;          // partial sums of W_l r (split x per_max)
-    real* Ws = psum + split * per_max; // this block's columns of W_l^T, l = 2..L
+    SHARED_REALS(rs);                  // r_l of the S samples, all layers (S x N), in each block
+    real* r_old = rs + S * N;          // the previous step's r (without inst_transmission)
+    real* uc = r_old + S * N;          // the control the layers receive (S x n_L)
+    real* us = uc + S * nL;            // u, u_int, u_lp (S x 3 n_L)
+    real* psum = us + 3 * S * nL;      // partial sums of W_l r (S x split x per_max)
+    real* Ws = psum + S * split * per_max;     // this block's columns of W_l^T, l = 2..L
     real* Qs = Ws + ws[L];             // and of Q_l^T, l = 1..L
     for (int l = 0; l < L; ++l) {
         const long long nl = sizes[l + 1], c = cnt[l];
-        for (long long j = tid; j < nl; j += NT) rs[off[l] + j] = r[B * off[l] + i * nl + j];
+        for (long long e = tid; e < ns * nl; e += NT)
+            rs[(e / nl) * N + off[l] + e % nl] = r[B * off[l] + i0 * nl + e];
         for (long long e = tid; l > 0 && e < sizes[l] * c; e += NT)
             Ws[ws[l] + e] = WT[woff[l] + (e / c) * nl + lo[l] + e % c];
         for (long long e = tid; e < nL * c; e += NT)
             Qs[qs[l] + e] = QT[nL * off[l] + (e / c) * nl + lo[l] + e % c];
     }
-    for (int j = tid; j < nL; j += NT) {
-        us[j] = u[i * nL + j];
-        us[nL + j] = u_int[i * nL + j];
-        us[2 * nL + j] = u_lp[i * nL + j];
+    for (long long e = tid; e < ns * nL; e += NT) {
+        real* ui = us + (e / nL) * 3 * nL + e % nL;
+        ui[0] = u[i0 * nL + e];
+        ui[nL] = u_int[i0 * nL + e];
+        ui[2 * nL] = u_lp[i0 * nL + e];
     }
     cluster_sync();                    // every block has started and loaded (DSMEM is valid)
     for (int k = 0; k < K; ++k) {
-        for (int j = tid; j < nL; j += NT)
-            control(j, rs + off[L - 1], nL, r_target + i * nL, prm, o, us, us + nL, us + 2 * nL,
-                    uc, rank == 0 ? U + (k * B + i) * nL : (real*)0);
-        for (int l = 0; l < L; ++l) {
-            for (long long jj = tid; o.fb && jj < cnt[l]; jj += NT)    // Eq. (13)'s v_fb[t]
-                V[K * B * off[l] + (k * B + i) * sizes[l + 1] + lo[l] + jj] =
-                    v_fb[B * off[l] + i * sizes[l + 1] + lo[l] + jj];
-            for (long long j = tid; !o.inst_tr && j < sizes[l + 1]; j += NT)
-                r_old[off[l] + j] = rs[off[l] + j];
+        for (long long e = tid; e < ns * nL; e += NT) {
+            const long long s = e / nL;
+            real* ui = us + s * 3 * nL;
+            control((int)(e % nL), rs + s * N + off[L - 1], nL, r_target + (i0 + s) * nL, prm,
+                    o, ui, ui + nL, ui + 2 * nL, uc + s * nL,
+                    rank == 0 ? U + (k * B + i0 + s) * nL : (real*)0);
         }
+        for (int l = 0; l < L; ++l)    // Eq. (13)'s v_fb[t], before this step's update
+            for (long long e = tid; o.fb && e < ns * cnt[l]; e += NT) {
+                const long long g = (i0 + e / cnt[l]) * sizes[l + 1] + lo[l] + e % cnt[l];
+                V[K * B * off[l] + k * B * sizes[l + 1] + g] = v_fb[B * off[l] + g];
+            }
+        for (long long e = tid; !o.inst_tr && e < ns * N; e += NT) r_old[e] = rs[e];
         cluster_sync();                // no block overwrites r before every block has read it
         for (int l = 0; l < L; ++l) {
-            const long long nl = sizes[l + 1], nin = sizes[l], c = cnt[l];
+            const long long nl = sizes[l + 1], nin = sizes[l], c = cnt[l], sc = split * c;
             const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
             const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
             const real sigma = l == L - 1 ? prm[6] : prm[5];
-            if (l > 0) {               // Eq. (1): thread (p, jj) sums inputs q = p, p + split, ...
-                for (long long t = tid; t < split * c; t += NT) {
-                    const long long jj = t % c;
+            if (l > 0) {               // Eq. (1): task (s, p, jj) sums inputs q = p, p + split, ..
+                for (long long t = tid; t < ns * sc; t += NT) {
+                    const long long s = t / sc, jj = t % c;
+                    const real* ri = r_in + s * N;
                     real a = 0;
-                    for (long long q = t / c; q < nin; q += split) a += Ws[ws[l] + q * c + jj] * r_in[q];
+                    for (long long q = (t % sc) / c; q < nin; q += split)
+                        a += Ws[ws[l] + q * c + jj] * ri[q];
                     psum[t] = a;
                 }
                 __syncthreads();
             }
-            for (long long jj = tid; jj < c; jj += NT) {
-                const long long j = lo[l] + jj;
+            for (long long e = tid; e < ns * c; e += NT) {
+                const long long s = e / c, jj = e % c, i = i0 + s, j = lo[l] + jj;
                 real vff;
                 if (l == 0) {
                     vff = v_ff1[i * nl + j];
                 } else {
                     real a = 0;
-                    for (long long p = 0; p < split; ++p) a += psum[p * c + jj];
+                    for (long long p = 0; p < split; ++p) a += psum[s * sc + p * c + jj];
                     vff = a + b[off[l] + j];
                 }
                 real cq = 0;                                    // (Q_l u)_j
-                for (int m = 0; m < nL; ++m) cq += Qs[qs[l] + m * c + jj] * uc[m];
-                const long long e = ((t0 + k) * B + i) * N + off[l] + j;
-                const real x = o.noise ? draw(o, key, xi, e, t0 * B * N) : (real)0;
+                for (int m = 0; m < nL; ++m) cq += Qs[qs[l] + m * c + jj] * uc[s * nL + m];
+                const long long ei = ((t0 + k) * B + i) * N + off[l] + j;
+                const real x = o.noise ? draw(o, key, xi, ei, t0 * B * N) : (real)0;
                 const real rn = unit_step(o, prm, code, sigma, B * off[l] + i * nl + j, vff, cq, x,
                                           v, v_ff, v_fb, n, D, R,
                                           K * B * off[l] + (k * B + i) * nl + j);
-                for (unsigned d = 0; d < CLUSTER; ++d) *in_block(rs + off[l] + j, d) = rn;
+                for (unsigned d = 0; d < CLUSTER; ++d) *in_block(rs + s * N + off[l] + j, d) = rn;
             }
             if (o.inst_tr || l == L - 1) cluster_sync(); else __syncthreads();
         }
     }
     for (int l = 0; l < L; ++l)        // after the last barrier: no block reads another's r now
-        for (long long jj = tid; jj < cnt[l]; jj += NT)
-            r[B * off[l] + i * sizes[l + 1] + lo[l] + jj] = rs[off[l] + lo[l] + jj];
-    for (int j = tid; rank == 0 && j < nL; j += NT) {
-        u[i * nL + j] = us[j];
-        u_int[i * nL + j] = us[nL + j];
-        u_lp[i * nL + j] = us[2 * nL + j];
+        for (long long e = tid; e < ns * cnt[l]; e += NT) {
+            const long long s = e / cnt[l], j = lo[l] + e % cnt[l];
+            r[B * off[l] + (i0 + s) * sizes[l + 1] + j] = rs[s * N + off[l] + j];
+        }
+    for (long long e = tid; rank == 0 && e < ns * nL; e += NT) {
+        const real* ui = us + (e / nL) * 3 * nL + e % nL;
+        u[i0 * nL + e] = ui[0];
+        u_int[i0 * nL + e] = ui[nL];
+        u_lp[i0 * nL + e] = ui[2 * nL];
     }
 }
 """
@@ -420,22 +432,38 @@ def layout(sizes, B, K, dtype):
     return threads, shared, K * B * N, K * B * nL
 
 
-def cluster_layout(sizes, B, K, dtype, cluster, threads=None):
+def cluster_layout(sizes, B, K, dtype, cluster, threads=None, per_cluster=1):
     """``layout`` for ``dfc_steps_cluster``: each block holds a 1/cluster slice of every
-    layer's units with its columns of W^T and Q^T; ``threads`` ~256 by default, the sums of
-    Eq. (1) split over threads // (largest slice) of them."""
+    layer's units with its columns of W^T and Q^T, and r of ``per_cluster`` samples; ``threads``
+    ~256 a sample by default, the sums of Eq. (1) split over threads // (samples x largest
+    slice) of them."""
     per = [-(-n // cluster) for n in sizes[1:]]
-    pmax, N, nL = max(per), sum(sizes[1:]), sizes[-1]
-    threads = threads or min(1024, pmax * max(1, 256 // pmax))
-    split = max(1, threads // pmax)
-    reals = 2 * N + 4 * nL + split * pmax + sum(sizes[l] * per[l] for l in range(1, len(per))) \
-        + nL * sum(per)
+    pmax, N, nL, S = max(per), sum(sizes[1:]), sizes[-1], per_cluster
+    threads = threads or min(1024, S * pmax * max(1, 256 // pmax))
+    split = max(1, threads // (S * pmax))
+    reals = S * (2 * N + 4 * nL + split * pmax) + nL * sum(per) + \
+        sum(sizes[l] * per[l] for l in range(1, len(per)))
     shared = reals * np.dtype(dtype).itemsize
     if len(sizes) - 1 > MAX_LAYERS or shared > MAX_SHARED or not 1 <= cluster <= 8:
         raise ValueError(f"the GPU DFC cluster kernel takes at most {MAX_LAYERS} layers, "
                          f"clusters of 1-8 blocks and {MAX_SHARED} bytes of shared memory a "
                          f"block; got {len(sizes) - 1} layers, {cluster} blocks, {shared} bytes")
     return threads, shared, K * B * N, K * B * nL
+
+
+def samples_per_cluster(sizes, B, dtype, cluster, n_sm):
+    """Samples a cluster simulates: the fewest that keep the clusters to as few waves (n_sm //
+    cluster clusters at once, one block a multiprocessor) as shared memory allows."""
+    at_once = max(1, n_sm // cluster)
+    fits = -(-B // at_once)
+    while fits > 1:
+        try:
+            cluster_layout(sizes, B, 1, dtype, cluster, per_cluster=fits)
+            break
+        except ValueError:
+            fits -= 1
+    waves = -(-(-(-B // fits)) // at_once)
+    return -(-B // (waves * at_once))
 
 
 def chunk_sums(xp, sizes, B, K, trj, sums, learn):
@@ -459,13 +487,13 @@ def chunk_sums(xp, sizes, B, K, trj, sums, learn):
 
 
 def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, threads=None,
-                        cluster=None):
+                        cluster=None, per_cluster=1):
     r"""Run the T-1 Euler steps with the persistent kernel through ``launch`` (CuPy's, or the
     tests' emulator with NumPy arrays); returns a :class:`~simkit.dynamics.controller.State` as
     :func:`simkit.kernels.dfc.simulate` does. ``noise(t0, t1)`` as there; a source with a
     ``key`` attribute (simkit's counter stream) is drawn inside the kernel instead.
     ``threads``: per block (default: the widest layer, rounded up to a warp); ``cluster``:
-    ``launch`` runs ``dfc_steps_cluster`` with that many blocks a sample."""
+    ``launch`` runs ``dfc_steps_cluster``, ``per_cluster`` samples on that many blocks."""
     dtype = v_ff0[0].dtype
     F = flat_state(xp, P, v_ff0, r0, dtype)
     sizes, B, L = F["sizes"], F["B"], len(P["W"])
@@ -473,7 +501,8 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     drawn_inside = key is not None or dyn.noise == "none"       # no host chunks to follow
     Kmax = min(STEPS_PER_LAUNCH if drawn_inside else NOISE_CHUNK, dyn.T - 1)
     if cluster:
-        threads, shared, n_trj, n_u = cluster_layout(sizes, B, Kmax, dtype, cluster, threads)
+        threads, shared, n_trj, n_u = cluster_layout(sizes, B, Kmax, dtype, cluster, threads,
+                                                     per_cluster)
     else:
         width, shared, n_trj, n_u = layout(sizes, B, Kmax, dtype)
         threads = threads or width
@@ -498,7 +527,11 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
         args = (sz, np.int32(L), np.int32(K), np.int64(t0), WT, F["b"], QT, v_ff1, r_target,
                 dense(xi), np.uint64(key or 0), prm, flg,
                 *(F[k] for k in ("v", "v_ff", "v_fb", "r", "n", "u", "u_int", "u_lp")), *trj)
-        launch((B * (cluster or 1),), (threads,), args, shared)
+        if cluster:
+            launch((-(-B // per_cluster) * cluster,), (threads,), args + (np.int32(per_cluster),),
+                   shared)
+        else:
+            launch((B,), (threads,), args, shared)
         chunk_sums(xp, sizes, B, K, trj, sums, learn)
     return state_of(xp, F, P["x"])
 
@@ -506,5 +539,12 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
 def simulate_cuda(bk, P, v_ff0, r0, dyn, learn, noise=None):
     """:func:`simulate_persistent` on the CuPy backend."""
     refuse_reference_only(dyn, P, "the GPU DFC kernel")
-    launch = cupy_launcher(bk, v_ff0[0].dtype, CLUSTER)
-    return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise, cluster=CLUSTER)
+    dtype = v_ff0[0].dtype
+    launch = cupy_launcher(bk, dtype, CLUSTER)
+    S = 1
+    if CLUSTER:
+        n_sm = bk.xp.cuda.Device().attributes["MultiProcessorCount"]
+        sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]
+        S = samples_per_cluster(sizes, v_ff0[0].shape[0], dtype, CLUSTER, n_sm)
+    return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise, cluster=CLUSTER,
+                               per_cluster=S)

@@ -17,6 +17,7 @@ extern "C" void launch_dfc_steps(long long grid, long long block, long long shar
 #ifdef CLUSTER
 extern "C" void launch_dfc_steps_cluster(long long grid, long long block, long long shared,
                                          void** a) {
-    emu_launch(grid, block, (size_t)shared, CLUSTER, [a] { dfc_steps_cluster(DFC_ARGS(a)); });
+    emu_launch(grid, block, (size_t)shared, CLUSTER,
+               [a] { dfc_steps_cluster(DFC_ARGS(a), *(int*)a[25]); });
 }
 #endif
