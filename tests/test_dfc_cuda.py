@@ -160,9 +160,10 @@ def test_layout_refuses_what_shared_memory_cannot_hold():
     # reals: r and r_old 2 x 778, u 4 x 10, partial sums 8 x 32 (all per sample), W^T columns
     # 2 x 256 x 32 + 256 x 2, Q^T columns 10 x (3 x 32 + 2)
     sizes = [784, 256, 256, 256, 10]
-    for S in (1, 2, 4):
+    for S, threads, split in ((1, 256, 8), (2, 512, 8), (4, 512, 4)):
         assert dfc_cuda.cluster_layout(sizes, 32, 50, np.float64, 8, per_cluster=S)[:2] == \
-            (256 * S, 8 * (S * (1556 + 40 + 256) + 16_896 + 980))
+            (threads, 8 * (S * (1556 + 40 + split * 32) + 16_896 + 980))
+    assert dfc_cuda.layout([784, 1000, 10], 32, 50, np.float64)[0] == 512
     assert dfc_cuda.samples_per_cluster(sizes, 32, np.float64, 8, 132) == 2     # 16 clusters
     # 128 samples: at most 6 fit in 227 kB, so 2 waves of 16 clusters; 4 samples each do it
     assert dfc_cuda.samples_per_cluster(sizes, 128, np.float64, 8, 132) == 4

@@ -47,6 +47,9 @@ MAX_LAYERS = 16
 # float64). bench_dfc.py --steps-per-launch measures both; which is faster is to be measured.
 STEPS_PER_LAUNCH = NOISE_CHUNK
 MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (opt-in)
+# Threads a block at most (__launch_bounds__: ptxas keeps the registers to 128 a thread, so a
+# block fits in a multiprocessor's 64k registers); threads loop over the units they own.
+MAX_THREADS = 512
 # Blocks a sample: None, one (``dfc_steps``, any GPU); or a cluster of that many blocks
 # (``dfc_steps_cluster``, sm_90; at most 8, the portable cluster size), W in shared memory.
 # Which is faster is to be measured (bench_dfc.py --cluster 8).
@@ -198,7 +201,7 @@ __device__ void offsets(const long long* sizes, int L, long long* off, long long
 // D, R, V: (K B, n_l) blocks per layer; U: (K B, n_L). prm and flg as simkit.kernels.dfc, with
 // flg[11] = 1: the noise from the counter stream `key` (else from xi). The read-only inputs
 // are __restrict__ (no buffer aliases another), so the compiler may use the read-only cache.
-extern "C" __global__ void dfc_steps(
+extern "C" __global__ void __launch_bounds__(MAX_THREADS) dfc_steps(
         const long long* sizes, const int L, const int K, const long long t0,
         const real* __restrict__ WT, const real* __restrict__ b, const real* __restrict__ QT,
         const real* __restrict__ v_ff1, const real* __restrict__ r_target,
@@ -280,7 +283,7 @@ __device__ __forceinline__ real* in_block(real* p, unsigned rank) {   // p in bl
 #define CLUSTER_DIMS __cluster_dims__(CLUSTER, 1, 1)
 #endif
 
-extern "C" __global__ void CLUSTER_DIMS dfc_steps_cluster(
+extern "C" __global__ void __launch_bounds__(MAX_THREADS) CLUSTER_DIMS dfc_steps_cluster(
         const long long* sizes, const int L, const int K, const long long t0,
         const real* __restrict__ WT, const real* __restrict__ b, const real* __restrict__ QT,
         const real* __restrict__ v_ff1, const real* __restrict__ r_target,
@@ -402,7 +405,7 @@ def source(dtype, cluster=None) -> str:
     """The kernels' text for ``dtype`` (float64 or float32); with ``cluster`` (blocks a sample)
     also ``dfc_steps_cluster``, which needs sm_90."""
     real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
-    head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n"
+    head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n#define MAX_THREADS {MAX_THREADS}\n"
     if cluster is None:
         return head + SOURCE
     return head + f"#define CLUSTER {int(cluster)}\n" + SOURCE + CLUSTER_SOURCE
@@ -423,7 +426,7 @@ def cupy_launcher(bk, dtype, cluster=None):
 def layout(sizes, B, K, dtype):
     """Threads per block, shared-memory bytes, and the trajectory buffers' lengths."""
     N, nL = sum(sizes[1:]), sizes[-1]
-    threads = min(1024, 32 * -(-max(sizes[1:]) // 32))
+    threads = min(MAX_THREADS, 32 * -(-max(sizes[1:]) // 32))
     shared = (2 * N + nL) * np.dtype(dtype).itemsize
     if len(sizes) - 1 > MAX_LAYERS or shared > MAX_SHARED:
         raise ValueError(f"the GPU DFC kernel takes at most {MAX_LAYERS} layers and "
@@ -439,7 +442,7 @@ def cluster_layout(sizes, B, K, dtype, cluster, threads=None, per_cluster=1):
     slice) of them."""
     per = [-(-n // cluster) for n in sizes[1:]]
     pmax, N, nL, S = max(per), sum(sizes[1:]), sizes[-1], per_cluster
-    threads = threads or min(1024, S * pmax * max(1, 256 // pmax))
+    threads = min(MAX_THREADS, threads or S * pmax * max(1, 256 // pmax))
     split = max(1, threads // (S * pmax))
     reals = S * (2 * N + 4 * nL + split * pmax) + nL * sum(per) + \
         sum(sizes[l] * per[l] for l in range(1, len(per)))
@@ -492,7 +495,8 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     tests' emulator with NumPy arrays); returns a :class:`~simkit.dynamics.controller.State` as
     :func:`simkit.kernels.dfc.simulate` does. ``noise(t0, t1)`` as there; a source with a
     ``key`` attribute (simkit's counter stream) is drawn inside the kernel instead.
-    ``threads``: per block (default: the widest layer, rounded up to a warp); ``cluster``:
+    ``threads``: per block (default: the widest layer, rounded up to a warp, at most
+    ``MAX_THREADS``); ``cluster``:
     ``launch`` runs ``dfc_steps_cluster``, ``per_cluster`` samples on that many blocks."""
     dtype = v_ff0[0].dtype
     F = flat_state(xp, P, v_ff0, r0, dtype)

@@ -33,6 +33,7 @@ inline thread_local unsigned char* const* emu_cluster_shared = nullptr;  // the 
 #define __device__
 #define __forceinline__ inline
 #define CLUSTER_DIMS
+#define __launch_bounds__(n)
 #define __syncthreads() emu_block_barrier->arrive_and_wait()
 #define SHARED_REALS(name) real* name = (real*)emu_shared
 
