@@ -27,11 +27,28 @@ from its index, :math:`((t_0 + k) B + i) N + o_l + j`, as the host stream does (
 SplitMix64 hashes; equal up to the last ulp of ``log``/``sin``/``cos``), so no draws cross the
 bus; any other source is copied in per chunk (``xi``, sample-major (K, B, N)).
 
+Two ways to lay a minibatch on the GPU (``CLUSTER``):
+
+* ``dfc_steps`` (the default, any GPU): one block a sample. Each step every block reads W_2 ..
+  W_L from L2 (1.1 MB a step for the published net in float64), so a step takes at least that
+  over one multiprocessor's L2 bandwidth (~100 GB/s: ~10 us), and a batch of 32 uses 32 of an
+  H100's 132 multiprocessors. ``dot_column`` keeps ~16 loads in flight a thread for it.
+* ``dfc_steps_cluster`` (sm_90, ``CLUSTER = 8``): S samples on a cluster of 8 blocks. Block c
+  owns the c-th eighth of every layer's units and keeps its columns of W^T and Q^T in shared
+  memory (135 kB in float64), loaded once a launch; each block writes its units' r into every
+  block's copy of r (distributed shared memory) and the cluster meets at a barrier before the
+  next layer. A step is then bounded by latency (the barriers, tanh, the noise), not by L2.
+  :func:`samples_per_cluster` takes S so that the clusters run in as few waves as shared memory
+  allows (batch 32: 2 samples a cluster, 16 clusters, 128 multiprocessors).
+
+Which is faster is to be measured (``bench_dfc.py --path cuda [--cluster 8]``).
+
 Testing without a GPU: the source also compiles as plain C++ against a small emulator of thread
-blocks (``tests/cuda_emu/``: threads and a barrier per block, blocks one after another), which
-runs :func:`simulate_persistent` through it and compares with the Numba twin; ``nvcc`` (when
-present) checks that it compiles for sm_90. Written on 2026-12-07 without access to a GPU: its
-speed on one is not measured yet (``benchmarks/bench_dfc.py --path cuda``).
+blocks and clusters (``tests/cuda_emu/``: threads and a barrier per block, a barrier per
+cluster, the blocks of a cluster run together and see each other's shared memory), which runs
+:func:`simulate_persistent` through it and compares with the readable loop; ``nvcc`` (when
+present) compiles both kernels for sm_90 through ptxas. Written on 2026-12-07 without access to
+a GPU: their speed on one is not measured yet.
 """
 from __future__ import annotations
 
