@@ -62,6 +62,8 @@ def parse():
                    help="cuda path: Euler steps per kernel launch (default 50; 500: one a minibatch)")
     p.add_argument("--cluster", type=int, default=None,
                    help="cuda path: blocks a sample (dfc_steps_cluster, sm_90; 2-8); default one")
+    p.add_argument("--per-cluster", type=int, default=None,
+                   help="cuda path with --cluster: samples a cluster (default: chosen by waves)")
     p.add_argument("--noise", choices=("counter", "numpy", "both"), default="counter",
                    help="normal stream of the noisy cases (DFC's noise_stream)")
     return p.parse_args()
@@ -159,7 +161,7 @@ def time_case(name, dtype, path, stream):
     bk, net, cache, P = setup(dtype, case["B"], path)
     if ARGS.steps_per_launch:
         dfc_cuda.STEPS_PER_LAUNCH = ARGS.steps_per_launch
-    dfc_cuda.CLUSTER = ARGS.cluster
+    dfc_cuda.CLUSTER, dfc_cuda.PER_CLUSTER = ARGS.cluster, ARGS.per_cluster
     dyn = Dynamics(**case["dyn"]).check()
     rule = DFC(noise_stream=stream)            # its noise(): the run's source, drawn ahead
     rule.bk, rule.net, rule.noise_seed = bk, net, 1
@@ -195,7 +197,8 @@ def time_case(name, dtype, path, stream):
         ("" if dfc_chunk.ENABLED or path != "fast" else "-pystep")
     label += f"/{stream}" if case["dyn"].get("noise", "none") != "none" else ""
     label += f"/{dfc_cuda.STEPS_PER_LAUNCH}" if path == "cuda" else ""
-    label += f"/x{dfc_cuda.CLUSTER}" if path == "cuda" and dfc_cuda.CLUSTER else ""
+    label += f"/x{dfc_cuda.CLUSTER}:{dfc_cuda.PER_CLUSTER or 'auto'}" \
+        if path == "cuda" and dfc_cuda.CLUSTER else ""
     print(f"{name:14s} {dtype:8s} {label:14s} {s:8.3f} s/batch {s * n_batches:9.0f} s/epoch "
           f"{flops / 1e12:7.2f} TFLOP/epoch {rate:6.1f} GFLOP/s {100 * rate / peak:5.1f}% of "
           f"{peak:.0f}", flush=True)

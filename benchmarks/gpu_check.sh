@@ -54,5 +54,9 @@ for c in dfc_forward strong_single; do
     timeout 100 python3 benchmarks/bench_dfc.py --path cuda --case $c --batches 20 \
         --cluster 8 2>&1 | tee -a "$OUT/bench.log"
 done
+for S in 1 2 4; do                 # samples a cluster, against the default's choice (3)
+    timeout 60 python3 benchmarks/bench_dfc.py --path cuda --case dfc_forward --batches 10 \
+        --dtype float64 --cluster 8 --per-cluster $S 2>&1 | tee -a "$OUT/bench.log"
+done
 timeout 150 python3 benchmarks/bench_dfc.py --path cupy-arrays --case dfc_forward --batches 2 \
     --dtype float64 2>&1 | tee -a "$OUT/bench.log"

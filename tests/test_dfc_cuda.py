@@ -164,10 +164,11 @@ def test_layout_refuses_what_shared_memory_cannot_hold():
         assert dfc_cuda.cluster_layout(sizes, 32, 50, np.float64, 8, per_cluster=S)[:2] == \
             (threads, 8 * (S * (1556 + 40 + split * 32) + 16_896 + 980))
     assert dfc_cuda.layout([784, 1000, 10], 32, 50, np.float64)[0] == 512
-    assert dfc_cuda.samples_per_cluster(sizes, 32, np.float64, 8, 132) == 2     # 16 clusters
-    # 128 samples: at most 6 fit in 227 kB, so 2 waves of 16 clusters; 4 samples each do it
-    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float64, 8, 132) == 4
-    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float32, 8, 132) == 8
+    # an H100: 14 clusters of 8 at once. 32 samples: 3 a cluster (11 clusters, one wave); 128:
+    # at most 6 fit in 227 kB, so 2 waves of 14, and 5 samples a cluster do it; float32: 10
+    assert dfc_cuda.samples_per_cluster(sizes, 32, np.float64, 8, 132) == 3
+    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float64, 8, 132) == 5
+    assert dfc_cuda.samples_per_cluster(sizes, 128, np.float32, 8, 132) == 10
     with pytest.raises(ValueError, match="cluster kernel takes at most 16 layers, clusters of"):
         dfc_cuda.cluster_layout([784, 1024, 1024, 10], 32, 50, np.float64, 8)
 

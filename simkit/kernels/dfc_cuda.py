@@ -39,7 +39,8 @@ Two ways to lay a minibatch on the GPU (``CLUSTER``):
   block's copy of r (distributed shared memory) and the cluster meets at a barrier before the
   next layer. A step is then bounded by latency (the barriers, tanh, the noise), not by L2.
   :func:`samples_per_cluster` takes S so that the clusters run in as few waves as shared memory
-  allows (batch 32: 2 samples a cluster, 16 clusters, 128 multiprocessors).
+  allows (batch 32: 3 samples a cluster, 11 clusters, 88 multiprocessors; ``PER_CLUSTER``
+  overrides it).
 
 Which is faster is to be measured (``bench_dfc.py --path cuda [--cluster 8]``).
 
@@ -71,6 +72,7 @@ MAX_THREADS = 512
 # (``dfc_steps_cluster``, sm_90; at most 8, the portable cluster size), W in shared memory.
 # Which is faster is to be measured (bench_dfc.py --cluster 8).
 CLUSTER = None
+PER_CLUSTER = None                 # samples a cluster; None: samples_per_cluster's choice
 
 SOURCE = r"""
 // simkit.kernels.dfc_cuda: K Euler steps of the DFC controller, one thread block per sample.
@@ -472,9 +474,11 @@ def cluster_layout(sizes, B, K, dtype, cluster, threads=None, per_cluster=1):
 
 
 def samples_per_cluster(sizes, B, dtype, cluster, n_sm):
-    """Samples a cluster simulates: the fewest that keep the clusters to as few waves (n_sm //
-    cluster clusters at once, one block a multiprocessor) as shared memory allows."""
-    at_once = max(1, n_sm // cluster)
+    """Samples a cluster simulates: the fewest that keep the clusters to as few waves as shared
+    memory allows. A cluster's blocks must share a GPC, whose multiprocessors are not all a
+    multiple of 8, so 7/8 of n_sm // cluster clusters (one block a multiprocessor) are taken to
+    run at once: 14 on an H100's 132."""
+    at_once = max(1, n_sm // cluster * 7 // 8)
     fits = -(-B // at_once)
     while fits > 1:
         try:
@@ -566,6 +570,6 @@ def simulate_cuda(bk, P, v_ff0, r0, dyn, learn, noise=None):
     if CLUSTER:
         n_sm = bk.xp.cuda.Device().attributes["MultiProcessorCount"]
         sizes = [P["x"].shape[1]] + [a.shape[1] for a in v_ff0]
-        S = samples_per_cluster(sizes, v_ff0[0].shape[0], dtype, CLUSTER, n_sm)
+        S = PER_CLUSTER or samples_per_cluster(sizes, v_ff0[0].shape[0], dtype, CLUSTER, n_sm)
     return simulate_persistent(bk.xp, launch, P, v_ff0, r0, dyn, learn, noise, cluster=CLUSTER,
                                per_cluster=S)
