@@ -20,7 +20,7 @@
 #    the whole minibatch as one launch (--steps-per-launch 500) beside the default 50, the
 #    cluster kernel (--cluster 8: a sample on 8 blocks, W in shared memory), and the array-call
 #    loop (cupy-arrays) for the forward phase.
-# About 5 minutes; each step has its own time limit so that one hang does not lose the rest.
+# About 6-8 minutes; each step has its own time limit so that one hang does not lose the rest.
 set -uo pipefail
 OUT=${OUT:-/tmp/simkit_gpu}
 mkdir -p "$OUT"
