@@ -22,8 +22,9 @@ on the CPU for MNIST-sized nets) and ``numba`` (the fused kernel of
 :mod:`simkit.kernels.dfc`); on a GPU, ``cuda`` (the persistent kernel of
 :mod:`simkit.kernels.dfc_cuda`, what ``simkit run_dfc`` uses on CuPy, noise drawn in the kernel)
 and ``cupy-arrays`` (``simulate_fast`` with CuPy array calls, ~35 per step); ``--cluster 8``
-times the cluster kernel (a sample on 8 blocks, W in shared memory) instead of one block a sample. One controller
-simulation per minibatch is timed (plus the update scaling); data loading and the optimiser are not.
+times the cluster kernel (samples on 8 blocks, W in shared memory) instead of one block a
+sample. One controller simulation per minibatch is timed (plus the update scaling); data
+loading and the optimiser are not.
 
 FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_L (Q u) and,
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the

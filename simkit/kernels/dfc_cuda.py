@@ -424,7 +424,8 @@ def source(dtype, cluster=None) -> str:
     """The kernels' text for ``dtype`` (float64 or float32); with ``cluster`` (blocks a sample)
     also ``dfc_steps_cluster``, which needs sm_90."""
     real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
-    head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n#define MAX_THREADS {MAX_THREADS}\n"
+    head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n" \
+        f"#define MAX_THREADS {MAX_THREADS}\n"
     if cluster is None:
         return head + SOURCE
     return head + f"#define CLUSTER {int(cluster)}\n" + SOURCE + CLUSTER_SOURCE
@@ -486,7 +487,8 @@ def samples_per_cluster(sizes, B, dtype, cluster, n_sm):
             break
         except ValueError:
             fits -= 1
-    waves = -(-(-(-B // fits)) // at_once)
+    clusters = -(-B // fits)
+    waves = -(-clusters // at_once)
     return -(-B // (waves * at_once))
 
 
@@ -517,8 +519,8 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     :func:`simkit.kernels.dfc.simulate` does. ``noise(t0, t1)`` as there; a source with a
     ``key`` attribute (simkit's counter stream) is drawn inside the kernel instead.
     ``threads``: per block (default: the widest layer, rounded up to a warp, at most
-    ``MAX_THREADS``); ``cluster``:
-    ``launch`` runs ``dfc_steps_cluster``, ``per_cluster`` samples on that many blocks."""
+    ``MAX_THREADS``); ``cluster``: ``launch`` runs ``dfc_steps_cluster``, ``per_cluster``
+    samples on that many blocks."""
     dtype = v_ff0[0].dtype
     F = flat_state(xp, P, v_ff0, r0, dtype)
     sizes, B, L = F["sizes"], F["B"], len(P["W"])
