@@ -185,6 +185,48 @@ def test_cuda_source_compiles_for_hopper(tmp_path, dtype):
     assert b"dfc_steps\x00" in names and b"dfc_steps_cluster\x00" in names
 
 
+def nvrtc_library():
+    """libnvrtc (what CuPy compiles RawKernels with): ``$SIMKIT_NVRTC``, or the one of the pip
+    package nvidia-cuda-nvrtc-cu12, or None."""
+    import glob
+    import importlib.util
+    import os
+    if os.environ.get("SIMKIT_NVRTC"):
+        return os.environ["SIMKIT_NVRTC"]
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    except ModuleNotFoundError:                     # no nvidia.* package at all
+        return None
+    found = spec and glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "lib",
+                                            "libnvrtc.so*"))
+    return sorted(found)[0] if found else None
+
+
+@pytest.mark.skipif(nvrtc_library() is None,
+                    reason="no libnvrtc (pip install nvidia-cuda-nvrtc-cu12, or SIMKIT_NVRTC)")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_source_compiles_with_nvrtc(dtype):
+    """Both kernels through NVRTC for compute_90, as CuPy's RawKernel compiles them (no host
+    headers: nvcc's check above would not see a missing one)."""
+    import ctypes
+    lib = ctypes.CDLL(nvrtc_library())
+    prog = ctypes.c_void_p()
+    src = dfc_cuda.source(dtype, cluster=8).encode()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), src, b"k.cu", 0, None, None) == 0
+    opts = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_90")
+    status = lib.nvrtcCompileProgram(prog, 1, opts)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert status == 0, log.value.decode()
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    ptx = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetPTX(prog, ptx)
+    assert b".entry dfc_steps(" in ptx.value and b".entry dfc_steps_cluster(" in ptx.value
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
 @needs_gxx
 @pytest.mark.parametrize("cluster", [None, 8])
 def test_persistent_kernel_on_the_published_net(cluster):
