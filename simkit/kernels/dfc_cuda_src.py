@@ -219,8 +219,8 @@ CLUSTER_SOURCE = r"""
 // keeps its columns of W_l^T and Q_l^T in its shared memory, so W is read from L2 once a launch
 // instead of once a step, and serves the S samples. It writes its slice of r_l into every
 // block's copy of r (distributed shared memory), and the cluster meets at a barrier before the
-// next layer reads it (one barrier a step without inst_transmission, where every layer reads the
-// previous step's r). Eq. (4)'s n_L units are computed by every block alike from its own copy
+// next layer reads it, and once before the first layer (so L + 1 barriers a step; 2 without
+// inst_transmission, where every layer reads the previous step's r). Eq. (4)'s n_L units are computed by every block alike from its own copy
 // of r_L; block 0 stores u.
 #ifndef SIMKIT_EMULATE
 __device__ __forceinline__ void cluster_sync() {
