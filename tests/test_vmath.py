@@ -37,8 +37,8 @@ def test_log_sin_cos_expm1_on_their_ranges():
     assert rel_err(run(EXPM1, y)[1:], np.expm1(y)[1:]) < 5e-16
 
 
-def test_an_edit_of_vmath_clears_the_kernel_caches_that_inline_it(tmp_path):
-    """Caches built from an older vmath are deleted once; a current stamp keeps them."""
+def test_an_edit_of_the_kernels_clears_their_caches(tmp_path):
+    """Caches built from older kernel modules are deleted once; a current stamp keeps them."""
     old = ["dfc_fast._layer_kernel-271.py311.nbi", "dfc_fast._layer_kernel-271.py311.1.nbc",
            "gauss.fill-109.py311.nbi"]
     for name in old + ["dfc_fast.cpython-311.pyc"]:
@@ -48,9 +48,25 @@ def test_an_edit_of_vmath_clears_the_kernel_caches_that_inline_it(tmp_path):
     (tmp_path / old[0]).write_bytes(b"x")                         # rebuilt under the same vmath
     assert not vmath.refresh_kernel_caches(tmp_path, "aaaa")
     assert (tmp_path / old[0]).exists()
-    assert vmath.refresh_kernel_caches(tmp_path, "bbbb")           # vmath.py edited
+    assert vmath.refresh_kernel_caches(tmp_path, "bbbb")           # a kernel module edited
     assert not (tmp_path / old[0]).exists()
     assert (tmp_path / vmath.STAMP).read_text() == "bbbb"
+
+
+def test_the_digest_follows_every_kernel_module(tmp_path):
+    """An edit of any module of the folder (not only vmath.py), or a new one, changes it."""
+    from pathlib import Path
+    src = Path(vmath.__file__).parent
+    for name in ("vmath.py", "dfc_chunk.py"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    d0 = vmath.source_digest(tmp_path)
+    assert vmath.source_digest(tmp_path) == d0
+    (tmp_path / "dfc_chunk.py").write_text((src / "dfc_chunk.py").read_text() + "# edited\n")
+    d1 = vmath.source_digest(tmp_path)
+    assert d1 != d0
+    (tmp_path / "gauss.py").write_text("")
+    assert vmath.source_digest(tmp_path) != d1
+    assert vmath.source_digest() == vmath.source_digest(src)
 
 
 def test_the_package_cache_folder_carries_the_current_digest():

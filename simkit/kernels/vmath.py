@@ -27,9 +27,11 @@ into one instruction (it would change the rounding), so the series is written wi
 
 The functions are inlined into the kernels that call them, and Numba's on-disk cache of a kernel
 is checked against the kernel's own file only, so an edit here would leave those kernels running
-the old code from their caches. :func:`refresh_kernel_caches` prevents that: on import, if this
-file's digest differs from the one stamped in the kernels' cache folder, it deletes that folder's
-Numba caches (every kernel of :mod:`simkit.kernels` recompiles once) and stamps the new digest.
+the old code from their caches. The same holds between the other kernel modules (``dfc.py``'s
+twin inlines ``dfc_chunk.control``; ``dfc_fast`` calls ``dfc_chunk`` and ``gauss``).
+:func:`refresh_kernel_caches` prevents that: on import, if the digest of this folder's modules
+differs from the one stamped in the kernels' cache folder, it deletes that folder's Numba caches
+(every kernel of :mod:`simkit.kernels` recompiles once) and stamps the new digest.
 """
 from __future__ import annotations
 
@@ -146,12 +148,16 @@ if nb is not None:
 
 
 # ------------------------------------------------------------------------------ cache freshness
-STAMP = "vmath.source"      # the digest of this file, beside the caches built from it
+STAMP = "vmath.source"      # the digest of the kernel modules, beside the caches built from them
 
 
-def source_digest(path=__file__) -> str:
-    """A digest of this file's text (what the inlining kernels' compiled code depends on)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def source_digest(folder=Path(__file__).parent) -> str:
+    """A digest of the names and texts of ``folder``'s modules (what the kernels' compiled code
+    depends on, across the modules that call one another)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def refresh_kernel_caches(cache_dir, digest: str) -> bool:
