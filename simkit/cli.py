@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simkit.errors import UserError
+from simkit.errors import Terminated, UserError, sigterm_as_interrupt
 
 
 class Parser(argparse.ArgumentParser):
@@ -88,14 +88,16 @@ def main(argv=None) -> int:
         if getattr(args, "threads", None) is not None:
             from simkit.backend import limit_threads
             limit_threads(args.threads)
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = getattr(args, "resume_hint", None)
-        print("\nsimkit: interrupted" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
-        return 130
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -150,7 +150,10 @@ def published_runs(root: Path, commands: dict, resume_flag: str, extra=(),
         if status != "finished" or rerun_finished:
             resume = [resume_flag] if status is not None else []
             print(f"{label}: {'continuing' if resume else 'starting'} {path}", file=sys.stderr)
-            if main([*argv, *extra, "--out_dir", str(path), *resume]) != 0:
+            rc = main([*argv, *extra, "--out_dir", str(path), *resume])
+            if rc in (130, 143):            # Ctrl-C or SIGTERM: main has said how to resume
+                sys.exit(rc)
+            if rc != 0:
                 raise UserError(f"the run of {label} in {path} failed; see its run.json, fix "
                                 "the cause and run the same command again to continue")
         paths.append(path)

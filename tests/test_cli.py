@@ -133,3 +133,56 @@ def test_threads_option_caps_blas_threads(capsys):
 def test_zero_threads_is_a_user_error(capsys):
     code, _, err = run_cli(capsys, "list", "--threads", "0")
     assert code == 2 and "--threads must be at least 1" in one_error_line(err)
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """``kill PID`` (what stops a background run, which ignores SIGINT) marks the run
+    interrupted, keeps its finished epochs, prints how to resume, and exits 128 + 15."""
+    import json
+    import signal
+    import time
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "simkit", "train", "--backend", "numpy",
+                             "--hidden", "16", "--epochs", "100000", "--max-batches", "2",
+                             "--threads", "1", "--quiet", "--out-dir", str(out)],
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+    def epochs():                                     # the epochs metrics.csv has rows of
+        f = out / "metrics.csv"
+        rows = f.read_text().splitlines()[1:] if f.exists() else []
+        return {int(r.split(",")[0]) for r in rows if r.count(",") >= 4} or {0}
+    try:
+        deadline = time.time() + 240
+        while max(epochs()) < 1:
+            assert proc.poll() is None and time.time() < deadline, "the run never got going"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "simkit: terminated; resume with: simkit train" in err
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert 1 <= max(epochs()) < 100000
+
+
+@pytest.mark.parametrize("rc", [130, 143, 1])
+def test_a_figure_script_stops_with_its_interrupted_run(tmp_path, monkeypatch, rc):
+    """An interrupted run (Ctrl-C 130, SIGTERM 143) ends the figure script with that status, no
+    later run starts; a failed one is a one-line error."""
+    import simkit.cli
+    from simkit.errors import UserError
+    from simkit.figure import published_runs
+    calls = []
+    monkeypatch.setattr(simkit.cli, "main", lambda argv: calls.append(argv) or rc)
+    commands = {"first": ["run_dfc"], "second": ["run_dfc"]}
+    with pytest.raises(SystemExit if rc != 1 else UserError) as exc:
+        published_runs(tmp_path, commands, "--resume")
+    assert len(calls) == 1
+    if rc == 1:
+        assert "the run of first" in str(exc.value) and "failed" in str(exc.value)
+    else:
+        assert exc.value.code == rc
