@@ -79,6 +79,57 @@ def test_small_alpha_gives_gauss_newton_minimum_norm_update(alpha):
     assert max(angles) < 100 * alpha
 
 
+def test_large_alpha_gives_the_backprop_direction():
+    """Gradient-descent limit (research note §5.5): with Q = J^T and alpha >> ||J Q||,
+    u_ss = (J Q + alpha I)^-1 delta_L ~ delta_L / alpha, so Delta v_l = Q_l u ~ -J_l^T dL/dy / alpha
+    and the DFC-SS update points along BP's gradient, at an angle that shrinks like ||J Q|| / alpha."""
+    from simkit.rules.bp import Backprop
+    bk = numba_backend()
+    net = small_net(bk)
+    Q = weight_product_Q(net)                                # Q = J^T for a linear net
+    cache, P = problem(bk, net, Q)
+    J = np.concatenate(fbk.jacobians(np, net, cache), axis=2)
+    JQ = np.linalg.norm(J @ np.concatenate(Q, axis=0), ord=2, axis=(1, 2)).max()
+    bp = Backprop().grads(net, cache, cache.y - P["r_target"])      # L = 1/2 ||r_L - r*||^2
+    worst = []
+    for ratio in (10.0, 1000.0):
+        alpha = ratio * JQ
+        dt = 0.5 / (alpha + JQ)                              # u contracts by <= 0.55 a step
+        dyn = Dynamics(dt=dt, T=300, tau_v=dt, tau_A=dt, alpha=alpha, k_p=0.0,
+                       inst_system=True).check()
+        st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None))
+        g = ss_grads(np, net, st, P["x"], "nonlinear_difference")
+        worst.append(max(fbk.angle_deg(np, g[l][0], bp[l][0]) for l in range(net.L)))
+    assert worst[1] < 0.2 and worst[1] < worst[0] / 20, worst
+
+
+@pytest.mark.parametrize("noise,dt", [("white", 0.01), ("ou", 0.01), ("ou", 0.002)])
+def test_noise_reaches_the_apical_voltages_with_its_stated_std(noise, dt):
+    """Noise statistics (research note §5.9), read off v_fb with Q = 0 and tau_A = dt, where
+    Eq. (2) makes v_fb the last step's noise term: white sigma sqrt(dt) / tau_A; OU the stationary
+    std of n <- (a / sqrt(dt)) xi + (1 - a) n, a = dt / tau_noise, times sigma:
+    sigma / sqrt(tau_noise (2 - a)), about sigma / sqrt(2 tau_noise) whatever dt; sigma_out on
+    the output layer."""
+    bk = numpy_backend()
+    net = small_net(bk, "tanh")
+    B, T, tau_noise, sigma, sigma_out = 2000, int(2.0 / dt) + 1, 0.1, 0.05, 0.2
+    cache, P = problem(bk, net, [bk.xp.zeros((n, 3)) for n in net.sizes[1:]], B=B)
+    dyn = Dynamics(dt=dt, T=T, tau_v=0.05, tau_A=dt, alpha=0.1, k_p=1.0, noise=noise,
+                   sigma=sigma, sigma_out=sigma_out, tau_noise=tau_noise).check()
+    xi = np.random.default_rng(5).normal(size=(T, B, 12))
+    offs = np.cumsum([0, *net.sizes[1:]])
+
+    def draws(t0, t1):
+        return [xi[t0:t1, :, offs[l]:offs[l + 1]] for l in range(3)]
+    st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, Learning(fw=None), draws)
+    a = dt / tau_noise
+    unit = np.sqrt(dt) / dyn.tau_A if noise == "white" else 1.0 / np.sqrt(tau_noise * (2 - a))
+    hidden = np.concatenate(st.v_fb[:2], axis=1)
+    np.testing.assert_allclose(hidden.std(), sigma * unit, rtol=0.02)
+    np.testing.assert_allclose(st.v_fb[2].std(), sigma_out * unit, rtol=0.03)
+    assert abs(hidden.mean()) < 0.03 * sigma * unit
+
+
 def test_controller_settles_under_published_settings():
     """DFC's published forward settings (dt 0.02, 500 steps, tau_v 0.2, k_p 2) on a tanh net
     whose feedback satisfies the GN condition: the output reaches the target up to alpha u."""
