@@ -42,6 +42,22 @@ def test_published_commands_parse_to_the_originals_settings():
     assert cfg["rule_opts"]["adam_beta1_fb"] == 0.999
 
 
+def test_apical_time_constant_fb_is_run_dfcs_alone_as_in_the_original(capsys):
+    """run_dfc.py takes --apical_time_constant_fb (default: dt_di_fb); run_dfc_single_phase.py
+    has no such option and refuses it, its feedback phase keeping dt_di_fb."""
+    from simkit.rules.dfc_options import resolve
+
+    def opts(cmd, flags):
+        return resolve(build_config(parse(cmd, flags), single_phase=cmd != "run_dfc")["rule_opts"])
+    assert opts("run_dfc", "--dt_di_fb=0.01 --apical_time_constant_fb=0.3")["apical_time_constant_fb"] == 0.3
+    assert opts("run_dfc", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
+    assert opts("run_dfc_single_phase", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
+    with pytest.raises(SystemExit) as exc:
+        main(["run_dfc_single_phase", "--apical_time_constant_fb=0.3", "--test"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "unrecognized arguments: --apical_time_constant_fb" in err
+
+
 def test_unstable_step_is_a_one_line_error(capsys, tmp_path):
     rc = main(["run_dfc", "--dt_di=0.5", "--time_constant_ratio=0.2", "--dataset=student_teacher",
                "--out_dir", str(tmp_path / "r"), "--test", "--quiet"])

@@ -71,9 +71,10 @@ def add_dfc_options(p, single_phase=False):
         a(f"--{f}", type=float, default=d)
     for f, d in INTS.items():
         a(f"--{f}", type=int, default=d)
-    if not single_phase:
-        pass                                   # apical_time_constant_fb exists only here
-    a("--apical_time_constant_fb", type=float, default=-1.0)
+    if single_phase:              # not an option of run_dfc_single_phase.py: the default (dt_di_fb)
+        p.set_defaults(apical_time_constant_fb=-1.0)
+    else:
+        a("--apical_time_constant_fb", type=float, default=-1.0)
     for f in SAVE:
         a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
 
