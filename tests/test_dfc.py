@@ -419,3 +419,57 @@ def test_ndi_diagnostics_vanish_when_the_simulation_reaches_the_linear_steady_st
         out.append(rule.diagnose(net, cache, dL, r_t, g, st))
     assert out[0]["dist_to_ndi"] < 1e-6 and max(out[0][f"angle_ndi/{l}"] for l in (1, 2, 3)) < 1e-3
     assert out[1]["dist_to_ndi"] > 1e-2 and max(out[1][f"angle_ndi/{l}"] for l in (1, 2, 3)) > 0.1
+
+
+def test_surrogate_h_gradient_matches_finite_differences_with_j_held():
+    """dH/dW_l of H = 1/B sum_b 1/2 ||Q u_b||^2, u_b = (J_b Q + alpha I)^-1 (r* - r_L(W))_b with
+    J held at W's: central differences on a tanh net against fbk.h_grads."""
+    bk = numpy_backend()
+    net = small_net(bk, "tanh", seed=2)
+    rng = np.random.default_rng(3)
+    Q = [rng.normal(size=(n, 3)) * 0.5 for n in net.sizes[1:]]
+    cache, P = problem(bk, net, Q, B=5)
+    J = fbk.jacobians(np, net, cache)
+    M = np.concatenate(J, axis=2) @ np.concatenate(Q, axis=0) + 0.3 * np.eye(3)
+    Qb = np.concatenate(Q, axis=0)
+
+    def u_of(y):
+        return np.linalg.solve(M, (P["r_target"] - y)[:, :, None])[:, :, 0]
+
+    def H():
+        u = u_of(net.forward(P["x"]).y)
+        return 0.5 * ((u @ Qb.T) ** 2).sum() / u.shape[0]
+    g = fbk.h_grads(np, J, Q, u_of(cache.y), 0.3, cache.h)
+    eps = 1e-6
+    for l in range(net.L):
+        fd = np.zeros_like(net.W[l])
+        for i, j in np.ndindex(*fd.shape):
+            w0 = net.W[l][i, j]
+            net.W[l][i, j] = w0 + eps
+            hp = H()
+            net.W[l][i, j] = w0 - eps
+            fd[i, j] = (hp - H()) / (2 * eps)
+            net.W[l][i, j] = w0
+        np.testing.assert_allclose(g[l], fd, rtol=1e-6, atol=1e-9 * np.abs(fd).max())
+
+
+def test_with_q_equal_jt_and_small_alpha_the_dfc_update_descends_h():
+    """Strong-DFC's claim (2022, Sec. 4): with Q = J^T and alpha -> 0, u^T Q^T Q (J Q + alpha I)^-1 J
+    -> u^T J, so -dH/dW_l = Q_l u r_{l-1}^T, the DFC update: the angle between DFC's gradient and
+    dH/dW shrinks with alpha; a Q off J^T leaves it open."""
+    bk = numba_backend()
+    net = small_net(bk)
+    Q = weight_product_Q(net)                                # Q = J^T for a linear net
+    cache, P = problem(bk, net, Q, step=1e-5)       # the update's r_{l-1} ~ the feed-forward's
+    J = fbk.jacobians(np, net, cache)
+
+    def worst(Q, alpha):
+        dyn = Dynamics(dt=0.1, T=1000, tau_v=0.1, tau_A=0.1, alpha=alpha, k_p=0.0,
+                       inst_system=True).check()
+        st = fbk.ssa_state(np, net, cache, Q, P["r_target"], dyn)
+        g = ss_grads(np, net, st, P["x"], "nonlinear_difference")
+        h = fbk.h_grads(np, J, Q, st.u, alpha, cache.h)
+        return max(fbk.angle_deg(np, g[l][0], h[l]) for l in range(net.L))
+    assert worst(Q, 1e-4) < 0.01 and worst(Q, 1e-4) < worst(Q, 1e-1) / 10
+    Q_off = [q + 0.5 * np.random.default_rng(l).normal(size=q.shape) for l, q in enumerate(Q)]
+    assert worst(Q_off, 1e-4) > 5.0

@@ -114,7 +114,7 @@ def test_student_teacher_smoke(tmp_path):
                "--init_fb_epochs=1", "--extra_fb_epochs=1", "--lr_fb=1e-4", "--optimizer_fb=Adam"])
     assert rc == 0
     metrics = (out / "metrics.csv").read_text()
-    assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi"))
+    assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi", "angle_H"))
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["rule"] == "dfc"
 

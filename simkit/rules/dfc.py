@@ -326,8 +326,10 @@ class DFC:
 
     # ----------------------------------------------------------------------------- diagnostics
     def diagnose(self, net, cache, dL_dy, r_t, g, st) -> dict:
-        r"""Condition 2; per layer the update's angles to BP, to the GN step and to the DFC-SSA
-        update (``--save_ndi_angle``); ``dist_to_ndi`` (``--compare_with_ndi``):
+        r"""Condition 2; per layer the update's angles to BP, to the GN step, to the DFC-SSA
+        update (``--save_ndi_angle``) and to the gradient of Strong-DFC's surrogate
+        :math:`\mathcal H` at the last control (``--save_H_angle``; ``angle_H`` over all layers'
+        weights together, as the original's total); ``dist_to_ndi`` (``--compare_with_ndi``):
         :math:`\|r_L - r_L^{ssa}\| / \|r^-_L - r_L^{ssa}\|` for the simulated output
         :math:`r_L` at the last time point."""
         xp = self.bk.xp
@@ -340,11 +342,15 @@ class DFC:
         g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
         gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
         out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
+        g_H = fbk.h_grads(xp, J, self.Q, st.u, self.dyn.alpha, cache.h)
         for l in range(net.L):
             g_gn = -(dv[l].T @ cache.h[l])
             out[f"angle_bp/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_bp[l][0])
             out[f"angle_gn/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_gn)
             out[f"angle_ndi/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_ssa[l][0])
+            out[f"angle_H/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_H[l])
+        out["angle_H"] = fbk.angle_deg(xp, xp.concatenate([gl[0].ravel() for gl in g]),
+                                       xp.concatenate([gh.ravel() for gh in g_H]))
         return out
 
     def epoch_metrics(self, net) -> dict:

@@ -30,7 +30,19 @@ state, :math:`J_L = \mathrm{diag}\,\phi_L'`, :math:`J_l = J_{l+1} W_{l+1}\mathrm
 Condition 2 (GN condition, DFC Eq. (12)): :math:`\|J^\top(JJ^\top)^{-1}J\bar Q\|_F/\|\bar Q\|_F`,
 batch mean. The minimum-norm Gauss-Newton step is :math:`\Delta v = J^\top(JJ^\top)^{-1}\delta_L`;
 DFC-SSA's linearised steady state is :math:`u = (J\bar Q + \alpha I)^{-1}\delta_L`
-(:func:`ssa_state`).
+(:func:`ssa_state`). The surrogate loss of Strong-DFC (2022, Sec. 4) is
+:math:`\mathcal H = \tfrac12\|\bar Q u_{ss}\|^2`; with :math:`u_{ss} = (J\bar Q + \alpha I)^{-1}
+\delta_L`, :math:`\delta_L = r^*_L - r_L` and J held fixed, :math:`\partial\delta_L/\partial v = -J`,
+so its gradient (the original's ``compute_H_update``, :func:`h_grads`) is
+
+.. math::
+
+    \frac{\partial\mathcal H}{\partial W_l} = -\frac1B\sum_b
+    \big[u_b^\top\bar Q^\top\bar Q\,(J_b\bar Q + \alpha I)^{-1}J_b\big]_l^\top r_{l-1,b}^\top .
+
+With :math:`\bar Q = J^\top` and :math:`\alpha \to 0` the bracket is :math:`u^\top J`, so
+:math:`-\partial\mathcal H/\partial W_l = Q_l u\, r_{l-1}^\top`: the DFC update descends
+:math:`\mathcal H`.
 Deviation: J is taken at the feed-forward state, not at the controlled steady state.
 """
 from __future__ import annotations
@@ -110,6 +122,17 @@ def gn_delta_v(xp, J, delta_L) -> list:
     Jf = xp.concatenate(J, axis=2)
     w = xp.linalg.solve(Jf @ xp.swapaxes(Jf, 1, 2), delta_L[:, :, None])   # (B, n_L, 1)
     return [(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0] for Jl in J]
+
+
+def h_grads(xp, J, Q, u, alpha, h) -> list:
+    """:math:`\\partial\\mathcal H/\\partial W_l` per layer (module docstring) for the control
+    ``u`` (B, n_L) and the layers' inputs ``h`` (:math:`r_0 = x, r_1, ...`)."""
+    Jf, Qb = xp.concatenate(J, axis=2), xp.concatenate(Q, axis=0)           # (B, n_L, N), (N, n_L)
+    M = Jf @ Qb + alpha * xp.eye(Qb.shape[1], dtype=Qb.dtype)              # J Q + alpha I
+    a = (u @ Qb.T) @ Qb                                                   # u^T Q^T Q, (B, n_L)
+    w = xp.linalg.solve(xp.swapaxes(M, 1, 2), a[:, :, None])             # (M^T)^-1 a = (a^T M^-1)^T
+    B = u.shape[0]
+    return [-(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0].T @ h[l] / B for l, Jl in enumerate(J)]
 
 
 def ssa_state(xp, net, cache, Q, r_target, dyn, J=None, jacobian_fb=False):
