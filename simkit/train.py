@@ -125,6 +125,8 @@ class Trainer:
         for k in range(k0, len(batches)):
             idx = order[batches[k]:batches[k] + bs]
             dev_idx = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
+            if hasattr(self.rule, "last_batch"):      # a rule's per-epoch diagnostics (DFC's)
+                self.rule.last_batch = k == len(batches) - 1
             loss, y = self.train_step(tr.x[dev_idx], tr.t[dev_idx], dev_idx, epoch)
             loss_sum += loss * len(idx)
             if tr.labels is not None:

@@ -104,7 +104,12 @@ def test_reference_loop_options_run_from_the_command_line(cmd, flags, tmp_path):
     assert ("converged" in metrics) == ("--ssa" not in flags)
 
 
-def test_student_teacher_smoke(tmp_path):
+def test_student_teacher_smoke(tmp_path, monkeypatch):
+    """Two epochs of 4 minibatches; the diagnostics run on each epoch's last one, as the
+    original's, and reach metrics.csv."""
+    from simkit.rules.dfc import DFC
+    calls, diagnose = [], DFC.diagnose
+    monkeypatch.setattr(DFC, "diagnose", lambda self, *a: calls.append(1) or diagnose(self, *a))
     out = tmp_path / "st"
     rc = main(["run_dfc", "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=50",
                "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
@@ -115,6 +120,8 @@ def test_student_teacher_smoke(tmp_path):
     assert rc == 0
     metrics = (out / "metrics.csv").read_text()
     assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi", "angle_H"))
+    assert len(calls) == 2
+    assert {r.split(",")[0] for r in metrics.splitlines() if ",angle_H," in r} == {"1", "2"}
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["rule"] == "dfc"
 
