@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
+from simkit.dynamics.controller import Dynamics, Learning, feedback_input, simulate_reference
 from simkit.errors import UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.gauss import normals, stream_key
@@ -416,9 +416,43 @@ def test_ndi_diagnostics_vanish_when_the_simulation_reaches_the_linear_steady_st
         r_t = cache.y - rule.o["target_stepsize"] * 4 * dL
         st = rule.run(cache, r_t, rule.dyn, Learning(fw=None), phase=0)
         g = ss_grads(np, net, st, x, "nonlinear_difference")
-        out.append(rule.diagnose(net, cache, dL, r_t, g, st))
+        out.append(rule.diagnose(net, cache, dL, r_t, g, st, feedback_input({"Q": rule.Q}, st.u)))
     assert out[0]["dist_to_ndi"] < 1e-6 and max(out[0][f"angle_ndi/{l}"] for l in (1, 2, 3)) < 1e-3
     assert out[1]["dist_to_ndi"] > 1e-2 and max(out[1][f"angle_ndi/{l}"] for l in (1, 2, 3)) > 0.1
+
+
+def test_ratio_ff_fb_reads_the_steady_states_apical_and_basal_drives():
+    """--save_ratio_ff_fb: at a linear net's settled steady state v_l = v_ff,l + Q_l u and
+    v_ff,l = W_l r_{l-1} + b_l, so the diagnostic must equal the batch mean of
+    ||v_l - v_ff,l|| / ||v_ff,l - b_l|| read off the simulated state (the original's divisor,
+    ||r_l^T W_l||, would not); scaling Q scales the ratio."""
+    bk = numba_backend()
+    net = small_net(bk, sizes=(6, 5, 5, 3))        # square W_2: the original's divisor runs too
+    rule = DFC(ss=True, dt_di=0.01, tmax_di=20000, time_constant_ratio=0.05,   # J Q has an
+               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,  # eigen-
+               initialization_fb="xavier_normal", kernel="numba")   # value -0.27: slow to settle
+    rule.setup(net, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x = bk.asarray(rng.normal(size=(4, 6)))
+    cache = net.forward(x)
+    dL = get_loss("mse").grad(np, cache.y, bk.asarray(rng.normal(size=(4, 3))))
+    r_t = cache.y - 0.2 * dL
+    st = rule.run(cache, r_t, rule.dyn, Learning(fw=None), phase=0)
+    g = ss_grads(np, net, st, x, "nonlinear_difference")
+    out = rule.diagnose(net, cache, dL, r_t, g, st, feedback_input({"Q": rule.Q}, st.u))
+    ratio = []
+    for l in range(net.L):
+        want = np.mean([np.linalg.norm(st.v[l][b] - st.v_ff[l][b]) /
+                        np.linalg.norm(st.v_ff[l][b] - net.b[l].ravel()) for b in range(4)])
+        np.testing.assert_allclose(out[f"ratio_ff_fb/{l + 1}"], want, rtol=1e-5)
+        ratio.append(want)
+    np.testing.assert_allclose(out["ratio_ff_fb"], np.mean(ratio), rtol=1e-6)
+    orig_l2 = np.mean([np.linalg.norm(st.u[b] @ rule.Q[1].T) / np.linalg.norm(st.r[1][b] @ net.W[1])
+                       for b in range(4)])
+    assert abs(orig_l2 / out["ratio_ff_fb/2"] - 1) > 0.05
+    scaled = fbk.ratio_ff_fb(np, net.W, feedback_input({"Q": [3 * q for q in rule.Q]}, st.u),
+                             [x, *st.r[:-1]])
+    np.testing.assert_allclose(scaled, [3 * r for r in ratio], rtol=1e-6)
 
 
 def test_surrogate_h_gradient_matches_finite_differences_with_j_held():

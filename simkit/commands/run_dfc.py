@@ -14,8 +14,8 @@ torch 2: ``torch.solve`` is gone). ``--low_pass_filter_u``, ``--include_only_con
 crashes the original, is refused with a message. ``--compute_jacobian_at`` is accepted and has no
 effect, as in the original (it stores the value and never reads it).
 Any ``--save_*`` flag or ``--compare_with_ndi`` turns on the per-epoch diagnostics (condition 2,
-angles to BP, GN and DFC-SSA per layer, the distance to the SSA output, the control norm) in
-metrics.csv; ``--save_df`` alone does too.
+angles to BP, GN, DFC-SSA and H per layer, the feedback-to-feed-forward drive ratio, the distance
+to the SSA output, the control norm) in metrics.csv; ``--save_df`` alone does too.
 """
 from __future__ import annotations
 

@@ -50,10 +50,12 @@ Symbols: ``W[l]`` (n_l, n_{l-1}), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L), :math:`\l
 Deviations from the original (research note §4.1): no autograd anywhere; :math:`W_1x` computed
 once and updates accumulated online; an unstable Euler step is refused, not clipped; the
 ``voltage_difference`` sign bug of the steady-state path is fixed (nothing published uses it);
-``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; J for the diagnostics is taken
-at the feed-forward state; the noise comes from simkit's counter-based stream
-(:func:`~simkit.dynamics.noise.noise_source`), keyed by (seed, epoch, simulation, phase), not from torch's generator, so
-it is the same on every backend and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
+``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; ``--save_ratio_ff_fb`` records
+its ratio (the original's writes to DataFrames it never creates, and divides by
+:math:`\|r_l^\top W_l\|`); J for the diagnostics is taken at the feed-forward state; the noise
+comes from simkit's counter-based stream (:func:`~simkit.dynamics.noise.noise_source`), keyed by
+(seed, epoch, simulation, phase), not from torch's generator, so it is the same on every backend
+and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
 the single phase's forward tau_v in the k_l scaling and forward dt in the high-pass.
 """
 from __future__ import annotations
@@ -259,7 +261,7 @@ class DFC:
         lu = sum(float((a ** 2).sum()) for a in fb_in) / (B * sum(net.sizes[1:]))
         self.lu_sum, self.lu_n = self.lu_sum + lu * B, self.lu_n + B     # surrogate H (Strong-DFC)
         if o["diagnostics"] and self.last_batch:
-            self.last.update(self.diagnose(net, cache, dL_dy, r_t, g, st))
+            self.last.update(self.diagnose(net, cache, dL_dy, r_t, g, st, fb_in))
         return g
 
     def step_feedback(self, st, opt, B, dyn, tau_v):
@@ -327,11 +329,14 @@ class DFC:
         self.fb_seconds = time.perf_counter() - t0
 
     # ----------------------------------------------------------------------------- diagnostics
-    def diagnose(self, net, cache, dL_dy, r_t, g, st) -> dict:
+    def diagnose(self, net, cache, dL_dy, r_t, g, st, fb_in) -> dict:
         r"""Condition 2; per layer the update's angles to BP, to the GN step, to the DFC-SSA
         update (``--save_ndi_angle``) and to the gradient of Strong-DFC's surrogate
         :math:`\mathcal H` at the last control (``--save_H_angle``; ``angle_H`` over all layers'
-        weights together, as the original's total); ``dist_to_ndi`` (``--compare_with_ndi``):
+        weights together, as the original's total), and ``ratio_ff_fb``, the apical input
+        ``fb_in`` (:math:`\bar Q_l u`) over the basal :math:`W_l r_{l-1}` at the last state
+        (``--save_ratio_ff_fb``; the layers' mean over all);
+        ``dist_to_ndi`` (``--compare_with_ndi``):
         :math:`\|r_L - r_L^{ssa}\| / \|r^-_L - r_L^{ssa}\|` for the simulated output
         :math:`r_L` at the last time point."""
         xp = self.bk.xp
@@ -345,7 +350,10 @@ class DFC:
         gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
         out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
         g_H = fbk.h_grads(xp, J, self.Q, st.u, self.dyn.alpha, cache.h)
+        ratio = fbk.ratio_ff_fb(xp, net.W, fb_in, [cache.h[0], *st.r[:-1]])
+        out["ratio_ff_fb"] = sum(ratio) / net.L
         for l in range(net.L):
+            out[f"ratio_ff_fb/{l + 1}"] = ratio[l]
             g_gn = -(dv[l].T @ cache.h[l])
             out[f"angle_bp/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_bp[l][0])
             out[f"angle_gn/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_gn)

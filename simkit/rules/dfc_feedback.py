@@ -43,7 +43,11 @@ so its gradient (the original's ``compute_H_update``, :func:`h_grads`) is
 With :math:`\bar Q = J^\top` and :math:`\alpha \to 0` the bracket is :math:`u^\top J`, so
 :math:`-\partial\mathcal H/\partial W_l = Q_l u\, r_{l-1}^\top`: the DFC update descends
 :math:`\mathcal H`.
-Deviation: J is taken at the feed-forward state, not at the controlled steady state.
+The ratio of feedback to feed-forward drive (``--save_ratio_ff_fb``, :func:`ratio_ff_fb`) is
+:math:`\frac1B\sum_b \|\bar Q_l u_b\| / \|W_l r_{l-1,b}\|` at the last control and state.
+Deviations: J is taken at the feed-forward state, not at the controlled steady state; the
+original's ratio divides by :math:`\|r_l^\top W_l\|` for l > 1 (the layer's own rate, W not
+transposed) and never reaches its output, as it writes to DataFrames it never creates.
 """
 from __future__ import annotations
 
@@ -133,6 +137,14 @@ def h_grads(xp, J, Q, u, alpha, h) -> list:
     w = xp.linalg.solve(xp.swapaxes(M, 1, 2), a[:, :, None])             # (M^T)^-1 a = (a^T M^-1)^T
     B = u.shape[0]
     return [-(xp.swapaxes(Jl, 1, 2) @ w)[:, :, 0].T @ h[l] / B for l, Jl in enumerate(J)]
+
+
+def ratio_ff_fb(xp, W, fb_in, r_in) -> list:
+    """Per layer, the batch mean of :math:`\\|\\bar Q_l u_b\\| / \\|W_l r_{l-1,b}\\|`:
+    ``fb_in[l]`` the apical input :math:`\\bar Q_l u` (B, n_l), ``r_in[l]`` the layer's
+    input rate :math:`r_{l-1}` (B, n_{l-1}), with :math:`r_0 = x`."""
+    return [float((xp.linalg.norm(a, axis=1) / xp.linalg.norm(r @ w.T, axis=1)).mean())
+            for w, a, r in zip(W, fb_in, r_in)]
 
 
 def ssa_state(xp, net, cache, Q, r_target, dyn, J=None, jacobian_fb=False):
