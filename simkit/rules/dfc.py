@@ -51,12 +51,12 @@ Deviations from the original (research note §4.1): no autograd anywhere; :math:
 once and updates accumulated online; an unstable Euler step is refused, not clipped; the
 ``voltage_difference`` sign bug of the steady-state path is fixed (nothing published uses it);
 ``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; ``--save_ratio_ff_fb`` records
-its ratio (the original's writes to DataFrames it never creates, and divides by
-:math:`\|r_l^\top W_l\|`); J for the diagnostics is taken at the feed-forward state; the noise
-comes from simkit's counter-based stream (:func:`~simkit.dynamics.noise.noise_source`), keyed by
-(seed, epoch, simulation, phase), not from torch's generator, so it is the same on every backend
-and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma,
-the single phase's forward tau_v in the k_l scaling and forward dt in the high-pass.
+its ratio (:func:`~simkit.rules.dfc_feedback.ratio_ff_fb`; the original's writes to DataFrames it
+never creates); the noise comes from simkit's counter-based stream
+(:func:`~simkit.dynamics.noise.noise_source`), keyed by (seed, epoch, simulation, phase), not from
+torch's generator, so it is the same on every backend and after a resume. Kept for parity: the
+leak on the total u, the 0.01 floor on sigma, the single phase's forward tau_v in the k_l scaling
+and forward dt in the high-pass; the diagnostics' J at the feed-forward state.
 """
 from __future__ import annotations
 

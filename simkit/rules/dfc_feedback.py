@@ -45,9 +45,13 @@ With :math:`\bar Q = J^\top` and :math:`\alpha \to 0` the bracket is :math:`u^\t
 :math:`\mathcal H`.
 The ratio of feedback to feed-forward drive (``--save_ratio_ff_fb``, :func:`ratio_ff_fb`) is
 :math:`\frac1B\sum_b \|\bar Q_l u_b\| / \|W_l r_{l-1,b}\|` at the last control and state.
-Deviations: J is taken at the feed-forward state, not at the controlled steady state; the
-original's ratio divides by :math:`\|r_l^\top W_l\|` for l > 1 (the layer's own rate, W not
-transposed) and never reaches its output, as it writes to DataFrames it never creates.
+J is taken at the feed-forward state :math:`v^-`, as the original's is (``compute_full_jacobian``
+reads the layers' low-passed voltages, which only its forward pass sets unless
+``use_jacobian_as_fb``), not at the controlled steady state the paper writes :math:`J_{ss}` for.
+Deviation: the original's ratio (its docstring: "the current feedforward and feedback
+stimulus") divides by :math:`\|r_l^\top W_l\|` for l > 1 (the layer's own rate, W not
+transposed), reads the feed-forward rates, and never reaches its output, as it writes to
+DataFrames it never creates; simkit's basal drive is the one at the same (last) time point as u.
 """
 from __future__ import annotations
 
