@@ -200,6 +200,32 @@ def test_float32_kernel_runs(loop):
     np.testing.assert_allclose(got.A[1], ref.A[1], rtol=1e-3, atol=1e-4 * np.abs(ref.A[1]).max())
 
 
+def test_unstable_feedback_is_counted_as_diverged_and_a_blow_up_refused():
+    """Research note §5.6: the loop is stable when J Q + alpha I has eigenvalues with positive
+    real part. For a linear net Q = J^T settles (every sample converged); Q = -J^T makes every
+    eigenvalue negative: u grows, the samples are counted diverged, and once u overflows the run
+    stops with a NumericalError that says what to do."""
+    from simkit.errors import NumericalError
+    bk = numba_backend()
+    net = small_net(bk)
+    counts = {}
+    for sign, T in ((1, 2000), (-1, 400), (-1, 20000)):
+        rule = DFC(ss=True, dt_di=0.01, tmax_di=T, time_constant_ratio=0.05,
+                   apical_time_constant=0.01, alpha_di=0.1, k_p=1.0,
+                   initialization_fb="weight_product", kernel="numba")
+        rule.setup(net, np.random.default_rng(0))
+        rule.Q = [sign * q for q in rule.Q]
+        cache, P = problem(bk, net, rule.Q, B=5)
+        if T == 20000:
+            with np.errstate(all="ignore"), pytest.raises(NumericalError, match="lower the step"):
+                rule.run(cache, P["r_target"], rule.dyn, Learning(fw=None), phase=0)
+            continue
+        rule.run(cache, P["r_target"], rule.dyn, Learning(fw=None), phase=0)
+        counts[sign] = rule.epoch_metrics(net)["net"]
+    assert counts[1]["converged"] == 1.0 and counts[1]["diverged"] == 0.0
+    assert counts[-1]["converged"] == 0.0 and counts[-1]["diverged"] == 1.0
+
+
 @pytest.mark.parametrize("kw,what", [({"dt": 0.5, "tau_v": 0.2}, "time_constant_ratio"),
                                      ({"dt": 0.05, "tau_A": 0.01}, "apical")])
 def test_too_large_euler_step_is_refused(kw, what):
@@ -485,6 +511,45 @@ def test_surrogate_h_gradient_matches_finite_differences_with_j_held():
             fd[i, j] = (hp - H()) / (2 * eps)
             net.W[l][i, j] = w0
         np.testing.assert_allclose(g[l], fd, rtol=1e-6, atol=1e-9 * np.abs(fd).max())
+
+
+def test_surrogate_h_gradient_agrees_in_direction_with_resimulated_finite_differences():
+    """Research note §5.10: differentiate H = 1/B sum_b 1/2 ||Q u_ss,b||^2 by re-simulating the
+    tanh net's controller to its steady state for each perturbed weight (J moves with W, the
+    closed form holds it fixed). The closed form's neglected term is O(|u|): the angle between
+    the two is a few degrees for a small output step and shrinks about in proportion to it."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh", seed=2)
+    rule = DFC(ss=True, dt_di=0.01, tmax_di=3000, time_constant_ratio=0.05,
+               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0,
+               initialization_fb="weight_product", kernel="numba")
+    rule.setup(net, np.random.default_rng(0))
+    rng = np.random.default_rng(3)
+    rule.Q = [q + 0.1 * rng.normal(size=q.shape) for q in rule.Q]          # off J^T
+    Qb = np.concatenate(rule.Q, axis=0)
+    x = rng.normal(size=(5, 6))
+    direction = rng.normal(size=(5, 3))
+
+    def H(r_t):
+        st = rule.run(net.forward(x), r_t, rule.dyn, Learning(fw=None), phase=1)
+        return 0.5 * ((st.u @ Qb.T) ** 2).sum() / 5, st.u
+
+    def angle(step, eps=1e-6):
+        cache = net.forward(x)
+        r_t = cache.y + step * direction
+        g = fbk.h_grads(np, fbk.jacobians(np, net, cache), rule.Q, H(r_t)[1], 0.3, cache.h)
+        fd = [np.zeros_like(w) for w in net.W]
+        for l, i, j in ((l, *ij) for l in range(net.L) for ij in np.ndindex(*net.W[l].shape)):
+            w0 = net.W[l][i, j]
+            net.W[l][i, j] = w0 + eps
+            hp = H(r_t)[0]
+            net.W[l][i, j] = w0 - eps
+            fd[l][i, j] = (hp - H(r_t)[0]) / (2 * eps)
+            net.W[l][i, j] = w0
+        return fbk.angle_deg(np, np.concatenate([a.ravel() for a in g]),
+                             np.concatenate([a.ravel() for a in fd]))
+    small, large = angle(0.03), angle(0.3)
+    assert small < 4.0 and large > 4 * small
 
 
 def test_with_q_equal_jt_and_small_alpha_the_dfc_update_descends_h():
