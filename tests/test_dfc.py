@@ -481,6 +481,29 @@ def test_ratio_ff_fb_reads_the_steady_states_apical_and_basal_drives():
     np.testing.assert_allclose(scaled, [3 * r for r in ratio], rtol=1e-6)
 
 
+def test_lu_loss_is_the_epochs_mean_of_the_squared_apical_help_per_neuron():
+    """The epoch metric ``lu_loss`` (the original's ``--save_lu_loss``):
+    sum over the epoch's samples of ||Q u_b||^2, over (number of neurons x number of samples);
+    minibatches of unequal size weigh by their samples. The original divides once more by the
+    batch size (its per-batch value is already a mean, and it divides the sum by the samples)."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh")
+    rule = DFC(ss=True, dt_di=0.01, tmax_di=300, time_constant_ratio=0.05,
+               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, kernel="numba")
+    rule.setup(net, np.random.default_rng(0))
+    finals, run = [], rule.run
+    rule.run = lambda *a, **k: finals.append(run(*a, **k)) or finals[-1]
+    rng, loss = np.random.default_rng(1), get_loss("mse")
+    for B in (4, 2):
+        cache = net.forward(rng.normal(size=(B, 6)))
+        t = rng.normal(size=(B, 3))
+        rule.grads(net, cache, loss.grad(np, cache.y, t), t=t, loss=loss)
+    help2 = sum(((st.u @ q.T) ** 2).sum() for st in finals for q in rule.Q)
+    want = help2 / (sum(net.sizes[1:]) * 6)
+    np.testing.assert_allclose(rule.epoch_metrics(net)["net"]["lu_loss"], want, rtol=1e-12)
+    assert "lu_loss" not in rule.epoch_metrics(net)["net"]              # reset for the next epoch
+
+
 def test_surrogate_h_gradient_matches_finite_differences_with_j_held():
     """dH/dW_l of H = 1/B sum_b 1/2 ||Q u_b||^2, u_b = (J_b Q + alpha I)^-1 (r* - r_L(W))_b with
     J held at W's: central differences on a tanh net against fbk.h_grads."""

@@ -52,7 +52,9 @@ once and updates accumulated online; an unstable Euler step is refused, not clip
 ``voltage_difference`` sign bug of the steady-state path is fixed (nothing published uses it);
 ``--save_condition_fb`` with ``init_fb_epochs=0`` does not crash; ``--save_ratio_ff_fb`` records
 its ratio (:func:`~simkit.rules.dfc_feedback.ratio_ff_fb`; the original's writes to DataFrames it
-never creates); the noise comes from simkit's counter-based stream
+never creates); the epoch metric ``lu_loss`` (the original's ``--save_lu_loss``, always recorded),
+:math:`\sum_b \|\bar Q u_b\|^2 / (N\,n_{samples})` over the epoch, is not divided once more by the
+batch size as the original's is (it sums per-batch means and divides by the samples); the noise comes from simkit's counter-based stream
 (:func:`~simkit.dynamics.noise.noise_source`), keyed by (seed, epoch, simulation, phase), not from
 torch's generator, so it is the same on every backend and after a resume. Kept for parity: the
 leak on the total u, the 0.01 floor on sigma, the single phase's forward tau_v in the k_l scaling
