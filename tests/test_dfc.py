@@ -451,12 +451,13 @@ def test_ratio_ff_fb_reads_the_steady_states_apical_and_basal_drives():
     """--save_ratio_ff_fb: at a linear net's settled steady state v_l = v_ff,l + Q_l u and
     v_ff,l = W_l r_{l-1} + b_l, so the diagnostic must equal the batch mean of
     ||v_l - v_ff,l|| / ||v_ff,l - b_l|| read off the simulated state (the original's divisor,
-    ||r_l^T W_l||, would not); scaling Q scales the ratio."""
+    ||r_l^-T W_l||, would not); scaling Q scales the ratio."""
     bk = numba_backend()
     net = small_net(bk, sizes=(6, 5, 5, 3))        # square W_2: the original's divisor runs too
-    rule = DFC(ss=True, dt_di=0.01, tmax_di=20000, time_constant_ratio=0.05,   # J Q has an
-               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,  # eigen-
-               initialization_fb="xavier_normal", kernel="numba")   # value -0.27: slow to settle
+    # xavier Q: J Q has an eigenvalue -0.27, so J Q + 0.3 I settles slowly; hence T = 20000
+    rule = DFC(ss=True, dt_di=0.01, tmax_di=20000, time_constant_ratio=0.05,
+               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,
+               initialization_fb="xavier_normal", kernel="numba")
     rule.setup(net, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     x = bk.asarray(rng.normal(size=(4, 6)))
@@ -473,8 +474,8 @@ def test_ratio_ff_fb_reads_the_steady_states_apical_and_basal_drives():
         np.testing.assert_allclose(out[f"ratio_ff_fb/{l + 1}"], want, rtol=1e-5)
         ratio.append(want)
     np.testing.assert_allclose(out["ratio_ff_fb"], np.mean(ratio), rtol=1e-6)
-    orig_l2 = np.mean([np.linalg.norm(st.u[b] @ rule.Q[1].T) / np.linalg.norm(st.r[1][b] @ net.W[1])
-                       for b in range(4)])
+    orig_l2 = np.mean([np.linalg.norm(st.u[b] @ rule.Q[1].T) /      # r_2^-T W_2, the original's
+                       np.linalg.norm(cache.h[2][b] @ net.W[1]) for b in range(4)])
     assert abs(orig_l2 / out["ratio_ff_fb/2"] - 1) > 0.05
     scaled = fbk.ratio_ff_fb(np, net.W, feedback_input({"Q": [3 * q for q in rule.Q]}, st.u),
                              [x, *st.r[:-1]])

@@ -119,8 +119,8 @@ def test_student_teacher_smoke(tmp_path, monkeypatch):
                "--init_fb_epochs=1", "--extra_fb_epochs=1", "--lr_fb=1e-4", "--optimizer_fb=Adam"])
     assert rc == 0
     metrics = (out / "metrics.csv").read_text()
-    assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi", "angle_H",
-                                      "ratio_ff_fb"))
+    assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi",
+                                      "angle_H", "ratio_ff_fb"))
     assert len(calls) == 2
     assert {r.split(",")[0] for r in metrics.splitlines() if ",angle_H," in r} == {"1", "2"}
     info = json.loads((out / "run.json").read_text())

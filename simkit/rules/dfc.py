@@ -54,11 +54,12 @@ once and updates accumulated online; an unstable Euler step is refused, not clip
 its ratio (:func:`~simkit.rules.dfc_feedback.ratio_ff_fb`; the original's writes to DataFrames it
 never creates); the epoch metric ``lu_loss`` (the original's ``--save_lu_loss``, always recorded),
 :math:`\sum_b \|\bar Q u_b\|^2 / (N\,n_{samples})` over the epoch, is not divided once more by the
-batch size as the original's is (it sums per-batch means and divides by the samples); the noise comes from simkit's counter-based stream
-(:func:`~simkit.dynamics.noise.noise_source`), keyed by (seed, epoch, simulation, phase), not from
-torch's generator, so it is the same on every backend and after a resume. Kept for parity: the
-leak on the total u, the 0.01 floor on sigma, the single phase's forward tau_v in the k_l scaling
-and forward dt in the high-pass; the diagnostics' J at the feed-forward state.
+batch size as the original's is (it sums per-batch means and divides by the samples); the noise
+comes from simkit's counter-based stream (:func:`~simkit.dynamics.noise.noise_source`), keyed by
+(seed, epoch, simulation, phase), not from torch's generator, so it is the same on every backend
+and after a resume. Kept for parity: the leak on the total u, the 0.01 floor on sigma, the
+single phase's forward tau_v in the k_l scaling and forward dt in the high-pass; the diagnostics'
+J at the feed-forward state.
 """
 from __future__ import annotations
 
@@ -337,7 +338,7 @@ class DFC:
         :math:`\mathcal H` at the last control (``--save_H_angle``; ``angle_H`` over all layers'
         weights together, as the original's total), and ``ratio_ff_fb``, the apical input
         ``fb_in`` (:math:`\bar Q_l u`) over the basal :math:`W_l r_{l-1}` at the last state
-        (``--save_ratio_ff_fb``; the layers' mean over all);
+        (``--save_ratio_ff_fb``; per layer and their mean);
         ``dist_to_ndi`` (``--compare_with_ndi``):
         :math:`\|r_L - r_L^{ssa}\| / \|r^-_L - r_L^{ssa}\|` for the simulated output
         :math:`r_L` at the last time point."""
