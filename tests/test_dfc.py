@@ -286,6 +286,52 @@ def test_feedback_learning_raises_condition_two():
     assert condition() > before + 0.1
 
 
+def test_pre_training_reports_condition_two_after_each_epoch(capsys):
+    """--save_condition_fb (any diagnostics flag): after each feedback pre-training epoch the
+    original logs condition 2 on that epoch's last minibatch and keeps the last value
+    (gn_condition_init). simkit prints it with the epoch's line, records it once as the first
+    epoch's ``condition_2_init``, and a checkpoint taken before that epoch ends carries it."""
+    bk = numba_backend()
+    net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
+    opts = dict(dt_di=0.001, time_constant_ratio=0.01, dt_di_fb=0.001142, tmax_di_fb=44,
+                time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
+                apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
+                proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2,
+                weight_decay_fb=0.0, init_fb_epochs=2, fb_schedule={"batch_size": 32},
+                kernel="numba", diagnostics=True)
+    rule = DFC(**opts)
+    rule.setup(net, np.random.default_rng(2))
+    rule.data = InMemory(bk.asarray(np.random.default_rng(3).normal(size=(100, 8))),
+                         bk.asarray(np.zeros((100, 4))))
+    seen, batch = [], rule.feedback_batch                    # (x, Q after its update)
+
+    def spy(x, *a):
+        cache = batch(x, *a)
+        seen.append((x, [q.copy() for q in rule.Q]))
+        return cache
+    rule.feedback_batch = spy
+    rule.begin_epoch(1)
+    assert len(seen) == 12               # 2 pre-training epochs of 4 minibatches, 1 sleep epoch
+    x, Q = seen[7]                       # the last pre-training minibatch
+    want = fbk.condition_two(np, fbk.jacobians(np, net, net.forward(x)), Q)
+    err = capsys.readouterr().err.splitlines()       # "... done (1.2 s, condition 2: 0.546)"
+    printed = [float(ln.rsplit(": ", 1)[1].rstrip(")")) for ln in err if "condition 2" in ln]
+    assert len(printed) == 2 and printed[1] == pytest.approx(want, abs=5e-4)
+    state = rule.state_dict()
+    assert rule.epoch_metrics(net)["net"]["condition_2_init"] == pytest.approx(want, rel=1e-12)
+    assert "condition_2_init" not in rule.epoch_metrics(net)["net"]
+    resumed = DFC(**opts)
+    resumed.setup(net, np.random.default_rng(2))
+    resumed.load_state_dict(state)
+    assert resumed.epoch_metrics(net)["net"]["condition_2_init"] == pytest.approx(want, rel=1e-12)
+    quiet = DFC(**dict(opts, diagnostics=False))
+    quiet.setup(net, np.random.default_rng(2))
+    quiet.data = rule.data
+    quiet.begin_epoch(1)
+    assert "condition 2" not in capsys.readouterr().err
+    assert "condition_2_init" not in quiet.epoch_metrics(net)["net"]
+
+
 def test_single_phase_step_updates_Q_and_state_roundtrip():
     bk = numba_backend()
     net = small_net(bk, "tanh", (6, 5, 4, 3))

@@ -121,6 +121,7 @@ def test_student_teacher_smoke(tmp_path, monkeypatch):
     metrics = (out / "metrics.csv").read_text()
     assert all(k in metrics for k in ("condition_2", "angle_bp", "angle_ndi", "dist_to_ndi",
                                       "angle_H", "ratio_ff_fb"))
+    assert [r.split(",")[0] for r in metrics.splitlines() if ",condition_2_init," in r] == ["1"]
     assert len(calls) == 2
     assert {r.split(",")[0] for r in metrics.splitlines() if ",angle_H," in r} == {"1", "2"}
     info = json.loads((out / "run.json").read_text())

@@ -142,6 +142,7 @@ class DFC:
         self.dyn_fb = dynamics(o, fb=True, error=self.error, noisy=True)
         self.epoch, self.counter, self.pretrained = 0, 0, 0
         self.last, self.fb_seconds, self.lu_sum, self.lu_n = {}, None, 0.0, 0
+        self.condition_init = None     # condition 2 after the last pre-training epoch
         self.data, self.pool = None, None
         self.noise_spares = Spares()            # noise buffers kept for the next simulation
         self.train_fb = not o["freeze_fb_weights"]
@@ -289,14 +290,17 @@ class DFC:
             learn, tau_v = Learning(fw=None, fb="plain"), dyn.tau_v
         st = self.run(cache, target, dyn, learn, phase=1)
         self.step_feedback(st, self.opt_fb_init if init else self.opt_fb, x.shape[0], dyn, tau_v)
+        return cache
 
     def feedback_epoch(self, init=False):
-        """A full pass of feedback learning over the run's training split."""
+        """A full pass of feedback learning over the run's training split; returns the last
+        minibatch's feed-forward cache."""
         data, bs, max_b = self.training_data()
         order = np.random.default_rng([self.noise_seed, self.epoch, 7]).permutation(len(data))
-        starts = list(range(0, len(data), bs))
+        starts, cache = list(range(0, len(data), bs)), None
         for i in starts[:max_b] if max_b else starts:
-            self.feedback_batch(*data.batch(order[i:i + bs]), init)
+            cache = self.feedback_batch(*data.batch(order[i:i + bs]), init)
+        return cache
 
     def training_data(self):
         """The training inputs of the feedback epochs, and their batch size and batch cap."""
@@ -316,10 +320,15 @@ class DFC:
             return
         while self.pretrained < int(o["init_fb_epochs"]):
             self.epoch, self.counter = 10 ** 6 + self.pretrained, 0   # keys pre-training's noise
-            self.feedback_epoch(init=True)
+            cache = self.feedback_epoch(init=True)
             self.pretrained += 1
+            cond = ""
+            if o["diagnostics"]:            # the original's gn_condition_init (--save_condition_fb)
+                self.condition_init = fbk.condition_two(self.bk.xp, fbk.jacobians(
+                    self.bk.xp, self.net, cache), self.Q)
+                cond = f", condition 2: {self.condition_init:.3f}"
             print(f"simkit: feedback pre-training epoch {self.pretrained}/{o['init_fb_epochs']} "
-                  f"done ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+                  f"done ({time.perf_counter() - t0:.1f} s{cond})", file=sys.stderr, flush=True)
             if self.checkpoint is not None:                # a resumed run goes on from here
                 self.checkpoint()
         self.epoch = epoch
@@ -368,6 +377,8 @@ class DFC:
 
     def epoch_metrics(self, net) -> dict:
         out = {"net": {"fb_seconds": self.fb_seconds} if self.fb_seconds is not None else {}}
+        if self.condition_init is not None:        # once, in the first epoch after pre-training
+            out["net"]["condition_2_init"], self.condition_init = self.condition_init, None
         if self.lu_n:
             out["net"]["lu_loss"] = self.lu_sum / self.lu_n
         self.lu_sum, self.lu_n = 0.0, 0
@@ -390,6 +401,8 @@ class DFC:
         taken inside an epoch."""
         out = {f"Q{l + 1}": self.bk.to_host(q) for l, q in enumerate(self.Q)}
         out["pretrained"] = np.asarray(self.pretrained)
+        if self.condition_init is not None:
+            out["condition_2_init"] = np.asarray(self.condition_init)
         out["epoch_state"] = np.asarray([self.epoch, self.counter, self.lu_sum, self.lu_n,
                                          -1.0 if self.fb_seconds is None else self.fb_seconds,
                                          *self.conv], dtype=float)
@@ -401,6 +414,8 @@ class DFC:
         for l, q in enumerate(self.Q):
             q[...] = self.bk.asarray(state[f"Q{l + 1}"])
         self.pretrained = int(state["pretrained"])
+        if "condition_2_init" in state:
+            self.condition_init = float(state["condition_2_init"])
         if "epoch_state" in state:                     # (checkpoints before 2026-11-23 lack it)
             e, c, lu_sum, lu_n, fb_s, *conv = (float(v) for v in state["epoch_state"])
             self.epoch, self.counter, self.lu_sum, self.lu_n = int(e), int(c), lu_sum, int(lu_n)
