@@ -34,6 +34,16 @@ def weight_product_Q(net):
     return [net.bk.asarray(q) for q in fbk.init_Q(None, net, "weight_product")]
 
 
+def settled_rule(net, T, init_fb="weight_product", **kw):
+    """DFC-SS with a fast, damped controller (dt = tau_A = 0.01, tau_v 0.05, k_p 1, alpha 0.3)
+    on the Numba twin, set up on ``net``; a few thousand steps reach a linear net's fixed point."""
+    rule = DFC(**{**dict(ss=True, dt_di=0.01, tmax_di=T, time_constant_ratio=0.05,
+                         apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,
+                         initialization_fb=init_fb, kernel="numba"), **kw})
+    rule.setup(net, np.random.default_rng(0))
+    return rule
+
+
 def test_linear_steady_state_equals_closed_form_and_ssa():
     bk = numba_backend()
     net = small_net(bk)
@@ -210,10 +220,7 @@ def test_unstable_feedback_is_counted_as_diverged_and_a_blow_up_refused():
     net = small_net(bk)
     counts = {}
     for sign, T in ((1, 2000), (-1, 400), (-1, 20000)):
-        rule = DFC(ss=True, dt_di=0.01, tmax_di=T, time_constant_ratio=0.05,
-                   apical_time_constant=0.01, alpha_di=0.1, k_p=1.0,
-                   initialization_fb="weight_product", kernel="numba")
-        rule.setup(net, np.random.default_rng(0))
+        rule = settled_rule(net, T, alpha_di=0.1)
         rule.Q = [sign * q for q in rule.Q]
         cache, P = problem(bk, net, rule.Q, B=5)
         if T == 20000:
@@ -265,14 +272,18 @@ class InMemory:
         return self.x[idx], self.t[idx]
 
 
+# the published DFC command's sleep phase, on a small tanh net (8-12-10-4)
+SLEEP = dict(dt_di=0.001, time_constant_ratio=0.01, dt_di_fb=0.001142, tmax_di_fb=44,
+             time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
+             apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
+             proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2, weight_decay_fb=0.0,
+             fb_schedule={"batch_size": 32}, kernel="numba")
+
+
 def test_feedback_learning_raises_condition_two():
     bk = numba_backend()
     net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
-    rule = DFC(dt_di=0.001, time_constant_ratio=0.01, dt_di_fb=0.001142, tmax_di_fb=44,
-               time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
-               apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
-               proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2,
-               weight_decay_fb=0.0, init_fb_epochs=0, fb_schedule={"batch_size": 32}, kernel="numba")
+    rule = DFC(**SLEEP, init_fb_epochs=0)
     rule.setup(net, np.random.default_rng(2))
     x = np.random.default_rng(3).normal(size=(128, 8))
     rule.data = InMemory(bk.asarray(x), bk.asarray(np.zeros((128, 4))))
@@ -293,12 +304,7 @@ def test_pre_training_reports_condition_two_after_each_epoch(capsys):
     epoch's ``condition_2_init``, and a checkpoint taken before that epoch ends carries it."""
     bk = numba_backend()
     net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
-    opts = dict(dt_di=0.001, time_constant_ratio=0.01, dt_di_fb=0.001142, tmax_di_fb=44,
-                time_constant_ratio_fb=0.00587, alpha_di_fb=0.4, k_p_fb=0.0714,
-                apical_time_constant_fb=0.14, sigma=0.0355, inst_transmission_fb=True,
-                proactive_controller=True, optimizer_fb="Adam", lr_fb_init=1e-2,
-                weight_decay_fb=0.0, init_fb_epochs=2, fb_schedule={"batch_size": 32},
-                kernel="numba", diagnostics=True)
+    opts = dict(SLEEP, init_fb_epochs=2, diagnostics=True)
     rule = DFC(**opts)
     rule.setup(net, np.random.default_rng(2))
     rule.data = InMemory(bk.asarray(np.random.default_rng(3).normal(size=(100, 8))),
@@ -472,10 +478,7 @@ def test_ndi_diagnostics_vanish_when_the_simulation_reaches_the_linear_steady_st
     a simulation stopped early is measurably away from both."""
     bk = numba_backend()
     net = small_net(bk)
-    rule = DFC(ss=True, dt_di=0.01, tmax_di=4000, time_constant_ratio=0.05,
-               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,
-               initialization_fb="weight_product", kernel="numba")
-    rule.setup(net, np.random.default_rng(0))
+    rule = settled_rule(net, 4000)
     rng = np.random.default_rng(1)
     x = bk.asarray(rng.normal(size=(4, 6)))
     t = bk.asarray(rng.normal(size=(4, 3)))
@@ -501,10 +504,7 @@ def test_ratio_ff_fb_reads_the_steady_states_apical_and_basal_drives():
     bk = numba_backend()
     net = small_net(bk, sizes=(6, 5, 5, 3))        # square W_2: the original's divisor runs too
     # xavier Q: J Q has an eigenvalue -0.27, so J Q + 0.3 I settles slowly; hence T = 20000
-    rule = DFC(ss=True, dt_di=0.01, tmax_di=20000, time_constant_ratio=0.05,
-               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, target_stepsize=0.05,
-               initialization_fb="xavier_normal", kernel="numba")
-    rule.setup(net, np.random.default_rng(0))
+    rule = settled_rule(net, 20000, "xavier_normal")
     rng = np.random.default_rng(1)
     x = bk.asarray(rng.normal(size=(4, 6)))
     cache = net.forward(x)
@@ -535,9 +535,7 @@ def test_lu_loss_is_the_epochs_mean_of_the_squared_apical_help_per_neuron():
     batch size (its per-batch value is already a mean, and it divides the sum by the samples)."""
     bk = numba_backend()
     net = small_net(bk, "tanh")
-    rule = DFC(ss=True, dt_di=0.01, tmax_di=300, time_constant_ratio=0.05,
-               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0, kernel="numba")
-    rule.setup(net, np.random.default_rng(0))
+    rule = settled_rule(net, 300, "xavier_normal")
     finals, run = [], rule.run
     rule.run = lambda *a, **k: finals.append(run(*a, **k)) or finals[-1]
     rng, loss = np.random.default_rng(1), get_loss("mse")
@@ -590,10 +588,7 @@ def test_surrogate_h_gradient_agrees_in_direction_with_resimulated_finite_differ
     the two is a few degrees for a small output step and shrinks about in proportion to it."""
     bk = numba_backend()
     net = small_net(bk, "tanh", seed=2)
-    rule = DFC(ss=True, dt_di=0.01, tmax_di=3000, time_constant_ratio=0.05,
-               apical_time_constant=0.01, alpha_di=0.3, k_p=1.0,
-               initialization_fb="weight_product", kernel="numba")
-    rule.setup(net, np.random.default_rng(0))
+    rule = settled_rule(net, 3000)
     rng = np.random.default_rng(3)
     rule.Q = [q + 0.1 * rng.normal(size=q.shape) for q in rule.Q]          # off J^T
     Qb = np.concatenate(rule.Q, axis=0)
