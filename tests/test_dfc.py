@@ -187,6 +187,33 @@ def test_numba_euler_loop_matches_reference_on_fixed_noise(noise, error, inst, p
         np.testing.assert_allclose(got.u, ref.u, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("k_p", [1.5, 0.0])
+def test_high_pass_starts_at_the_first_control_as_the_originals(k_p):
+    """Single phase (research note §1.9): the original high-passes u[1:] with a low pass that
+    starts at u[1], u_aux[0] = u[1], u_aux[k] = a u[k+1] + (1 - a) u_aux[k-1], and pairs
+    v_fb[k] with u[k+1] - u_aux[k]. Its C, recomputed from the recorded trajectory, is simkit's
+    (``lp_start`` first). With k_p > 0 (published: 2) u[1] carries the kick k_p e, and the zero
+    start of simkit before 2026-12-07 is measurably off."""
+    net, cache, P, dyn, draws = parity_case("ou", "ce", True, True, k_p)
+    v_fb, u = [[np.zeros_like(a) for a in cache.a[1:]]], [np.zeros_like(cache.y)]
+
+    def record(t, st):
+        v_fb.append([a.copy() for a in st.v_fb])
+        u.append(st.u.copy())
+    a_u = 0.05
+    st = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, Learning(None, "highpass", a_u),
+                            draws, record=record)
+    u_aux = [u[1]]
+    for k in range(1, dyn.T - 1):
+        u_aux.append(a_u * u[k + 1] + (1 - a_u) * u_aux[-1])
+    for l in range(net.L):
+        C = sum(v_fb[k][l].T @ (u[k + 1] - u_aux[k]) for k in range(dyn.T - 1))
+        np.testing.assert_allclose(st.C[l], C, rtol=1e-10, atol=1e-13 * np.abs(C).max())
+    old = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn,
+                             Learning(None, "highpass", a_u, lp_start="zero"), draws)
+    assert (np.abs(old.C[-1] - st.C[-1]).max() > 0.05 * np.abs(st.C[-1]).max()) == (k_p > 0)
+
+
 @pytest.mark.parametrize("loop", ["numba", "fast", "fast-chunk-kernel"])
 def test_float32_kernel_runs(loop):
     from simkit.dynamics.noise import LayerDraws

@@ -167,16 +167,35 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
     assert info["config"]["rule_opts"]["noise_stream"] == "counter"      # stored, so it resumes so
 
 
-def test_runs_stored_before_the_counter_stream_resume_with_numpys():
+def test_runs_stored_before_a_default_changed_resume_with_the_old_one():
+    """noise_stream (counter since stop 12) and highpass_start (first since 2026-12-07): a stored
+    run that names neither resumes with the old value, a new run stores the new one, a flag
+    picks either, and the single phase's simulations get the stored one."""
     from simkit.commands.runner import stored_defaults
+    from simkit.rules.dfc import DFC
     old = {"rule": "dfc", "rule_opts": {"sigma": 0.1}}
-    assert stored_defaults(old)["rule_opts"] == {"sigma": 0.1, "noise_stream": "numpy"}
-    assert stored_defaults(old, which=1)["rule_opts"]["noise_stream"] == "counter"
-    named = {"rule": "dfc", "rule_opts": {"noise_stream": "counter"}}
-    assert stored_defaults(named)["rule_opts"]["noise_stream"] == "counter"
+    assert stored_defaults(old)["rule_opts"] == {"sigma": 0.1, "noise_stream": "numpy",
+                                                 "highpass_start": "zero"}
+    new = stored_defaults(old, which=1)["rule_opts"]
+    assert (new["noise_stream"], new["highpass_start"]) == ("counter", "first")
+    named = {"rule": "dfc", "rule_opts": {"noise_stream": "counter", "highpass_start": "first"}}
+    assert stored_defaults(named) == named
     assert stored_defaults({"rule": "bp", "rule_opts": {}}) == {"rule": "bp", "rule_opts": {}}
-    assert build_config(parse("run_dfc", DFC, ["--noise_stream", "numpy"]))[
-        "rule_opts"]["noise_stream"] == "numpy"
+    opts = build_config(parse("run_dfc_single_phase", SINGLE, ["--noise_stream", "numpy",
+                                                               "--highpass_start", "zero"]))
+    assert (opts["rule_opts"]["noise_stream"], opts["rule_opts"]["highpass_start"]) == \
+        ("numpy", "zero")
+    from simkit.nn import MLP
+    from tests.helpers import numba_backend
+    net = MLP(numba_backend(), [6, 5, 3], "tanh", "linear", rng=np.random.default_rng(0))
+    cache = net.forward(np.ones((2, 6)))
+    for start in ("zero", "first"):
+        rule, seen = DFC(single_phase=True, strong_feedback=True, highpass_start=start), []
+        rule.setup(net, np.random.default_rng(0))
+        rule.run = lambda cache, r_t, dyn, learn, phase: seen.append(learn) or 1 / 0
+        with pytest.raises(ZeroDivisionError):
+            rule.grads(net, cache, None, t=np.eye(3)[:2], loss=None)
+        assert (seen[0].fb, seen[0].lp_start) == ("highpass", start)
 
 
 def test_published_dfc_command_sets_the_feedback_schedule():

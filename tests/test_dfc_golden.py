@@ -87,7 +87,7 @@ def trajectories(net, rule, z, dyn, learn, target, noise=None):
         tr["u_traj"].append(st.u.copy())
         tr["u_int_traj"].append(st.u_int.copy())
     from simkit.dynamics.controller import start
-    record(0, start(np, P, cache.a[1:], cache.h[1:], learn, np.float64))
+    record(0, start(np, P, cache.a[1:], cache.h[1:], dyn, learn, np.float64))
     st = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, noise, record=record)
     return {k: np.array(v) for k, v in tr.items()}, st, cache, P
 

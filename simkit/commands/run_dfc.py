@@ -65,6 +65,10 @@ def add_dfc_options(p, single_phase=False):
     a("--noise_stream", default="counter", choices=("counter", "numpy"),
       help="simkit: the normals of the noisy phases: counter (default, 5x faster) or numpy "
            "(NumPy's generator, as simkit drew them before; runs that began so keep it)")
+    a("--highpass_start", default="first", choices=("first", "zero"),
+      help="simkit: where the single phase's low pass of u starts: first (default, the "
+           "original's: at the first control) or zero (simkit's before 2026-12-07; runs that "
+           "began so keep it)")
     for f in FLAGS:
         a(f"--{f}", action="store_true")
     for f, d in FLOATS.items():
@@ -88,6 +92,7 @@ def rule_options(args, cfg, single_phase=False) -> dict:
     o = {f: getattr(args, f) for f in FLAGS}
     o.update({f: getattr(args, f) for f in (*FLOATS, *INTS, "apical_time_constant_fb")})
     o["learning_rule"], o["noise_stream"] = args.learning_rule, args.noise_stream
+    o["highpass_start"] = args.highpass_start
     o["initialization_fb"] = "xavier_uniform" if args.initialization_fb == "xavier" \
         else args.initialization_fb
     o["lr_fb"] = parse_number_or_list(args.lr_fb, "--lr_fb")

@@ -56,7 +56,9 @@ Forward (Eq. (5) of the DFC paper, ``nonlinear_difference``), over all :math:`T`
 (``voltage_difference``: :math:`\delta = v - v_{ff}`). The rule scales :math:`A_l` by
 :math:`-2/(BT)`. Feedback (DFC Eq. (13), anti-Hebbian; §1.9): :math:`C_l = \sum_{t=0}^{T-2}
 v_{fb,l}[t]^\top \tilde u[t+1]`, with :math:`\tilde u = u` (sleep phase) or the high-passed
-:math:`u - u_{lp}`, :math:`u_{lp} \leftarrow a_u u + (1-a_u) u_{lp}` (single phase).
+:math:`u - u_{lp}`, :math:`u_{lp} \leftarrow a_u u + (1-a_u) u_{lp}` (single phase), whose low pass
+starts at the first control, :math:`u_{lp}[1] = u[1]`, as the original's filter of u[1:] does
+(:func:`lowpass_start`).
 
 Symbols and shapes: ``W[l]`` (n_l, n_{l-1}), ``b[l]`` (n_l,), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L),
 ``v, v_ff, v_fb, r`` per layer (B, n_l). Deviations from the original: :math:`W_1 x` is computed
@@ -118,11 +120,14 @@ class Dynamics:
 @dataclass
 class Learning:
     """What to accumulate: ``fw`` (None | nonlinear_difference | voltage_difference), ``fb``
-    (None | plain | highpass) and the high-pass factor ``a_u``."""
+    (None | plain | highpass), the high-pass factor ``a_u`` and where its low pass starts,
+    ``lp_start``: "first" (the original's: at the first control u[1], so the first high-passed
+    u is 0) or "zero" (simkit's before 2026-12-07, which runs begun then resume with)."""
 
     fw: str | None = "nonlinear_difference"
     fb: str | None = None
     a_u: float = 0.0
+    lp_start: str = "first"
 
 
 @dataclass
@@ -323,10 +328,27 @@ def refuse_reference_only(dyn, P, who):
                          "use simulate_reference")
 
 
-def start(xp, P, v_ff0, r0, learn, dtype):
+def lowpass_start(xp, P, r0, dyn, learn):
+    r""":math:`u_{lp}` at t = 0, None for zeros. The original high-passes u[1:] with a low pass
+    that starts at u[1]; here the low pass runs from the first step on, so starting it at
+    :math:`u[1]` gives :math:`u_{lp}[1] = a_u u[1] + (1-a_u) u[1] = u[1]`. From t = 0
+    (:math:`u = u_{int} = 0`, :math:`e = e(r^-_L)`) Eq. (4) gives :math:`u_{int}[1] = \Delta t\,e`
+    and :math:`u[1] = u_{int}[1] + k_p e` (:math:`\Delta t\,e` without the proportional term)."""
+    if learn.fb != "highpass" or learn.lp_start == "zero":
+        return None
+    if learn.lp_start != "first":
+        raise UserError(f"lp_start must be first or zero, got {learn.lp_start!r}")
+    e = error(xp, dyn, P["r_target"], r0[-1])
+    return dyn.dt * e + dyn.k_p * e if dyn.k_p > 0 else dyn.dt * e
+
+
+def start(xp, P, v_ff0, r0, dyn, learn, dtype):
     """Initial state with zeroed running sums."""
     W, n_out = P["W"], P["Q"][0].shape[1]
     st = init_state(xp, v_ff0, r0, n_out, learn, dtype)
+    u_lp = lowpass_start(xp, P, r0, dyn, learn)
+    if u_lp is not None:
+        st.u_lp = u_lp.astype(dtype)
     st.A = [xp.zeros_like(v_ff0[0])] + [xp.zeros(w.shape, dtype=dtype) for w in W[1:]]
     st.Ab = [xp.zeros(w.shape[0], dtype=dtype) for w in W]
     st.C = [xp.zeros(q.shape, dtype=dtype) for q in P["Q"]]
@@ -340,7 +362,7 @@ def simulate_reference(xp, P, v_ff0, r0, dyn, learn, noise=None, record=None, dt
     same chunks the Numba kernel consumes); ``record(t, st)`` is called after every step.
     """
     dtype = dtype or v_ff0[0].dtype
-    st = start(xp, P, v_ff0, r0, learn, dtype)
+    st = start(xp, P, v_ff0, r0, dyn, learn, dtype)
     chunk = None
     for t in range(dyn.T - 1):
         xi = None

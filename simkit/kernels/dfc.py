@@ -210,7 +210,7 @@ def _pack(xp, mats, dtype):
     return xp.concatenate([m.reshape(-1) for m in mats]) if mats else xp.zeros(0, dtype=dtype)
 
 
-def flat_state(xp, P, v_ff0, r0, dtype):
+def flat_state(xp, P, v_ff0, r0, dyn, learn, dtype):
     """The layer-blocked state at t = 0 and zeroed running sums (see the module docstring),
     with per-layer views of the sums (``AW_blocks``, ``Ab_blocks``, ``C_blocks``) and
     ``pack`` (a list of arrays -> one flat buffer)."""
@@ -223,6 +223,9 @@ def flat_state(xp, P, v_ff0, r0, dtype):
         F[k] = xp.zeros(B * N, dtype=dtype)
     for k in ("u", "u_int", "u_lp"):
         F[k] = xp.zeros(B * nL, dtype=dtype)
+    u_lp = ctl.lowpass_start(xp, P, r0, dyn, learn)
+    if u_lp is not None:
+        F["u_lp"][...] = u_lp.reshape(-1)
     F["A1"], F["Ab"] = xp.zeros(B * sizes[1], dtype=dtype), xp.zeros(N, dtype=dtype)
     F["AW"] = xp.zeros(sum(sizes[l + 1] * sizes[l] for l in range(1, L)), dtype=dtype)
     F["C"] = xp.zeros(N * nL, dtype=dtype)
@@ -268,7 +271,7 @@ def simulate(bk, P, v_ff0, r0, dyn, learn, noise=None):
     """
     ctl.refuse_reference_only(dyn, P, "the Numba DFC kernel")
     xp = bk.xp
-    F = flat_state(xp, P, v_ff0, r0, v_ff0[0].dtype)
+    F = flat_state(xp, P, v_ff0, r0, dyn, learn, v_ff0[0].dtype)
     sizes, B = F["sizes"], F["B"]
     W, Q = F["pack"](P["W"][1:]), F["pack"](P["Q"])
     run = bk.kernel(CONTROLLER)

@@ -178,7 +178,7 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     ``MAX_THREADS``); ``cluster``: ``launch`` runs ``dfc_steps_cluster``, ``per_cluster``
     samples on that many blocks."""
     dtype = v_ff0[0].dtype
-    F = flat_state(xp, P, v_ff0, r0, dtype)
+    F = flat_state(xp, P, v_ff0, r0, dyn, learn, dtype)
     sizes, B, L = F["sizes"], F["B"], len(P["W"])
     key = getattr(noise, "key", None) if dyn.noise != "none" else None
     drawn_inside = key is not None or dyn.noise == "none"       # no host chunks to follow

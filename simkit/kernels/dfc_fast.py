@@ -45,9 +45,9 @@ class _Fast:
     the second core would idle otherwise. One job at a time, in order: the same sums, bit for bit.
     """
 
-    def __init__(self, xp, P, v_ff0, r0, learn, K, chunk_fb=False):
+    def __init__(self, xp, P, v_ff0, r0, dyn, learn, K, chunk_fb=False):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
-        self.st = ctl.start(xp, P, v_ff0, r0, learn, dtype)
+        self.st = ctl.start(xp, P, v_ff0, r0, dyn, learn, dtype)
         # Eq. (13)'s sums go into the chunks too when Eq. (5)'s do (the single phase: 0.93-0.96 of
         # the per-step time) or the chunk kernel runs (``chunk_fb``); alone (sleep phases in the
         # Python step) per-step sums measured as fast, without buffers.
@@ -308,7 +308,7 @@ def simulate_fast(xp, P, v_ff0, r0, dyn, learn, noise=None):
     ctl.refuse_reference_only(dyn, P, "simulate_fast")
     K, L, noisy = ctl.NOISE_CHUNK, len(P["W"]), noise is not None and dyn.noise != "none"
     kernel = dfc_chunk.usable(xp, P, dyn, learn)
-    F = _Fast(xp, P, v_ff0, r0, learn, K, chunk_fb=kernel)
+    F = _Fast(xp, P, v_ff0, r0, dyn, learn, K, chunk_fb=kernel)
     F.coefs = np.array([_coefficients(dyn, l, L, noisy) for l in range(L)], dtype=np.float64)
     st, chunk, t = F.st, None, 0
     while t < dyn.T - 1:

@@ -248,7 +248,7 @@ class DFC:
         r_t = output_target(xp, o, cache.y, t, loss, dL_dy)
         fb = "highpass" if (o["single_phase"] and self.train_fb) else None
         learn = Learning(fw=None if o["ss"] else o["learning_rule"], fb=fb,
-                         a_u=self.dyn.dt / o["tau_f"])
+                         a_u=self.dyn.dt / o["tau_f"], lp_start=o["highpass_start"])
         if o["ssa"]:
             st = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn,      # no simulation
                                jacobian_fb=o["use_jacobian_as_fb"])
@@ -284,7 +284,8 @@ class DFC:
         target = t if (o["strong_feedback"] and not o["pretrain_without_controller"]) \
             else cache.y
         if o["single_phase"]:        # quirks kept: forward dt in a_u, forward tau_v in k_l
-            learn = Learning(fw=None, fb="highpass", a_u=self.dyn.dt / o["tau_f"])
+            learn = Learning(fw=None, fb="highpass", a_u=self.dyn.dt / o["tau_f"],
+                             lp_start=o["highpass_start"])
             tau_v = o["time_constant_ratio"]
         else:
             learn, tau_v = Learning(fw=None, fb="plain"), dyn.tau_v

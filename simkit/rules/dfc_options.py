@@ -30,6 +30,7 @@ DEFAULTS = {
     "classification": True, "low_pass_filter_u": False, "include_only_converged_samples": False,
     "use_jacobian_as_fb": False, "epsilon_di": 0.5,
     "noise_stream": "counter",      # simkit's: counter (simkit.kernels.gauss) | numpy (stops <= 11)
+    "highpass_start": "first",      # single phase's low pass of u: first (original) | zero (< 12-07)
 }
 
 
@@ -66,6 +67,8 @@ def resolve(opts: dict) -> dict:
         o["initialization_fb"] = "weight_product"
     if o["noise_stream"] not in ("counter", "numpy"):
         raise UserError(f"noise_stream must be counter or numpy, got {o['noise_stream']!r}")
+    if o["highpass_start"] not in ("first", "zero"):
+        raise UserError(f"highpass_start must be first or zero, got {o['highpass_start']!r}")
     if o["kernel"] not in ("auto", "numba", "vectorised"):
         raise UserError(f"kernel must be auto, numba or vectorised, got {o['kernel']!r}")
     if not o["tau_f"] < 1:
