@@ -11,7 +11,8 @@ from simkit.kernels.gauss import normals, stream_key
 from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
-from simkit.rules.dfc import DFC, ss_grads
+from simkit.rules.dfc import DFC
+from simkit.rules.dfc_updates import ss_grads
 from simkit.rules.dfc_feedback import ssa_state
 from tests.helpers import numba_backend, numpy_backend
 

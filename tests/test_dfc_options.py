@@ -8,7 +8,8 @@ import pytest
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
 from simkit.errors import UserError
 from simkit.rules import dfc_feedback as fbk
-from simkit.rules.dfc import DFC, ss_grads
+from simkit.rules.dfc import DFC
+from simkit.rules.dfc_updates import ss_grads
 from tests.helpers import numpy_backend
 from tests.test_dfc import problem, small_net, weight_product_Q
 

@@ -41,7 +41,9 @@ convergence test, :meth:`DFC.converged`, are set back to their feed-forward stat
 leave the update; the divisor stays the full batch). Every forward-phase simulation counts its
 converged and diverged samples into the epoch's ``converged`` / ``diverged`` metrics.
 
-Options, their defaults and the original's post-processing: :mod:`simkit.rules.dfc_options`.
+Options, their defaults and the original's post-processing: :mod:`simkit.rules.dfc_options`;
+the updates (Eqs. (5), (6)): :mod:`simkit.rules.dfc_updates`; the diagnostics:
+:mod:`simkit.rules.dfc_diagnostics`.
 
 Symbols: ``W[l]`` (n_l, n_{l-1}), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L), :math:`\lambda` =
 ``target_stepsize``, :math:`\alpha` = ``alpha_di``, :math:`k_p`, :math:`\tau_v` =
@@ -81,7 +83,9 @@ from simkit.kernels.spares import Spares
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
 from simkit.rules.common import grads_from_deltas
+from simkit.rules.dfc_diagnostics import diagnose
 from simkit.rules.dfc_options import DEFAULTS, dynamics, resolve  # noqa: F401 (DEFAULTS re-exported)
+from simkit.rules.dfc_updates import continuous_grads, output_target, ss_grads
 
 # Which loop runs: backend numpy -> the readable reference (kernel="vectorised": the fast one);
 # numba -> the Numba twin for nets of at most this many neurons (or kernel="numba"), else
@@ -92,37 +96,6 @@ from simkit.rules.dfc_options import DEFAULTS, dynamics, resolve  # noqa: F401 (
 KERNEL_MAX_UNITS = 64
 
 CONVERGED, DIVERGED = 1e-5, 1.0      # the original's thresholds on |e - alpha u| / |r-_L|
-
-
-def output_target(xp, o, y, t, loss, dL_dy):
-    """:math:`r^*_L` (Eq. (6)): the label (strong) or a small step down the loss (weak)."""
-    if o["strong_feedback"]:
-        return t
-    return y - o["target_stepsize"] * y.shape[0] * dL_dy                # r- - lambda d(B L)/dr
-
-
-def ss_grads(xp, net, st, x, rule):
-    """DFC-SS: the update from the steady state only (sign of voltage_difference fixed)."""
-    out, B = [], x.shape[0]
-    for l in range(net.L):
-        r_in = x if l == 0 else st.r[l - 1]
-        dv = st.v[l] - st.v_ff[l]
-        v_ff = r_in @ net.W[l].T + (net.b[l] if net.b[l] is not None else 0.0)
-        if rule == "voltage_difference":
-            delta = dv
-        else:
-            phi = net.phi[l]
-            delta = phi.f(xp, v_ff + dv) - phi.f(xp, v_ff)
-        gW = (-2.0 / B) * (delta.T @ r_in)
-        out.append([gW] if net.b[l] is None else [gW, -2.0 * delta.mean(axis=0)])
-    return out
-
-
-def continuous_grads(net, st, B, T):
-    """Eq. (5) from the running sums of the simulation."""
-    c = -2.0 / (B * T)
-    return [[c * st.A[l]] if net.b[l] is None else [c * st.A[l], c * st.Ab[l]]
-            for l in range(net.L)]
 
 
 class DFC:
@@ -343,38 +316,9 @@ class DFC:
 
     # ----------------------------------------------------------------------------- diagnostics
     def diagnose(self, net, cache, dL_dy, r_t, g, st, fb_in) -> dict:
-        r"""Condition 2; per layer the update's angles to BP, to the GN step, to the DFC-SSA
-        update (``--save_ndi_angle``) and to the gradient of Strong-DFC's surrogate
-        :math:`\mathcal H` at the last control (``--save_H_angle``; ``angle_H`` over all layers'
-        weights together, as the original's total), and ``ratio_ff_fb``, the apical input
-        ``fb_in`` (:math:`\bar Q_l u`) over the basal :math:`W_l r_{l-1}` at the last state
-        (``--save_ratio_ff_fb``; per layer and their mean);
-        ``dist_to_ndi`` (``--compare_with_ndi``):
-        :math:`\|r_L - r_L^{ssa}\| / \|r^-_L - r_L^{ssa}\|` for the simulated output
-        :math:`r_L` at the last time point."""
-        xp = self.bk.xp
-        J = fbk.jacobians(xp, net, cache)
-        out = {"condition_2": fbk.condition_two(xp, J, self.Q)}
-        g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
-        dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
-        ssa = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn, J,
-                            jacobian_fb=self.o["use_jacobian_as_fb"])
-        g_ssa = ss_grads(xp, net, ssa, cache.h[0], self.o["learning_rule"])
-        gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
-        out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
-        g_H = fbk.h_grads(xp, J, self.Q, st.u, self.dyn.alpha, cache.h)
-        ratio = fbk.ratio_ff_fb(xp, net.W, fb_in, [cache.h[0], *st.r[:-1]])
-        out["ratio_ff_fb"] = sum(ratio) / net.L
-        for l in range(net.L):
-            out[f"ratio_ff_fb/{l + 1}"] = ratio[l]
-            g_gn = -(dv[l].T @ cache.h[l])
-            out[f"angle_bp/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_bp[l][0])
-            out[f"angle_gn/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_gn)
-            out[f"angle_ndi/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_ssa[l][0])
-            out[f"angle_H/{l + 1}"] = fbk.angle_deg(xp, g[l][0], g_H[l])
-        out["angle_H"] = fbk.angle_deg(xp, xp.concatenate([gl[0].ravel() for gl in g]),
-                                       xp.concatenate([gh.ravel() for gh in g_H]))
-        return out
+        """The per-epoch diagnostics (:func:`simkit.rules.dfc_diagnostics.diagnose`)."""
+        return diagnose(self.bk.xp, net, cache, dL_dy, r_t, g, st, fb_in, self.Q, self.dyn,
+                        self.o)
 
     def epoch_metrics(self, net) -> dict:
         out = {"net": {"fb_seconds": self.fb_seconds} if self.fb_seconds is not None else {}}
