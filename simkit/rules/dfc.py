@@ -220,8 +220,7 @@ class DFC:
             return grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
         r_t = output_target(xp, o, cache.y, t, loss, dL_dy)
         fb = "highpass" if (o["single_phase"] and self.train_fb) else None
-        learn = Learning(fw=None if o["ss"] else o["learning_rule"], fb=fb,
-                         a_u=self.dyn.dt / o["tau_f"], lp_start=o["highpass_start"])
+        learn = self.learning(None if o["ss"] else o["learning_rule"], fb)
         if o["ssa"]:
             st = fbk.ssa_state(xp, net, cache, self.Q, r_t, self.dyn,      # no simulation
                                jacobian_fb=o["use_jacobian_as_fb"])
@@ -241,6 +240,13 @@ class DFC:
             self.last.update(self.diagnose(net, cache, dL_dy, r_t, g, st, fb_in))
         return g
 
+    def learning(self, fw, fb) -> Learning:
+        r"""What a simulation accumulates; the single phase's high pass (``fb="highpass"``) has
+        :math:`a_u = \Delta t / \tau_f` with the forward dt (the original's quirk) and starts
+        as ``highpass_start`` says."""
+        return Learning(fw=fw, fb=fb, a_u=self.dyn.dt / self.o["tau_f"],
+                        lp_start=self.o["highpass_start"])
+
     def step_feedback(self, st, opt, B, dyn, tau_v):
         """Eq. (13) of :mod:`simkit.rules.dfc_feedback` on one simulation's sums."""
         L = self.net.L
@@ -257,11 +263,9 @@ class DFC:
         target = t if (o["strong_feedback"] and not o["pretrain_without_controller"]) \
             else cache.y
         if o["single_phase"]:        # quirks kept: forward dt in a_u, forward tau_v in k_l
-            learn = Learning(fw=None, fb="highpass", a_u=self.dyn.dt / o["tau_f"],
-                             lp_start=o["highpass_start"])
-            tau_v = o["time_constant_ratio"]
+            learn, tau_v = self.learning(None, "highpass"), o["time_constant_ratio"]
         else:
-            learn, tau_v = Learning(fw=None, fb="plain"), dyn.tau_v
+            learn, tau_v = self.learning(None, "plain"), dyn.tau_v
         st = self.run(cache, target, dyn, learn, phase=1)
         self.step_feedback(st, self.opt_fb_init if init else self.opt_fb, x.shape[0], dyn, tau_v)
         return cache
