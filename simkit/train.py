@@ -174,10 +174,11 @@ class Trainer:
 
     def summary(self) -> dict:
         """``acc_test_last``, ``acc_test_best``, ``acc_test_val_best`` (test accuracy at the epoch
-        of best validation accuracy, as the DFC paper reports), mean seconds per epoch."""
-        def series(split, metric):
+        of best validation accuracy, as the DFC paper reports), mean seconds per epoch, and the
+        last recorded value of each of the rule's ``summary_metrics`` (whole-net, ``{key: metric}``)."""
+        def series(split, metric, layer=""):
             return {int(r["epoch"]): float(r["value"]) for r in self.rows
-                    if r["split"] == split and r["metric"] == metric and r["layer"] == ""}
+                    if r["split"] == split and r["metric"] == metric and r["layer"] == layer}
         out = {"epochs_done": self.epoch}
         metric = "acc" if self.splits["test"].labels is not None else "loss"
         test, val = series("test", metric), series("val", metric)
@@ -193,6 +194,10 @@ class Trainer:
             out["epoch_val_best"] = best_epoch
         if self.epoch_seconds:
             out["avg_time_per_epoch"] = float(np.mean(self.epoch_seconds))
+        for key, metric in getattr(self.rule, "summary_metrics", {}).items():
+            values = series("train", metric, layer="net")
+            if values:
+                out[key] = values[max(values)]
         return out
 
     def checkpoint_arrays(self, partial=None) -> dict:

@@ -126,6 +126,12 @@ def test_student_teacher_smoke(tmp_path, monkeypatch):
     assert {r.split(",")[0] for r in metrics.splitlines() if ",angle_H," in r} == {"1", "2"}
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["rule"] == "dfc"
+    # the original's summary keys: the last epoch's values in metrics.csv
+    last = {r.split(",")[2]: float(r.split(",")[4]) for r in metrics.splitlines()[1:]
+            if r.split(",")[3] == "net"}
+    assert {k: info["summary"][k] for k in ("gn_condition", "gn_condition_init", "loss_lu")} \
+        == {"gn_condition": last["condition_2"], "gn_condition_init": last["condition_2_init"],
+            "loss_lu": last["lu_loss"]}
 
 
 @pytest.mark.parametrize("init_fb", ["weight_product", "xavier_normal"])

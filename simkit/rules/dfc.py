@@ -105,6 +105,10 @@ class DFC:
     checkpoint = None        # set by the Trainer: saves the run (after each pre-training epoch)
     last_batch = True        # set by the Trainer: the diagnostics run on each epoch's last
                              # minibatch only, as the original's (they cost ~4% of a batch)
+    # run.json's summary: the original's keys (research note §1.10) -> the last epoch's value
+    # of these whole-net metrics (absent when the run did not record them)
+    summary_metrics = {"gn_condition": "condition_2", "gn_condition_init": "condition_2_init",
+                       "loss_lu": "lu_loss", "dist_to_ndi": "dist_to_ndi"}
 
     def __init__(self, **opts):
         self.o = resolve(opts)
