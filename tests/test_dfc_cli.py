@@ -239,6 +239,24 @@ def test_mnist_autoencoder_targets_are_the_standardised_inputs(tmp_path):
     assert "mnist_autoencoder" in info["data"]["name"]
 
 
+@pytest.mark.parametrize("cmd", ["run_dfc", "run_dfc_single_phase"])
+def test_epoch_line_adds_the_feedback_phase_time_it_leaves_out(cmd, tmp_path, capsys):
+    """The epoch's time covers the forward phase; the line adds the feedback phase's seconds
+    (metric ``fb_seconds``): every two-phase epoch's sleep, the single phase's pre-training."""
+    out = tmp_path / "r"
+    assert main([cmd, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
+                 "--time_constant_ratio=0.2", "--k_p=2.0", "--inst_transmission",
+                 "--size_hidden=6", "--epochs=2", "--teacher_num_train=32",
+                 "--teacher_num_test=16", "--batch_size=16", "--init_fb_epochs=1",
+                 "--tmax_di_fb=10", "--threads=1", "--out_dir", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    fb = {r.split(",")[0]: float(r.split(",")[4]) for r in
+          (out / "metrics.csv").read_text().splitlines() if ",fb_seconds," in r}
+    assert f"(+ {fb['1']:.1f} s feedback phase)" in lines[1]
+    assert ("feedback phase" in lines[2]) == (cmd == "run_dfc")
+    assert "feedback phase" not in lines[0]
+
+
 def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epoch(
         tmp_path, monkeypatch, capsys):
     from simkit.results import load_arrays

@@ -300,6 +300,7 @@ class DFC:
         o, t0 = self.o, time.perf_counter()
         if not self.train_fb:
             return
+        ran = not o["single_phase"] or self.pretrained < int(o["init_fb_epochs"])
         while self.pretrained < int(o["init_fb_epochs"]):
             self.epoch, self.counter = 10 ** 6 + self.pretrained, 0   # keys pre-training's noise
             cache = self.feedback_epoch(init=True)
@@ -320,13 +321,17 @@ class DFC:
                 self.counter = 10 ** 6 * (k + 1)
                 self.feedback_epoch()
         self.counter = 0
-        self.fb_seconds = time.perf_counter() - t0
+        self.fb_seconds = time.perf_counter() - t0 if ran else None    # None: no feedback phase
 
     # ----------------------------------------------------------------------------- diagnostics
     def diagnose(self, net, cache, dL_dy, r_t, g, st, fb_in) -> dict:
         """The per-epoch diagnostics (:func:`simkit.rules.dfc_diagnostics.diagnose`)."""
         return diagnose(self.bk.xp, net, cache, dL_dy, r_t, g, st, fb_in, self.Q, self.dyn,
                         self.o)
+
+    def epoch_note(self) -> str:
+        """For the epoch's line: the feedback phase's seconds, which the epoch's time leaves out."""
+        return "" if self.fb_seconds is None else f"+ {self.fb_seconds:.1f} s feedback phase"
 
     def epoch_metrics(self, net) -> dict:
         out = {"net": {"fb_seconds": self.fb_seconds} if self.fb_seconds is not None else {}}
