@@ -285,7 +285,7 @@ class Trainer:
             parts.append(txt)
         if seconds is not None:
             parts.append(f"{seconds:.2f} s")
-        note = getattr(self.rule, "epoch_note", None)     # time the rule spent outside the epoch
-        if seconds is not None and note is not None and note():
-            parts.append(f"({note()})")
+        note = getattr(self.rule, "epoch_note", lambda: "")()   # time spent outside the epoch
+        if seconds is not None and note:
+            parts.append(f"({note})")
         self.log("  ".join(parts))
