@@ -74,15 +74,14 @@ ARGS = parse()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(ARGS.threads))
 os.environ.setdefault("OMP_NUM_THREADS", str(ARGS.threads))
 os.environ.setdefault("MKL_NUM_THREADS", str(ARGS.threads))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
 from simkit.backend import get_backend  # noqa: E402
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference  # noqa: E402
 from simkit.errors import UserError  # noqa: E402
-from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels import dfc_chunk, dfc_cuda, dfc_fast  # noqa: E402
+from simkit.kernels.dfc import simulate  # noqa: E402
 from simkit.kernels.dfc_cuda import simulate_cuda  # noqa: E402
 from simkit.kernels.dfc_fast import simulate_fast  # noqa: E402
 from simkit.nn import MLP  # noqa: E402

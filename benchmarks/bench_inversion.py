@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.backend import get_backend, limit_threads  # noqa: E402
-from simkit.dynamics.di import DISolver, sdi_reference    # noqa: E402
+from simkit.backend import get_backend, limit_threads
+from simkit.dynamics.di import DISolver, sdi_reference
 
 
 def timeit(f, reps):
@@ -47,7 +43,7 @@ def bench_di(bk, reps):
     s = DISolver(bk)
     for n in (1, 100):
         d = bk.asarray(rng.standard_normal((n, 10)))
-        t = timeit(lambda: s(W, -W.T, 0.01, d), reps)
+        t = timeit(lambda d=d: s(W, -W.T, 0.01, d), reps)
         print(f"DI 10x20, 999 Euler steps, batch {n:4d}: {t * 1e3:8.3f} ms/call, "
               f"{t / n * 1e6:8.1f} us/sample")
     W1, W2 = W, rng.uniform(-0.01, 0.01, (10, 10))

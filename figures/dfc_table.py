@@ -26,18 +26,21 @@ about a minute): it checks the pipeline, not the papers' numbers. Writes ``curve
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.commands.dfc_published import PUBLISHED, method_of  # noqa: E402
-from simkit.errors import UserError                               # noqa: E402
-from simkit.figure import (add_full_options, figure_parser, published_runs, run_figure,  # noqa: E402
-                           run_folders, save_figure)
-from simkit.results import RunDir                                 # noqa: E402
+from simkit.commands.dfc_published import PUBLISHED, method_of
+from simkit.errors import UserError
+from simkit.figure import (
+    add_full_options,
+    figure_parser,
+    published_runs,
+    run_figure,
+    run_folders,
+    save_figure,
+)
+from simkit.results import RunDir
 
 NAME = "dfc_table"
 

@@ -11,17 +11,14 @@ Writes ``curves.npz`` (all curves), ``fig3_linear_regression.png`` and ``.pdf`` 
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
-from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
+from simkit.backend import get_backend
+from simkit.figure import figure_parser, run_figure, save_figure
+from simkit.inversion_tasks import diag_arrays, regression_task, style
 
 NAME = "fig3_linear_regression"
 

@@ -14,17 +14,14 @@ Writes ``curves.npz``, ``fig3_nonlinear_regression.png`` and ``.pdf`` into ``--o
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import figure_parser, run_figure, save_figure  # noqa: E402
-from simkit.inversion_tasks import diag_arrays, regression_task, style   # noqa: E402
+from simkit.backend import get_backend
+from simkit.figure import figure_parser, run_figure, save_figure
+from simkit.inversion_tasks import diag_arrays, regression_task, style
 
 NAME = "fig3_nonlinear_regression"
 

@@ -12,17 +12,14 @@ Needs MNIST in ``$SIMKIT_DATA/mnist`` (``simkit data fetch mnist``). Writes ``cu
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.backend import get_backend                 # noqa: E402
-from simkit.figure import StepProgress, figure_parser, run_figure, save_figure  # noqa: E402
-from simkit.inversion_tasks import mnist_task, style       # noqa: E402
+from simkit.backend import get_backend
+from simkit.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.inversion_tasks import mnist_task, style
 
 NAME = "fig4a_mnist"
 

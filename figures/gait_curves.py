@@ -30,16 +30,19 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simkit.errors import UserError                                # noqa: E402
-from simkit.figure import (add_full_options, figure_parser, published_runs, run_figure,  # noqa: E402
-                           run_folders, save_figure)
+from simkit.errors import UserError
+from simkit.figure import (
+    add_full_options,
+    figure_parser,
+    published_runs,
+    run_figure,
+    run_folders,
+    save_figure,
+)
 
 NAME = "gait_curves"
 REF_DIR = Path(os.environ.get("SIMKIT_RESEARCH", "/work/shared/research")) / "gait_tp_ref_curves"

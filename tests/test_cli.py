@@ -186,3 +186,39 @@ def test_a_figure_script_stops_with_its_interrupted_run(tmp_path, monkeypatch, r
         assert "the run of first" in str(exc.value) and "failed" in str(exc.value)
     else:
         assert exc.value.code == rc
+
+
+def test_list_figures_names_every_script_of_the_figures_folder(capsys):
+    from pathlib import Path
+
+    from simkit.commands.info import FIGURES
+    folder = Path(__file__).resolve().parents[1] / "figures"
+    assert set(FIGURES) == {p.name for p in folder.glob("*.py")}
+    code, out, _ = run_cli(capsys, "list", "figures")
+    assert code == 0 and all(f"figures/{name}" in out for name in FIGURES)
+    assert f"scripts: {folder}" in out
+
+
+def test_list_figures_works_from_an_installed_copy(tmp_path):
+    """An installed simkit holds the package only: the list comes from the package and says
+    that the scripts are in the source tree."""
+    import shutil
+    from pathlib import Path
+
+    import simkit
+    from simkit.commands.info import FIGURES
+    site = tmp_path / "site"
+    shutil.copytree(Path(simkit.__file__).parent, site / "simkit",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-m", "simkit", "list", "figures"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert all(f"figures/{name}" in out.stdout for name in FIGURES)
+    assert "source tree's figures/ folder (not installed" in out.stdout
+
+
+def test_version_is_the_package_version(capsys):
+    import simkit
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"simkit {simkit.__version__}"

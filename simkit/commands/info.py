@@ -26,18 +26,38 @@ def info(args) -> int:
     return 0
 
 
-def figures() -> dict:
-    """Figure scripts in the checkout's figures/ folder: name -> first docstring paragraph."""
-    import ast
-    from pathlib import Path
+#: The figure scripts, in the source tree's ``figures/`` folder (they are not installed with the
+#: package): script -> what it draws. Each runs as ``python figures/SCRIPT``, with ``--quick`` for
+#: a check in a minute or less and ``--help`` for its options.
+FIGURES = {
+    "dfc_table.py": "Meulemans et al. 2021/2022: MNIST test accuracy of DFC, Strong-DFC and "
+                    "Strong-DFC 2-phase, simkit vs the papers",
+    "fig3_linear_regression.py": "Podlaski & Machens 2020, Fig. 3a-f: linear regression "
+                                 "30-20-10 with BP, FA, PBP, NDI and DI",
+    "fig3_nonlinear_regression.py": "Podlaski & Machens 2020, Fig. 3g-k: nonlinear regression "
+                                    "30-20-10-10 (tanh) with BP, FA, PBP, NDI, DI and SDI",
+    "fig4a_mnist.py": "Podlaski & Machens 2020, Fig. 4a: MNIST classification 784-1000-10 with "
+                      "BP, FA, PBP and NDI",
+    "fig4b_autoencoder.py": "Podlaski & Machens 2020, Fig. 4b: MNIST autoencoder "
+                            "784-500-250-30-250-500-784 with BP, FA, PBP and NDI",
+    "gait_curves.py": "Ahmad et al. 2020 (GAIT-prop): MNIST test error of BP, GAIT-prop and TP, "
+                      "simkit vs original",
+}
 
-    from simkit.figure import first_paragraph
+
+def figures_folder():
+    """The source tree's ``figures/`` folder beside the package, or None (an installed copy)."""
+    from pathlib import Path
     folder = Path(__file__).resolve().parents[2] / "figures"
-    out = {}
-    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        out[f"figures/{path.name}"] = first_paragraph(doc)
-    return out
+    return folder if folder.is_dir() else None
+
+
+def figures_note() -> str:
+    """Where the figure scripts are and how to run one."""
+    folder = figures_folder()
+    where = str(folder) if folder else ("the source tree's figures/ folder (not installed with "
+                                         "the package)")
+    return f"  scripts: {where}; run one as: python figures/SCRIPT --quick (a check) or --help"
 
 
 def listing(args) -> int:
@@ -49,7 +69,7 @@ def listing(args) -> int:
     sections = {
         "rules": {k: v[0] for k, v in RULES.items()},
         "datasets": DATASETS,
-        "figures": figures(),
+        "figures": {f"figures/{k}": v for k, v in FIGURES.items()},
         "commands": papers,
     }
     for name, items in sections.items():
@@ -61,4 +81,6 @@ def listing(args) -> int:
             print(f"  {key:<{width}}  {text}")
         if not items:
             print("  (none yet)")
+        if name == "figures":
+            print(figures_note())
     return 0
