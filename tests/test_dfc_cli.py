@@ -173,20 +173,10 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
     assert info["config"]["rule_opts"]["noise_stream"] == "counter"      # stored, so it resumes so
 
 
-def test_runs_stored_before_a_default_changed_resume_with_the_old_one():
-    """noise_stream (counter since stop 12) and highpass_start (first since 2026-12-07): a stored
-    run that names neither resumes with the old value, a new run stores the new one, a flag
-    picks either, and the single phase's simulations get the stored one."""
-    from simkit.commands.runner import stored_defaults
+def test_noise_stream_and_highpass_start_flags_reach_the_rule():
+    """``--noise_stream`` and ``--highpass_start`` pick either value, and the single phase's
+    simulations get the chosen one."""
     from simkit.rules.dfc import DFC
-    old = {"rule": "dfc", "rule_opts": {"sigma": 0.1}}
-    assert stored_defaults(old)["rule_opts"] == {"sigma": 0.1, "noise_stream": "numpy",
-                                                 "highpass_start": "zero"}
-    new = stored_defaults(old, which=1)["rule_opts"]
-    assert (new["noise_stream"], new["highpass_start"]) == ("counter", "first")
-    named = {"rule": "dfc", "rule_opts": {"noise_stream": "counter", "highpass_start": "first"}}
-    assert stored_defaults(named) == named
-    assert stored_defaults({"rule": "bp", "rule_opts": {}}) == {"rule": "bp", "rule_opts": {}}
     opts = build_config(parse("run_dfc_single_phase", SINGLE, ["--noise_stream", "numpy",
                                                                "--highpass_start", "zero"]))
     assert (opts["rule_opts"]["noise_stream"], opts["rule_opts"]["highpass_start"]) == \

@@ -59,11 +59,9 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
     run = RunDir(out_dir)
     if resume:
         info = run.read_info()
-        cfg = stored_defaults(resolve_config(info["config"]))
+        cfg = resolve_config(info["config"])
         if args is not None and getattr(args, "backend", None):
             cfg["backend"] = args.backend
-    else:
-        cfg = stored_defaults(cfg, which=1)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds = load_splits(bk, cfg)
     net, rule, opt, loss, streams = build(bk, cfg, ds, n_train=len(splits["train"]),
@@ -92,22 +90,6 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
     if not quiet:
         print(format_summary(summary, out_dir))
     return summary
-
-
-# Rule options whose default changed, (old, new): a new run stores the new value, and a stored
-# run that names none resumes with the old one.
-CHANGED_DEFAULTS = {"dfc": {"noise_stream": ("numpy", "counter"),      # counter stream: stop 12
-                            "highpass_start": ("zero", "first")}}        # 2026-12-07
-
-
-def stored_defaults(cfg: dict, which=0) -> dict:
-    """``cfg`` with the old (``which=0``, a stored run) or new (1, a new run) default of each
-    changed option it does not name."""
-    changed = CHANGED_DEFAULTS.get(cfg.get("rule"), {})
-    if not changed:
-        return cfg
-    fill = {k: v[which] for k, v in changed.items()}
-    return {**cfg, "rule_opts": {**fill, **(cfg.get("rule_opts") or {})}}
 
 
 def stored_run(path, command: str, args) -> tuple[dict, dict]:
