@@ -8,7 +8,7 @@ present; numbers are the median of ``--repeats`` epochs after one warm-up epoch.
     python benchmarks/bench_bp.py [--backends numpy numba cupy] [--dtype float32] [--repeats 3]
                                   [--threads 1]
 
-Targets (issue 2): at most 3 s per epoch on a 2-core CPU (the original PyTorch code takes about
+Targets: at most 3 s per epoch on a 2-core CPU (the original PyTorch code takes about
 7 s on one thread), under 1 s on an H100.
 """
 import argparse

@@ -30,11 +30,11 @@ FLOPs per Euler step and sample: sum_{l>=2} 2 n_l n_{l-1} (basal input) + 2 N n_
 when learning, the same again for the forward sums and 2 N n_L for the feedback sums; the
 constant W_1 x is computed once. ``--peak`` is the device's peak in GFLOP/s for float64 (float32:
 twice it); by default it is measured at the start: one core's ``dgemm`` rate on 1024 x 1024
-matrices times the number of cores (on the GPU paths: CuPy's 4096 x 4096 product) (this hour's figure: these shared machines differ by 2x
-between days and CPU types, AVX-512 or AVX2).
+matrices times the number of cores (on the GPU paths: CuPy's 4096 x 4096 product), since CPUs
+differ by 2x (AVX-512 or AVX2) and a busy machine reaches less than its nominal peak.
 BLAS runs single-threaded unless ``--threads`` says otherwise (set before NumPy is imported); with
-the helper thread, one BLAS thread is the fastest setting on two cores (2026-11-23: DFC forward
-516 s/epoch with 1, 770 s with 2; 764 s without the helper).
+the helper thread, one BLAS thread is the fastest setting on two cores (DFC forward: about 1.5x
+faster than two BLAS threads, or than one without the helper).
 """
 from __future__ import annotations
 

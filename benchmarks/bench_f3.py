@@ -9,7 +9,7 @@ original's 24 s, of which ~12 s is its training loop), and the machine's load av
 
     python benchmarks/bench_f3.py [--backends numpy numba cupy] [--dtype float32] [--threads 1]
 
-Target (issue 4): at most 3 s per epoch on the 2-core CPU, at most 0.5 s on an H100. On a shared
+Targets: at most 3 s per epoch on a 2-core CPU, at most 0.5 s on an H100. On a busy
 machine, pin the BLAS threads (``--threads 1``): two OpenBLAS threads competing with other jobs
 can run 5-20x slower than one.
 """

@@ -8,11 +8,11 @@ compare with what the device can do (roughly 50-100 GFLOP/s in float64 on two CP
     python benchmarks/bench_gait.py [--backends numpy numba] [--algorithms BP GAIT TP]
                                     [--batches 20] [--threads 1 2] [--data-dir DIR]
 
-``--threads`` limits the BLAS threads (through threadpoolctl, if installed). On a shared 2-core box
+``--threads`` limits the BLAS threads (through threadpoolctl, if installed). On a 2-core CPU
 two BLAS threads are fastest when the machine is otherwise idle, and many times slower than one
 thread when another process keeps the cores busy (the threads wait for each other).
 
-Issue 6's targets: a GAIT epoch in at most 60 s on the 2-core CPU (the original NumPy code takes
+Targets: a GAIT epoch in at most 60 s on a 2-core CPU (the original NumPy code takes
 about 4 h), in at most 3 s on an H100 (original CuPy: about 31 s). Per step the work is
 5 x (forward + weight gradient) products of 60 x 784 x 784, plus for GAIT and TP 4 LU
 factorisations (2/3 n^3 each) with solves, plus the orthogonality regulariser's

@@ -90,8 +90,8 @@ def main(argv=None):
     p.add_argument("--backend", default=None)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1,
-                   help="BLAS/Numba threads (per-sample products are small: 1 was 10x faster "
-                        "than 2 on a shared 2-core box)")
+                   help="BLAS/Numba threads (per-sample products are small, so more threads "
+                        "mostly wait for each other)")
     args = p.parse_args(argv)
     limit_threads(args.threads)
     bk = get_backend(args.backend, "float64")

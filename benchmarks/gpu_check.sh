@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks in one call of a lent H100/H200. That machine has CuPy and NumPy; simkit's GPU
-# path needs no Numba. Python packages it may lack (pytest, SciPy, tqdm, threadpoolctl) travel as
-# wheels: here, once, from the repository root,
+# The GPU checks in one script, for a machine with a CUDA GPU, CuPy and NumPy but no internet
+# access (simkit's GPU path needs no Numba; the source tree is imported as it is, not installed).
+# Python packages it may lack (pytest, SciPy, tqdm, threadpoolctl) go there as wheels, downloaded
+# once, from the repository root, on a machine that has internet access:
 #
 #     echo /.whl/ >> .git/info/exclude
 #     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -9,7 +10,7 @@
 #         --platform manylinux_2_28_x86_64 -d .whl pytest pluggy iniconfig packaging scipy tqdm \
 #         threadpoolctl
 #
-# then run it there with carry [".whl"]:
+# then, with the checkout and its .whl/ copied to the GPU machine, run there:
 #
 #     bash benchmarks/gpu_check.sh            # results also under $OUT (or /tmp/simkit_gpu)
 #

@@ -13,9 +13,8 @@ with the published numbers as dashed lines.
     python figures/dfc_table.py --full runs/dfc_table [--methods Strong-DFC] [--threads 1]
 
 ``--full ROOT`` runs the published commands verbatim (40 epochs each, float64, seed 42; 6-11 h
-each on one core of a 2-core CPU: epochs of 600-1,000 s, measured 2026-12-07) into ``ROOT/DFC``,
-``ROOT/Strong-DFC`` and ``ROOT/Strong-DFC_2-phase``, one
-after the other, and then draws the table. Run it again after an interruption: finished runs are
+each on one CPU core, epochs of 600-1,000 s) into ``ROOT/DFC``, ``ROOT/Strong-DFC`` and
+``ROOT/Strong-DFC_2-phase``, one after the other, and then draws the table. Run it again after an interruption: finished runs are
 kept, unfinished ones continue with ``--resume`` (nothing finished is lost, see the README). To use
 two cores, start two of them with ``--methods`` in two shells, one thread each.
 

@@ -6,7 +6,7 @@ curves next to the original code's.
 Reads saved results only: run directories written by ``simkit gait`` (their ``metrics.csv``: test
 accuracy against fractional epochs) and, as dashed lines, the original code's curves
 (``*_test_acc.txt``, one value per line: before training, then after the updates of batches 10,
-20, ..., 990 of every epoch), e.g. ``/work/shared/research/gait_tp_ref_curves``.
+20, ..., 990 of every epoch), by default from ``$SIMKIT_RESEARCH/gait_tp_ref_curves``.
 
     python figures/gait_curves.py --runs results/MNIST_BP_... results/MNIST_GAIT_... [--ref-dir DIR]
     python figures/gait_curves.py --quick        # computes tiny runs first (~10 s)

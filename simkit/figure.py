@@ -44,8 +44,8 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False,
     p.add_argument("--backend", default=None, help="numpy, numba or cupy (default: auto)")
     p.add_argument("--plot-only", action="store_true", help="redraw from the saved curves.npz")
     p.add_argument("--threads", type=int, default=1,
-                   help="BLAS/Numba threads (per-sample products are small: 1 was 10x faster "
-                        "than 2 on a shared 2-core box)")
+                   help="BLAS/Numba threads (default 1: the per-sample products are small, "
+                        "so more threads mostly wait for each other)")
     return p
 
 

@@ -53,7 +53,7 @@ SOURCES = {
 
 # MD5 of the *uncompressed* canonical files, so that a re-compressed (or gunzipped) copy whose
 # content is canonical is recognised. MNIST/Fashion-MNIST: the published MD5s of the extracted
-# IDX files; wine and SGEMM: the UCI files (see /work/shared/data/README.md).
+# IDX files; wine and SGEMM: the files as the UCI repository distributes them.
 CONTENT_MD5 = {
     "mnist": {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
               "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
