@@ -9,7 +9,7 @@ import pickle
 import struct
 import tarfile
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pytest
 
 from simkit import data
 from simkit.data import cifar, sources, uci
-from simkit.errors import DataError
+from simkit.errors import DataError, UserError
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -462,7 +462,7 @@ def test_split_validation():
     assert not np.array_equal(data.split_validation(x, y, 5, seed=4)[3], yv)
     xt, yt, xv, yv = data.split_validation(x, y, 0, seed=3)
     assert xt is x and yt is y and xv.shape == (0, 2) and yv.shape == (0,)
-    with pytest.raises(Exception):
+    with pytest.raises(UserError):
         data.split_validation(x, y, 21, seed=0)
 
 
@@ -471,7 +471,7 @@ def test_standardize():
     np.testing.assert_allclose(data.standardize(x, 0.1307, 0.3081), [[0.0, 1.0]])
     np.testing.assert_allclose(data.standardize(x, np.array([0, 1]), np.array([1, 2])),
                                [[0.1307, (0.4388 - 1) / 2]])
-    with pytest.raises(Exception):
+    with pytest.raises(UserError):
         data.standardize(x, 0.0, 0.0)
 
 
@@ -635,7 +635,7 @@ def real(folder):
     return REAL
 
 
-@lru_cache(maxsize=None)
+@cache
 def real_load(name):
     return data.load(name, REAL)
 

@@ -13,8 +13,14 @@ import pickle
 import numpy as np
 
 from simkit.data.dataset import Dataset
-from simkit.data.paths import MissingDataError, locate, one_line, read_file, resolve_data_dir
-from simkit.data.paths import missing_message
+from simkit.data.paths import (
+    MissingDataError,
+    locate,
+    missing_message,
+    one_line,
+    read_file,
+    resolve_data_dir,
+)
 from simkit.errors import DataError
 
 RECORD = 1 + 3072
