@@ -24,6 +24,7 @@ from simkit.rules.f3 import F3
 from simkit.rules.fa import FeedbackAlignment
 from simkit.rules.gait import make_gait, make_inv_bp, make_tp
 from simkit.rules.llo import LastLayerOnly
+from simkit.rules.sign_symmetry import SignSymmetry
 
 RULES = {
     "bp": ("Backpropagation, written out layer by layer", Backprop),
@@ -39,6 +40,7 @@ RULES = {
     "tp": ("Exact-inverse target propagation, invertible nets only: simkit gait", make_tp),
     "inv_bp": ("BP on invertible nets (GAIT-prop's baseline): simkit gait", make_inv_bp),
     "dfc": ("Deep Feedback Control / Strong-DFC (Meulemans et al. 2021/2022): simkit run_dfc", DFC),
+    "sign_symmetry": ("Sign symmetry (Liao et al. 2016): B = sign(W^T), read off W at every step", SignSymmetry),
 }
 
 
