@@ -2,13 +2,13 @@
 step; BP exactly when every weight above the first layer is +-1; it learns."""
 import numpy as np
 import pytest
-from test_fa_family import accuracy, make_net, one_batch, teacher_data, train
 
 from simkit.metrics import angle_deg
 from simkit.rules import make_rule
 from simkit.rules.bp import Backprop
 
 from helpers import numba_backend, numpy_backend
+from test_fa_family import accuracy, make_net, one_batch, teacher_data, train
 
 
 def test_feedback_is_the_sign_of_the_current_forward_weights_at_every_step():
