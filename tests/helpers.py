@@ -1,8 +1,13 @@
-"""Shared test helpers (not a test module)."""
+"""Shared test helpers (not a test module); imported as ``from helpers import ...``
+(``tests/conftest.py`` puts this folder on ``sys.path``)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from simkit.backend import get_backend
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"   # numbers recorded from the original codes
 
 
 def numpy_backend(dtype="float64"):

@@ -191,8 +191,9 @@ def test_runs_stored_before_a_default_changed_resume_with_the_old_one():
                                                                "--highpass_start", "zero"]))
     assert (opts["rule_opts"]["noise_stream"], opts["rule_opts"]["highpass_start"]) == \
         ("numpy", "zero")
+    from helpers import numba_backend
+
     from simkit.nn import MLP
-    from tests.helpers import numba_backend
     net = MLP(numba_backend(), [6, 5, 3], "tanh", "linear", rng=np.random.default_rng(0))
     cache = net.forward(np.ones((2, 6)))
     for start in ("zero", "first"):

@@ -3,10 +3,10 @@ import math
 
 import numpy as np
 import pytest
-
 from helpers import numba_backend, numpy_backend
+
 from simkit.errors import UserError
-from simkit.optim import Adam, RMSprop, SGD, clip_grads, make_optimizer
+from simkit.optim import SGD, Adam, RMSprop, clip_grads, make_optimizer
 
 BACKENDS = [numpy_backend, numba_backend]
 
