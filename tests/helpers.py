@@ -36,9 +36,9 @@ def finite_difference(f, x, eps=1e-6):
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():
-    """One BLAS thread for a test module that imports this fixture: on a shared 2-core box two
-    threads that wait for a busy core make the 784-wide products up to 100x slower; one is at
-    most 2x slower when the box is idle."""
+    """One BLAS thread for a test module that imports this fixture: when other processes keep
+    the cores busy, a second BLAS thread waiting for one makes the 784-wide products up to 100x
+    slower, while one thread is at most 2x slower on idle cores."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1, user_api="blas"):
         yield
