@@ -3,6 +3,8 @@
 a: normalised training error (NSE) per example; b: the same with each update divided by its
 Frobenius norm (4000 examples); c: spectral abscissa of the DI loops; d: B angle to -W^T;
 e: DI error angle to NDI; f: DI error angle to PBP (c-f over the first 500 examples).
+As the original, c-f are computed after each example's weight update: the abscissa, the B angle
+and the NDI and PBP references use the updated W, the DI error is the one the update used.
 
     python figures/fig3_linear_regression.py [--out DIR] [--seed 0] [--backend numba]
     python figures/fig3_linear_regression.py --quick      # 300 examples, well under a minute

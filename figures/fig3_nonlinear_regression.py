@@ -4,6 +4,11 @@ PBP, NDI, DI and SDI.
 g: normalised training error (NSE); h: |max Re eig| of the DI loops (layer 1 solid, 2 dashed)
 and of the SDI loop; i: B angles to -W^T; j: DI error angles to NDI (delta_1 solid, delta_2
 dashed); k: SDI error angles to NDI (h-k over the first 500 examples).
+As the original, h-k are computed after each example's weight update (updated W; the errors,
+e and h' of the step), and the NDI reference of j and k is Eq. 7 with h' once, chained from e
+with each model's fixed per-layer B: -W_init^T for SDI and SDI-2, the SSA-optimised B1, B2 for
+SDI-3. h shows the SDI loop's own abscissa (the loop simkit checks), where the original records
+the per-layer (W_l, B_l) ones.
 
     python figures/fig3_nonlinear_regression.py [--out DIR] [--seed 0] [--n-train 10000]
         [--dh-mode paper|code_2021] [--eval-every 1] [--eval-dtype float32|float64]

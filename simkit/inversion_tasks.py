@@ -32,8 +32,7 @@ from simkit.errors import UserError
 from simkit.online_ckpt import TaskResume
 from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
                                     build_models, check_finite, check_models, forward,
-                                    ndi_operator, ndi_reference_delta,
-                                    optim_feedback, train_step)
+                                    ndi_reference_delta, optim_feedback, train_step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,21 +44,35 @@ def _angle(xp, a, b):
     return angle_deg(xp, a, b)
 
 
+def _abscissae(bk, m):
+    """Spectral abscissa of each of m's DI loops (SDI: of its one loop) for its current weights."""
+    from simkit.dynamics.di import di_abscissa, sdi_abscissa
+    h, a = bk.to_host, m.spec.alpha
+    if m.spec.rule == "SDI":
+        return [sdi_abscissa(h(m.W[1]), h(m.W[2]), h(m.B_sdi), a)]
+    return [di_abscissa(h(m.W[l]), h(m.B[l]), a) for l in range(1, len(m.W))]
+
+
 def make_diag(bk, cfg, store):
-    """Per-step diagnostics of DI/SDI models: abscissa, B angle, angles to NDI and PBP (deg)."""
+    r"""Diagnostics of DI/SDI models (the original's section E), called after a step's update.
+
+    Per row: the spectral abscissa of each loop, the angle of each layer's fixed :math:`B_l` to
+    :math:`-W_l^\top` (``B{l}``), and the angles (degrees) of :math:`\delta_{l-1}` to the NDI
+    error (``ndi{l}``: Eq. 7 with h' once, chained from e with the model's per-layer
+    :math:`B_l`, for SDI too) and to the PBP error (``pbp{l}``). As the original, the weights
+    are the updated ones, while e, h' and the deltas are those the step used.
+    """
     xp = bk.xp
 
     def diag(m, hs, e, deltas):
         if m.spec.rule not in ("DI", "SDI"):
             return
-        row, ref = {"abscissa": list(m.abscissa)}, e
-        nd = ndi_reference_delta(xp, m, cfg, hs, e) if m.spec.rule == "DI" else None
+        row = {"abscissa": _abscissae(bk, m)}
+        nd = ndi_reference_delta(xp, m, cfg, hs, e)
         for l in range(len(m.W) - 1, 0, -1):
             dh = _dact(xp, cfg.acts[l - 1], hs[l])
-            if m.spec.rule == "SDI":
-                ref = ndi_operator(xp, m.W[l], -m.W[l].T, m.spec.alpha, ref) * dh
             pbp = backprop_error(xp, "PBP", m.W[l], None, 0.0, deltas[l], dh)
-            row[f"ndi{l}"] = _angle(xp, deltas[l - 1], nd[l - 1] if nd else ref)
+            row[f"ndi{l}"] = _angle(xp, deltas[l - 1], nd[l - 1])
             row[f"pbp{l}"] = _angle(xp, deltas[l - 1], pbp)
             if m.B[l] is not None:
                 row[f"B{l}"] = _angle(xp, m.B[l], -m.W[l].T)
@@ -101,9 +114,10 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
         else:
             x, t = Xd[bk.xp.asarray(idx)], Yd[bk.xp.asarray(idx)]
             for m, r in zip(models, rngs):
-                train_step(bk, m, cfg, x, t, di, r, out_act,
-                           update_weights=not (cfg.skip_first and i == 0),
-                           diag=diag if i < diag_n else None)
+                hs, deltas = train_step(bk, m, cfg, x, t, di, r, out_act,
+                                        update_weights=not (cfg.skip_first and i == 0))
+                if i < diag_n:
+                    diag(m, hs, deltas[-1], deltas)           # deltas[-1] = e (never clipped)
         i = j
         if i - 1 == last_eval:
             steps.append(i - 1)

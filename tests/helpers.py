@@ -1,8 +1,13 @@
-"""Shared test helpers (not a test module)."""
+"""Shared test helpers (not a test module); imported as ``from helpers import ...``
+(``tests/conftest.py`` puts this folder on ``sys.path``)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from simkit.backend import get_backend
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"   # numbers recorded from the original codes
 
 
 def numpy_backend(dtype="float64"):
@@ -31,9 +36,9 @@ def finite_difference(f, x, eps=1e-6):
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():
-    """One BLAS thread for a test module that imports this fixture: on a shared 2-core box two
-    threads that wait for a busy core make the 784-wide products up to 100x slower; one is at
-    most 2x slower when the box is idle."""
+    """One BLAS thread for a test module that imports this fixture: when other processes keep
+    the cores busy, a second BLAS thread waiting for one makes the 784-wide products up to 100x
+    slower, while one thread is at most 2x slower on idle cores."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1, user_api="blas"):
         yield

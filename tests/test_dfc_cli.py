@@ -181,8 +181,9 @@ def test_noise_stream_and_highpass_start_flags_reach_the_rule():
                                                                "--highpass_start", "zero"]))
     assert (opts["rule_opts"]["noise_stream"], opts["rule_opts"]["highpass_start"]) == \
         ("numpy", "zero")
+    from helpers import numba_backend
+
     from simkit.nn import MLP
-    from tests.helpers import numba_backend
     net = MLP(numba_backend(), [6, 5, 3], "tanh", "linear", rng=np.random.default_rng(0))
     cache = net.forward(np.ones((2, 6)))
     for start in ("zero", "first"):

@@ -5,16 +5,16 @@ import dataclasses
 import shutil
 import subprocess
 
+import emulator
 import numpy as np
 import pytest
+from helpers import numba_backend
+from test_dfc import parity_case
 
 from simkit.dynamics.controller import Learning, simulate_reference
 from simkit.dynamics.noise import LayerDraws, noise_source
 from simkit.kernels import dfc_cuda
 from simkit.kernels.dfc import simulate
-from tests import emulator
-from tests.helpers import numba_backend
-from tests.test_dfc import parity_case
 
 needs_gxx = pytest.mark.skipif(not emulator.have_compiler(), reason="no g++ for the emulator")
 
@@ -85,8 +85,8 @@ def test_persistent_kernel_activations_and_instant_system(act):
 def test_persistent_kernel_with_inputs_past_the_unrolled_blocks(threads):
     """Layer inputs of 21 and 37 units: ``dot_column``'s blocks of 16 and its remainder both
     count; with 8 threads each owns several units."""
-    from tests.helpers import numpy_backend
-    from tests.test_dfc import problem, small_net
+    from helpers import numpy_backend
+    from test_dfc import problem, small_net
     bk = numpy_backend()
     net = small_net(bk, "tanh", (5, 21, 37, 3), seed=6)
     rng = np.random.default_rng(7)
@@ -233,9 +233,10 @@ def test_persistent_kernel_on_the_published_net(cluster):
     """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps; as
     both samples on 8 blocks: slices of 32, 32, 32 and 2 units (the last 3 blocks own no output
     unit), 512 threads and 167 kB of shared memory a block."""
+    from helpers import numpy_backend
+
     from simkit.dynamics.controller import Dynamics
     from simkit.nn import MLP
-    from tests.helpers import numpy_backend
     bk, rng = numpy_backend(), np.random.default_rng(2)
     net = MLP(bk, [784, 256, 256, 256, 10], "tanh", "linear", rng=rng)
     Q = [rng.normal(0, 0.1, size=(n, 10)) for n in net.sizes[1:]]

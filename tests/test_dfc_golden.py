@@ -1,9 +1,9 @@
-"""DFC / Strong-DFC against numbers recorded from the original (../shared/golden/dfc/)."""
+"""DFC / Strong-DFC against numbers recorded from the original (tests/golden/dfc/)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 from simkit.dynamics.controller import Learning, simulate_reference
 from simkit.kernels.dfc import simulate
@@ -11,12 +11,8 @@ from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC, dynamics
-from tests.helpers import numba_backend, numpy_backend
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "dfc"
-if not GOLDEN.exists():
-    GOLDEN = Path("/work/shared/golden/dfc")
-pytestmark = pytest.mark.skipif(not GOLDEN.exists(), reason="golden fixtures not present")
+GOLDEN = GOLDEN_DIR / "dfc"
 KEYS = ("dt_di", "tmax_di", "time_constant_ratio", "apical_time_constant", "alpha_di", "k_p",
         "inst_transmission", "sigma", "sigma_output")
 CASES = ("dfc_forward_phase", "strong_dfc_forward_phase", "feedback_phase")

@@ -4,14 +4,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import numpy_backend
+from test_dfc import problem, small_net, weight_product_Q
 
 from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
 from simkit.errors import UserError
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC
 from simkit.rules.dfc_updates import ss_grads
-from tests.helpers import numpy_backend
-from tests.test_dfc import problem, small_net, weight_product_Q
 
 
 def run_ref(P, cache, dyn, learn=Learning(fw=None), noise=None):
@@ -52,9 +52,10 @@ def test_low_pass_keeps_the_linear_fixed_point_and_starts_at_the_first_u():
 
 
 def test_the_fast_twins_refuse_the_reference_only_options():
+    from helpers import numba_backend
+
     from simkit.kernels.dfc import simulate
     from simkit.kernels.dfc_fast import simulate_fast
-    from tests.helpers import numba_backend
     net = small_net(numpy_backend())
     cache, P = problem(net.bk, net, weight_product_Q(net))
     dyn = Dynamics(dt=0.01, T=20, tau_v=0.05, tau_A=0.01, alpha=0.1, k_p=1.0).check()

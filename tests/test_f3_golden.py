@@ -1,6 +1,6 @@
 """simkit's F³ / DFA / DRTP / BP / LLO against numbers recorded from the original F³ code.
 
-The fixtures (../shared/golden/f3, README there) hold a 6-5-5-3 tanh/sigmoid network, its
+The fixtures (tests/golden/f3, README there) hold a 6-5-5-3 tanh/sigmoid network, its
 feedback matrices and three minibatch steps (s1, s2 in epoch 1; s3 revisits s1's samples in
 epoch 2, so its delayed buffer rows were written at s1). Each case is replayed with simkit's
 rule, BCE loss and Adam (lr 0.01), on the numpy and the numba backend, and every recorded
@@ -9,23 +9,18 @@ atol 1e-13; parameters after Adam atol 1e-10.
 """
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
-from helpers import numba_backend, numpy_backend
 from simkit.nn import MLP, get_loss
 from simkit.optim import Adam
 from simkit.rules import make_rule
 from simkit.rules.f3 import DelayedBuffer
 from simkit.rules.feedback import feedback_matrix
 
-GOLDEN = Path(os.environ.get("SIMKIT_GOLDEN_F3",
-                             Path(__file__).resolve().parents[2] / "shared" / "golden" / "f3"))
-pytestmark = pytest.mark.skipif(not (GOLDEN / "README.md").exists(),
-                                reason=f"golden fixtures not found in {GOLDEN}")
+GOLDEN = GOLDEN_DIR / "f3"
 F3_CASES = ["f3_current_error", "f3_one_hot_target", "f3_delayed_error", "f3_delayed_loss",
             "f3_delayed_error_one_hot", "f3_delayed_loss_one_hot"]
 TIGHT = dict(rtol=1e-10, atol=1e-13)

@@ -6,14 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import finite_difference, numba_backend, numpy_backend
+
 from simkit.errors import UserError
 from simkit.nn import MLP, get_loss, soft_targets
 from simkit.optim import SGD, Adam
 from simkit.rules import make_rule
-from simkit.rules.bidirectional import (BdfaTorch, feedback_gradient, feedback_objective,
-                                        renorm_, soft_labels)
+from simkit.rules.bidirectional import (
+    BdfaTorch,
+    feedback_gradient,
+    feedback_objective,
+    renorm_,
+    soft_labels,
+)
 from simkit.rules.bp import Backprop
 from simkit.rules.f3 import softmax_loss_grad
 from simkit.rules.feedback import fa_feedback, feedback_matrix

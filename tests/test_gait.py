@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import finite_difference, numba_backend, numpy_backend
 
 from simkit.errors import NumericalError, UserError
 from simkit.gait_train import GaitTrainer, Schedule, Split
@@ -29,7 +30,6 @@ from simkit.rules.gait import (
     scaled_increment,
     tp_targets,
 )
-from tests.helpers import finite_difference, numba_backend, numpy_backend
 
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
 

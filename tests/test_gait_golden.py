@@ -1,28 +1,23 @@
 """simkit's invertible nets and rules against outputs of the original GAIT-prop code.
 
-Fixtures: /work/shared/golden/gait/ (README.md there; recorded from nasiryahm/GAIT-prop at 9a65fb8,
+Fixtures: tests/golden/gait/ (README.md there; recorded from nasiryahm/GAIT-prop at 9a65fb8,
 numpy mode, float64). Tolerances are the README's, except where a comment says why the original's
 own round-off cannot be reproduced more closely by an independent implementation.
 Sign convention of the fixtures: ``*_dW`` / ``*_db`` are the original's return values, minus the
 gradient; simkit's rules return plus gradients. The original's layer ``L{l}`` is simkit's ``l+1``.
 """
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR, numpy_backend, one_blas_thread  # noqa: F401 (autouse fixture)
 
 from simkit.nn.invertible import InvertibleNet, original_init, ortho_grad
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule, gait_targets, output_target, tp_targets
-from tests.helpers import numpy_backend, one_blas_thread  # noqa: F401 (autouse fixture)
 
-GOLDEN = Path(os.environ.get("SIMKIT_GOLDEN", "/work/shared/golden")) / "gait"
+GOLDEN = GOLDEN_DIR / "gait"
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
 README = {"BP": (1e-4, 0.0), "GAIT": (1e-4, 0.1), "TP": (1e-5, 1000.0)}   # (lr, lambda)
 L = 3                                                  # 2 hidden layers + output in both cases
-
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason="golden fixtures not present")
 
 
 def load(case):

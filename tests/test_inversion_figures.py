@@ -1,5 +1,6 @@
 """Quick modes of the dynamic-inversion figure scripts (Podlaski & Machens 2020, Figs. 3-4)."""
 import importlib.util
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,33 @@ def test_models_in_parallel_processes_give_the_same_curves():
     assert np.array_equal(one["error"], two["error"]) and np.array_equal(one["steps"], two["steps"])
     assert one["diag"] == two["diag"] and list(one["diag"]) == list(two["diag"])
     assert not np.allclose(one["error"][-1], one["error"][-1, 0])   # columns are distinct models
+
+
+def test_sdi_angle_reference_is_ndi_with_the_fixed_per_layer_feedback():
+    """Fig. 3k as the original: the NDI reference of an SDI model chains Eq. 7 (h' once) with its
+    fixed per-layer B (SDI-3: the SSA-optimised B1, B2, far from -W^T), on the updated weights."""
+    from simkit.dynamics.di import DISolver
+    from simkit.inversion_tasks import NONLINEAR_MODELS, make_diag
+    from simkit.metrics import angle_deg
+    from simkit.rules import inversion as inv
+    bk, rng = get_backend("numpy", "float64"), np.random.default_rng(4)
+    sizes, ssa = [6, 5, 4, 3], {"lr": 0.5, "maxiters": 2000, "miniters": 100}
+    W0 = [rng.uniform(-0.01, 0.01, (o, i)) for i, o in itertools.pairwise(sizes)]
+    specs = [s for s in NONLINEAR_MODELS if s.rule == "SDI"]
+    models = inv.build_models(bk, specs, W0, [np.zeros(o) for o in sizes[1:]], rng,
+                              inv.optim_feedback(W0, rng, ssa))
+    cfg = inv.TaskConfig(["tanh", "tanh", "linear"], eta=0.5, clip={0: 1.0, 1: 1.0}, ssa=ssa)
+    x, t, store = rng.standard_normal((1, 6)), rng.standard_normal((1, 3)), {}
+    diag = make_diag(bk, cfg, store)
+    for m in models:
+        hs, deltas = inv.train_step(bk, m, cfg, x, t, DISolver(bk), rng)
+        diag(m, hs, deltas[-1], deltas)
+        row, ref = store[m.spec.name][0], deltas[-1]
+        for l in (2, 1):
+            ref = inv.ndi_operator(np, m.W[l], m.B[l], m.spec.alpha, ref) * (1 - hs[l] ** 2)
+            assert row[f"ndi{l}"] == pytest.approx(angle_deg(np, deltas[l - 1], ref), abs=1e-9)
+            assert row[f"B{l}"] == pytest.approx(angle_deg(np, m.B[l], -m.W[l].T), abs=1e-9)
+    assert min(store["SDI-3"][0]["B1"], store["SDI-3"][0]["B2"]) > 20.0
 
 
 def test_float32_training_error_matches_float64():

@@ -1,8 +1,8 @@
 """Activations, losses, initialisers and backprop: derivatives against finite differences."""
 import numpy as np
 import pytest
-
 from helpers import finite_difference, numpy_backend
+
 from simkit.errors import UserError
 from simkit.nn import MLP, get_activation, get_loss, soft_targets
 from simkit.nn import init as inits
