@@ -147,7 +147,7 @@ def test_numba_requested_after_an_import_without_numba_falls_back(monkeypatch):
 
 def test_thread_limit_reaches_the_blas_numba_loads_later():
     """Numba's compiled np.dot calls SciPy's OpenBLAS, loaded at its first call: ``--threads 1``
-    must cap it too (it ran two spinning threads, 8-14x slower next to another run)."""
+    must cap it too (uncapped, it spins two threads: 8-14x slower beside another run)."""
     import json
     import subprocess
     import sys

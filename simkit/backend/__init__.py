@@ -25,9 +25,10 @@ import Numba or CuPy themselves; :meth:`Backend.kernel` builds the twin for the 
 and caches it, and twins that are plain Numba functions take :func:`simkit.backend.jit.njit`.
 Parity tests check that the twins match the reference.
 
-Random numbers are never drawn here: weights and noise are drawn on the host with
-``numpy.random.Generator`` streams and moved with :meth:`Backend.asarray`, so one seed gives the
-same network on every backend.
+Random numbers are never drawn here: weights are drawn on the host with ``numpy.random.Generator``
+streams and moved with :meth:`Backend.asarray`, and the DFC noise comes from the counter stream of
+:mod:`simkit.kernels.gauss`, whose twins give the same bits; so one seed gives the same network
+and the same noise on every backend.
 """
 from __future__ import annotations
 

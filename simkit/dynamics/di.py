@@ -38,7 +38,7 @@ SDI (two hidden layers, one loop from the output controller :math:`r_z` to hidde
     r_z &\leftarrow r_z + \Delta t(-\alpha r_z + W_2 g(r_y) - \delta)
 
 Jacobian on (r_x, r_y, r_z): :math:`[[-I, 0, B], [W_1, -I, 0], [0, W_2, -\alpha I]]`; the original
-never checks it (bug 3 in the research note); :func:`sdi_jacobian` lets the task loop do so.
+never checks it; :func:`sdi_jacobian` lets the task loop do so.
 
 Extension: ``tol`` > 0 stops the DI loop once :math:`\max|r_{t+1}-r_t| \le tol\,\max|r_{t+1}|`.
 """

@@ -21,6 +21,8 @@ finaliser mix and Weyl constant :math:`\gamma` (Steele, Lea & Flood 2014):
     x_{2p} = R\cos\theta, \quad x_{2p+1} = R\sin\theta .
 
 :math:`\theta` is uniform on a full turn, so the pair is two independent standard normals.
+The twins take :math:`\cos\theta` and :math:`\sin\theta` as :math:`\pm\cos` and :math:`\pm\sin`
+of :math:`(f - \tfrac12)\tfrac{\pi}{2}`, by quadrant :math:`q`.
 The twins evaluate :math:`\ln`, :math:`\sin` and :math:`\cos` with :mod:`simkit.kernels.vmath`'s
 series (to 2 ulp of ``np.log`` / ``np.cos``; the tests compare them with the formulas above
 written with NumPy's functions), because the C library's calls would stop the vectorisation:
