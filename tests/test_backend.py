@@ -99,9 +99,55 @@ def test_cupy_twin_matches_reference(name):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-14)
 
 
+IMPORT_ALL = """if True:
+    import importlib, pkgutil, sys
+    import simkit, simkit.cli, simkit.commands, simkit.kernels, simkit.rules
+    for pkg in (simkit.commands, simkit.kernels):
+        for m in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{m.name}")
+    import numpy as np
+    from simkit.backend import get_backend
+    from simkit.kernels.gauss import normals
+    bk = get_backend(announce=False)
+    normals(1, 0, (10,), bk=bk)
+    print(bk.name, *sorted(m for m in ("numba", "llvmlite") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("env", [{"SIMKIT_BACKEND": "numpy"}, {"SIMKIT_DISABLE_JIT": "1"}])
+def test_numpy_backend_never_imports_numba(env):
+    """With SIMKIT_BACKEND=numpy or SIMKIT_DISABLE_JIT=1, importing simkit (its CLI, rules,
+    commands and kernels) and drawing noise loads neither Numba nor llvmlite."""
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items() if k not in ("SIMKIT_BACKEND", "SIMKIT_DISABLE_JIT")}
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True,
+                         env={**base, **env}, check=True)
+    assert out.stdout.split() == ["numpy"], out.stdout + out.stderr
+
+
+def test_numba_backend_compiles_its_twins():
+    """Without those variables, the numba backend is chosen and its twins run."""
+    import subprocess
+    import sys
+    pytest.importorskip("numba")
+    base = {k: v for k, v in os.environ.items() if k not in ("SIMKIT_BACKEND", "SIMKIT_DISABLE_JIT")}
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True,
+                         env={**base, "SIMKIT_BACKEND": "numba"}, check=True)
+    assert out.stdout.split() == ["numba", "llvmlite", "numba"], out.stdout + out.stderr
+
+
+def test_numba_requested_after_an_import_without_numba_falls_back(monkeypatch):
+    monkeypatch.setattr(backend.jit, "ENABLED", False)
+    monkeypatch.setattr(backend.jit, "REASON", "SIMKIT_BACKEND=numpy")
+    monkeypatch.delenv("SIMKIT_DISABLE_JIT", raising=False)
+    bk = backend.get_backend("numba", announce=False)
+    assert bk.name == "numpy" and "SIMKIT_BACKEND=numpy" in bk.reason
+
+
 def test_thread_limit_reaches_the_blas_numba_loads_later():
     """Numba's compiled np.dot calls SciPy's OpenBLAS, loaded at its first call: ``--threads 1``
-    must cap it too (it ran two spinning threads, 8-14x slower next to another run)."""
+    must cap it too (uncapped, it spins two threads: 8-14x slower beside another run)."""
     import json
     import subprocess
     import sys

@@ -38,7 +38,7 @@ SDI (two hidden layers, one loop from the output controller :math:`r_z` to hidde
     r_z &\leftarrow r_z + \Delta t(-\alpha r_z + W_2 g(r_y) - \delta)
 
 Jacobian on (r_x, r_y, r_z): :math:`[[-I, 0, B], [W_1, -I, 0], [0, W_2, -\alpha I]]`; the original
-never checks it (bug 3 in the research note); :func:`sdi_jacobian` lets the task loop do so.
+never checks it; :func:`sdi_jacobian` lets the task loop do so.
 
 Extension: ``tol`` > 0 stops the DI loop once :math:`\max|r_{t+1}-r_t| \le tol\,\max|r_{t+1}|`.
 """
@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from simkit.backend import Kernel
 from simkit.errors import NumericalError, UserError
+from simkit.kernels.di import BLOWUP, CHECK_EVERY, di_loop, matvec_t, sdi_loop
 
 DT = 0.5          # Euler step (the original's module constant; June-2020 version: 0.1)
 N_STEPS = 1000    # the loop runs t = 1 .. N_STEPS-1 (999 steps); June-2020: 10000
-BLOWUP = 1e30     # |state| above this counts as diverged (errors are O(1))
-CHECK_EVERY = 25  # divergence check interval (steps)
 
 
 def di_jacobian(W, B, alpha):
@@ -163,6 +163,12 @@ def sdi_loop_reference(xp, W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, r
             return
 
 
+DI_KERNEL = Kernel("di_euler", reference=di_reference, loop=di_loop, cuda=None,
+                   helpers=(matvec_t,))
+SDI_KERNEL = Kernel("sdi_euler", reference=sdi_loop_reference, loop=sdi_loop, cuda=None,
+                    helpers=(matvec_t,))
+
+
 def sdi_reference(xp, W1, W2, B, delta, alpha, dt, n_steps, g_tanh, bk=None):
     """SDI for a batch (rows of ``delta``) from zero state; returns (r_x, r_y).
 
@@ -175,7 +181,6 @@ def sdi_reference(xp, W1, W2, B, delta, alpha, dt, n_steps, g_tanh, bk=None):
     info = np.zeros(2)
     dims = np.array([n, W1.shape[1], W1.shape[0], W2.shape[0]], dtype=np.int64)
     if bk is not None and bk.name == "numba":
-        from simkit.kernels.di import SDI_KERNEL
         run = bk.kernel(SDI_KERNEL)
         c = np.ascontiguousarray
         run(c(W1), c(W2), c(B), c(delta), dims, float(alpha), float(dt), int(n_steps),
@@ -196,7 +201,6 @@ class DISolver:
     """
 
     def __init__(self, bk, dt=DT, n_steps=N_STEPS, g="linear", tol=0.0):
-        from simkit.kernels.di import DI_KERNEL
         if g not in ("linear", "tanh"):
             raise UserError(f"DI nonlinearity must be 'linear' or 'tanh', got {g!r}")
         if not (dt > 0 and n_steps >= 1):

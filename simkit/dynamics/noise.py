@@ -29,16 +29,16 @@ class LayerDraws(list):
 def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=np.float64,
                  spares=None):
     """``draw(t0, t1)``: the standard normals of Euler steps t0..t1-1 of one noisy simulation,
-    shape (t1-t0, B, n_l) per layer, t0 a multiple of NOISE_CHUNK. The next chunk is drawn on
-    ``pool``'s thread while the loop runs (both generators release the GIL), in the same order;
-    a chunk stays valid until the next call.
+    shape (t1-t0, B, n_l) per layer, t0 a multiple of NOISE_CHUNK. On the CPU the next chunk is
+    drawn on ``pool``'s thread while the loop runs (the generators release the GIL), in the same
+    order (a GPU queues its work anyway); a chunk stays valid until the next call.
 
     ``stream="counter"``: :mod:`simkit.kernels.gauss` with key ``stream_key(*seed)``, element
-    (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers; ``"numpy"``:
-    NumPy's PCG64 ziggurat seeded with ``seed``, float64 (simkit's stream before stop 12; 5x
-    slower). ``spares``: a :class:`~simkit.kernels.spares.Spares` that lends the two buffers
-    and gets them back once the last chunk is drawn (the next simulation reuses them; the
-    caller runs one simulation at a time per ``spares``)."""
+    (t, b, n) at offset (t B + b) N + n, in ``dtype``, into two reused buffers on ``bk``'s
+    device, drawn by ``bk``'s twin; ``"numpy"``: NumPy's PCG64 ziggurat seeded with ``seed``,
+    float64, on the host (5x slower). ``spares``: a :class:`~simkit.kernels.spares.Spares` that
+    lends the two buffers and gets them back once the last chunk is drawn (the next simulation
+    reuses them; the caller runs one simulation at a time per ``spares``)."""
     offs, N = np.cumsum([0, *sizes]), int(sum(sizes))
     if stream == "numpy":
         rng = np.random.default_rng(seed)
@@ -50,7 +50,7 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
         layout = (shape, np.dtype(dtype))
 
         def fresh():
-            return [np.empty(shape, dtype=dtype) for _ in range(2)]
+            return [bk.xp.empty(shape, dtype=dtype) for _ in range(2)]
         held = {}                      # the two buffers, taken at the first draw (a GPU kernel
                                        # computes the draws itself and takes none)
 
@@ -58,16 +58,16 @@ def noise_source(bk, seed, B, sizes, steps, stream="counter", pool=None, dtype=n
             if not held:
                 held["bufs"] = spares.take(layout, fresh) if spares is not None else fresh()
             out = held["bufs"][(t0 // NOISE_CHUNK) % 2][:min(t0 + NOISE_CHUNK, steps) - t0]
-            return fill_normals(out, key, t0 * B * N)
-    pending = {}
+            return fill_normals(bk, out, key, t0 * B * N)
+    pending, ahead = {}, pool is not None and bk.name != "cupy"
 
     def draw(t0, t1):
-        host = pending.pop(t0).result() if t0 in pending else make(t0)
-        if t1 < steps and pool is not None:
+        chunk = pending.pop(t0).result() if t0 in pending else make(t0)
+        if t1 < steps and ahead:
             pending[t1] = pool.submit(make, t1)
         if t1 >= steps and spares is not None and stream != "numpy":
             spares.give(layout, held["bufs"])  # read until the simulation ends; taken after it
-        xi = bk.asarray(host)
+        xi = bk.asarray(chunk)
         return LayerDraws([xi[:, :, offs[l]:offs[l + 1]] for l in range(len(sizes))], xi)
     draw.key = None if stream == "numpy" else key     # a kernel may compute the draws itself
     return draw

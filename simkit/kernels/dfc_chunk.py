@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from simkit.kernels.vmath import nb
+from simkit.backend import jit
 
 ENABLED = True        # False: simulate_fast's Python step everywhere (benchmarks, tests)
 ACT = {"linear": 0, "tanh": 1}
 
-if nb is not None:
+if jit.ENABLED:
     from simkit.kernels.vmath import tanh as vm_tanh
 
 
@@ -70,14 +70,14 @@ def control(r_L, target, u, u_int, u_old, e, dt, alpha, k_p, ce):
                 u_int[i, j] = u[i, j]
 
 
-if nb is not None:
-    control = nb.njit(nogil=True, error_model="numpy", cache=True)(control)
+if jit.ENABLED:
+    control = jit.njit(nogil=True, error_model="numpy", cache=True)(control)
 
 
 def usable(xp, P, dyn, learn) -> bool:
     """Whether :func:`run` can take the steps (module docstring; the noise chunks must also be
     LayerDraws, which ``simulate_fast`` checks per chunk)."""
-    return (ENABLED and nb is not None and xp is np and len(P["W"]) >= 2
+    return (ENABLED and jit.ENABLED and xp is np and len(P["W"]) >= 2
             and all(phi.name in ACT for phi in P["phi"])
             and learn.fw != "voltage_difference" and not dyn.lp_u
             and (learn.fw or not learn.fb))          # sleep phases: the Python step was faster
@@ -108,8 +108,8 @@ def run(F, P, dyn, learn, chunk, n, coefs):
            dyn.error == "ce", C)
 
 
-if nb is not None:
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
+if jit.ENABLED:
+    @jit.njit(nogil=True, error_model="numpy", cache=True)
     def layer_pass(C, co, X, xo, noisy, n, v_fb, v_ff, v, r, c, act):
         r"""One layer's step in one pass, in the reference's order, with the seven constants
         ``c`` = (keep_fb, f_A, a', b', s, keep_v, f_v) of
@@ -138,7 +138,7 @@ if nb is not None:
                 vi[j] = vv
                 ri[j] = vm_tanh(vv) if act == 1 else vv
 
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
+    @jit.njit(nogil=True, error_model="numpy", cache=True)
     def _steps(k0, n, W, b, Qcat, vff1, target, v, v_fb, ns, R, VFF, vff_t, X, FB, U, fb, a_u,
                u, u_int, u_lp, act, coef, dt, alpha, k_p, proactive, inst, ce, C):
         """``n`` Euler steps from chunk position ``k0`` (see :func:`run`); ``ns``: the OU noise

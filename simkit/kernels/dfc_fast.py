@@ -14,12 +14,12 @@ import math
 
 import numpy as np
 
+from simkit.backend import jit
 from simkit.dynamics import controller as ctl
 from simkit.kernels import dfc_chunk
 from simkit.kernels.spares import Spares
-from simkit.kernels.vmath import nb
 
-if nb is not None:
+if jit.ENABLED:
     from simkit.kernels.vmath import tanh as vm_tanh
 
 FUSED = True     # tanh layers on the host through dfc_chunk.layer_pass (False: array calls)
@@ -82,7 +82,7 @@ class _Fast:
         self.Qcat = xp.concatenate(P["Q"], axis=0).T.copy()          # (n_L, N): one product
         self.offs = np.cumsum([0] + [a.shape[1] for a in v_ff0])
         self.k = 0
-        self.host = FUSED and nb is not None and xp is np
+        self.host = FUSED and jit.ENABLED and xp is np
         self.fused = [self.host and phi.name == "tanh" for phi in P["phi"]]
         self.kernel_consts = None                     # dfc_chunk.run's, made on its first call
         self.coefs = None                             # (L, 7) layer_pass constants, per layer
@@ -268,8 +268,8 @@ def _coefficients(dyn, l, L, noisy):
     return keep_fb, fA, a_ou, b_ou, s, keep_v, fv
 
 
-if nb is not None:
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
+if jit.ENABLED:
+    @jit.njit(nogil=True, error_model="numpy", cache=True)
     def _mismatch_kernel(R, VFF, D, ab):
         r"""Eq. (5)'s :math:`\delta = r - \tanh(v_{ff})` of a chunk's (K, B, n) steps into D, and
         its sum over steps and samples added to ``ab``, in one pass (:mod:`vmath`'s tanh)."""
@@ -282,7 +282,7 @@ if nb is not None:
                 for j in range(m):
                     ab[j] += d[j]
 
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
+    @jit.njit(nogil=True, error_model="numpy", cache=True)
     def _first_layer_kernel(R, phi_vff1, A, ab):
         r"""Layer 1's :math:`\delta_1 = r_1 - \phi(W_1 x + b_1)` (the second term is fixed)
         summed over a chunk's steps into A (B, n) and over steps and samples into ``ab``."""

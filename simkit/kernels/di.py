@@ -1,7 +1,7 @@
-r"""The DI Euler loop as one kernel: ``n_steps - 1`` semi-implicit Euler steps for a batch.
+r"""Numba twins of the DI Euler loops: ``n_steps - 1`` semi-implicit Euler steps for a batch.
 
-The equations are those of :mod:`simkit.dynamics.di` (its ``di_reference`` is the reference;
-read that one):
+The equations are those of :mod:`simkit.dynamics.di`, whose ``di_reference`` is the reference
+(read that one) and whose ``DI_KERNEL`` pairs it with :func:`di_loop`:
 
 .. math::
 
@@ -12,7 +12,8 @@ Arguments (shared by the twins): inputs ``W`` (d_out, d_in), ``B`` (d_in, d_out)
 (n, d_out), ``dims`` = (n, d_out, d_in) int64, ``alpha, dt, n_steps, g_tanh, tol``; in-place
 outputs ``u`` (n, d_out), ``r`` (n, d_in), ``info`` = [steps taken, divergence step or -1].
 
-``SDI_KERNEL`` is the same arrangement for the single loop (``sdi_loop_reference``).
+:func:`sdi_loop` is the same arrangement for the single loop (``SDI_KERNEL``, with
+``sdi_loop_reference``). :data:`BLOWUP` and :data:`CHECK_EVERY` are shared with the references.
 
 Twins: the Numba ``loop`` reshapes the flat arrays and uses ``np.dot`` (BLAS) for the two
 products per step: one compiled call runs the whole loop for the whole batch, with no Python
@@ -27,13 +28,13 @@ import math
 import numpy as np
 
 from simkit.backend import Kernel
-from simkit.dynamics.di import BLOWUP, CHECK_EVERY, di_reference, sdi_loop_reference
 
-
+BLOWUP = 1e30     # |state| above this counts as diverged (errors are O(1))
+CHECK_EVERY = 25  # divergence check interval (steps)
 SMALL = 4096      # below this many multiply-adds per product, inline loops beat np.dot's call
 
 
-def _matvec_t(At, v, out):
+def matvec_t(At, v, out):
     """out = A v with ``At`` = A^T (contiguous): axpy order, so the inner loop runs over the
     contiguous output and vectorises, while each out[j] still sums q = 0, 1, ... as a dot would."""
     for j in range(out.size):
@@ -60,7 +61,7 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
             for i in range(n):
                 for q in range(d_in):
                     g[q] = math.tanh(R[i, q]) if g_tanh else R[i, q]
-                _matvec_t(Wt, g, WG[i])
+                matvec_t(Wt, g, WG[i])
         else:
             WG[:, :] = np.dot(np.tanh(R) if g_tanh else R, Wt)
         for i in range(n):
@@ -68,7 +69,7 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
                 U[i, j] += dt * (-alpha * U[i, j] + WG[i, j] - D[i, j])   # Eq. (5)
         if small:                          # BU = U B^T
             for i in range(n):
-                _matvec_t(Bt, U[i], BU[i])
+                matvec_t(Bt, U[i], BU[i])
         else:
             BU[:, :] = np.dot(U, Bt)
         step = 0.0
@@ -89,10 +90,6 @@ def di_loop(W, B, delta, dims, alpha, dt, n_steps, g_tanh, tol, u, r, info):
                 return
 
 
-DI_KERNEL = Kernel("di_euler", reference=di_reference, loop=di_loop, cuda=None,
-                   helpers=(_matvec_t,))
-
-
 def sdi_loop(W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, info):
     """Numba twin of the SDI loop (``dims`` = n, n_1, n_2, n_3); same step order as the reference.
 
@@ -110,25 +107,21 @@ def sdi_loop(W1, W2, B, delta, dims, alpha, dt, n_steps, g_tanh, rx, ry, rz, inf
     info[1] = -1.0
     for t in range(1, n_steps):
         for i in range(n):
-            _matvec_t(Bt, Z[i], px)                              # r_x += dt(-r_x + B r_z)
+            matvec_t(Bt, Z[i], px)                              # r_x += dt(-r_x + B r_z)
             for j in range(n1):
                 X[i, j] += dt * (-X[i, j] + px[j])
                 gx[j] = math.tanh(X[i, j]) if g_tanh else X[i, j]
-            _matvec_t(A1t, gx, py)                               # r_y += dt(-r_y + W1 g(r_x))
+            matvec_t(A1t, gx, py)                               # r_y += dt(-r_y + W1 g(r_x))
             for j in range(n2):
                 Y[i, j] += dt * (-Y[i, j] + py[j])
                 gy[j] = math.tanh(Y[i, j]) if g_tanh else Y[i, j]
-            _matvec_t(A2t, gy, pz)                               # r_z += dt(-a r_z + W2 g(r_y) - d)
+            matvec_t(A2t, gy, pz)                               # r_z += dt(-a r_z + W2 g(r_y) - d)
             for j in range(n3):
                 Z[i, j] += dt * (-alpha * Z[i, j] + pz[j] - D[i, j])
         info[0] = t
         if t % CHECK_EVERY == 0 and not np.abs(Z).max() < BLOWUP:
             info[1] = t
             return
-
-
-SDI_KERNEL = Kernel("sdi_euler", reference=sdi_loop_reference, loop=sdi_loop, cuda=None,
-                    helpers=(_matvec_t,))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,6 +155,6 @@ RANK1_UPDATE = Kernel(
     reference=rank1_reference,
     loop=rank1_loop,
     cuda=("raw T delta, raw T h, T eta, T decay", "T W",
-          "const ptrdiff_t n_in = h.size(); "
-          "W = (1 - decay) * W + eta * delta[i / n_in] * h[i % n_in];"),
+          ("const ptrdiff_t n_in = h.size(); "
+           "W = (1 - decay) * W + eta * delta[i / n_in] * h[i % n_in];")),
 )

@@ -15,175 +15,139 @@ against NumPy's.
   :math:`|r| \le \ln 2 / 2`; :func:`tanh`: :math:`\tanh x = \mathrm{sign}(x)\,E/(E+2)`,
   :math:`E = e^{2|x|} - 1` (no cancellation near 0, unlike :math:`1 - 2/(e^{2x}+1)`).
 
-Two things keep :func:`expm1` (and so :func:`tanh`) fast where the CPU has AVX2 but not AVX-512
-(some of these machines): AVX2 has no vector conversion between float64 and int64, so a
+Two things keep :func:`expm1` (and so :func:`tanh`) fast where the CPU has AVX2 but not AVX-512:
+AVX2 has no vector conversion between float64 and int64, so a
 ``floor`` and an ``int64`` cast are done one lane at a time; here :math:`k` is rounded by adding
 :data:`MAGIC` (:math:`1.5 \cdot 2^{52}`: the sum's low mantissa bits hold :math:`k`, read back
 by a bit cast), the same :math:`k` as ``floor(y / ln 2 + 1/2)`` except at exact ties (rounded to
 even; either k keeps :math:`|r| \le \ln 2 / 2`). And Numba does not fuse ``p * r + c``
 into one instruction (it would change the rounding), so the series is written with :func:`fma`
-(one rounding per term: within 3 ulp of NumPy's tanh as before, a different last bit for
-~0.4% of arguments). Together: 2.4 against 4.8 ns a tanh on the AVX2 machine of 2026-12-06.
+(one rounding per term: within 3 ulp of NumPy's tanh), which halves the time of a tanh on AVX2.
 
-The functions are inlined into the kernels that call them, and Numba's on-disk cache of a kernel
-is checked against the kernel's own file only, so an edit here would leave those kernels running
-the old code from their caches. The same holds between the other kernel modules (``dfc.py``'s
-twin inlines ``dfc_chunk.control``; ``dfc_fast`` calls ``dfc_chunk`` and ``gauss``).
-:func:`refresh_kernel_caches` prevents that: on import, if the digest of this folder's modules
-differs from the one stamped in the kernels' cache folder, it deletes that folder's Numba caches
-(every kernel of :mod:`simkit.kernels` recompiles once) and stamps the new digest.
+The functions are inlined into the kernels that call them (Numba's cache of those kernels
+follows this module through :mod:`simkit.backend.jit`). :func:`log_xp` and :func:`sincos_xp` are
+:func:`log` and :func:`sincos` with array calls (NumPy or CuPy), the same operations in the same
+order, so they give the same bits: the twins of the NumPy and CuPy backends
+(:func:`simkit.kernels.gauss.normals_xp`).
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-import os
-from pathlib import Path
 
-import numpy as np
+from simkit.backend.jit import f2i, fma, i2f, njit
 
 SQRT2, LN2 = math.sqrt(2.0), math.log(2.0)
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10   # fdlibm's split
 TANH_ONE = 19.5          # |x| above it: tanh(x) rounds to +-1 in float64
 MAGIC = 6755399441055744.0    # 1.5 * 2^52: y + MAGIC holds round(y) in its low mantissa bits
+LOG_SERIES = (17, 15, 13, 11, 9, 7, 5, 3, 1)                # odd denominators after 1/19
+SIN_SERIES = (6227020800, -39916800, 362880, -5040, 120, -6, 1)   # factorials after -1/15!
+COS_SERIES = (-87178291200, 479001600, -3628800, 40320, -720, 24, -2, 1)   # ... after 1/16!
+EXP_SERIES = (6227020800, 479001600, 39916800, 3628800, 362880, 40320, 5040, 720, 120, 24,
+              6, 2, 1)                                      # factorials after 1/14!
 
-try:
-    import numba as nb
-    from numba import types
-    from numba.extending import intrinsic
-except ImportError:                                         # pragma: no cover
-    nb = None
-
-if nb is not None:
-    @intrinsic
-    def f2i(typingctx, x):
-        """The bits of a float64, as int64 (no conversion)."""
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(types.int64))
-        return types.int64(types.float64), codegen
-
-    @intrinsic
-    def i2f(typingctx, i):
-        """The float64 with the bits of an int64."""
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(types.float64))
-        return types.float64(types.int64), codegen
-
-    @intrinsic
-    def fma(typingctx, a, b, c):
-        """a * b + c rounded once (LLVM's ``llvm.fma``; a vector FMA in a vectorised loop)."""
-        def codegen(context, builder, sig, args):
-            from llvmlite import ir
-            d = ir.DoubleType()
-            fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
-            return builder.call(fn, args)
-        return types.float64(types.float64, types.float64, types.float64), codegen
-
-    jit = nb.njit(inline="always", error_model="numpy")     # numpy model: no zero-division check
-
-    @jit
-    def log(x):
-        """ln x for normal x > 0, not subnormals (ten terms of 2(s + s^3/3 + ...), remainder
-        < 1e-17)."""
-        b = f2i(x)
-        e = ((b >> 52) & 0x7FF) - 1023
-        m = i2f((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-        big = m > SQRT2
-        m = m * 0.5 if big else m
-        e = e + 1 if big else e
-        s = (m - 1.0) / (m + 1.0)
-        s2, p = s * s, 1.0 / 19
-        for d in (17, 15, 13, 11, 9, 7, 5, 3, 1):
-            p = p * s2 + 1.0 / d
-        return e * LN2 + 2.0 * s * p
-
-    @jit
-    def sincos(t):
-        """(sin t, cos t) for |t| <= pi/4: Taylor series to t^15 / t^16 (remainder < 1e-16)."""
-        t2 = t * t
-        s, c = -1.0 / 1307674368000, 1.0 / 20922789888000
-        for d in (6227020800, -39916800, 362880, -5040, 120, -6, 1):
-            s = s * t2 + 1.0 / d
-        for d in (-87178291200, 479001600, -3628800, 40320, -720, 24, -2, 1):
-            c = c * t2 + 1.0 / d
-        return s * t, c
-
-    @jit
-    def expm1(y):
-        """e^y - 1 for 0 <= y <= 2 TANH_ONE: Taylor series of e^r - 1 to r^14 on
-        |r| <= ln2/2 (remainder < 1e-19)."""
-        t = y * (1.0 / LN2) + MAGIC                          # k = round(y / ln 2), in t's bits
-        k = t - MAGIC
-        r = (y - k * LN2_HI) - k * LN2_LO
-        p = 1.0 / 87178291200
-        for d in (6227020800, 479001600, 39916800, 3628800, 362880, 40320, 5040, 720, 120, 24,
-                  6, 2, 1):
-            p = fma(p, r, 1.0 / d)
-        p = p * r                                            # e^r - 1
-        two_k = i2f((f2i(t) - f2i(MAGIC) + 1023) << 52)     # 2^k
-        return two_k * p + (two_k - 1.0)
-
-    @jit
-    def tanh(x):
-        """tanh x = sign(x) E / (E + 2), E = e^{2|x|} - 1; +-1 beyond TANH_ONE."""
-        a = min(abs(x), TANH_ONE)
-        E = expm1(2.0 * a)
-        t = E / (E + 2.0)
-        return -t if x < 0 else t
-
-    @nb.njit(nogil=True, error_model="numpy", cache=True)
-    def apply(name, x, out):
-        """``out[i] = f(x[i])`` for f in log, tanh, expm1, sin, cos (tests, benchmarks)."""
-        for i in range(x.size):
-            v = x.flat[i]
-            if name == 0:
-                out.flat[i] = log(v)
-            elif name == 1:
-                out.flat[i] = tanh(v)
-            elif name == 2:
-                out.flat[i] = expm1(v)
-            else:
-                out.flat[i] = sincos(v)[name - 3]
+inline = njit(inline="always", error_model="numpy")        # numpy model: no zero-division check
 
 
-# ------------------------------------------------------------------------------ cache freshness
-STAMP = "vmath.source"      # the digest of the kernel modules, beside the caches built from them
+@inline
+def log(x):
+    """ln x for normal x > 0, not subnormals (ten terms of 2(s + s^3/3 + ...), remainder
+    < 1e-17)."""
+    b = f2i(x)
+    e = ((b >> 52) & 0x7FF) - 1023
+    m = i2f((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    s = (m - 1.0) / (m + 1.0)
+    s2, p = s * s, 1.0 / 19
+    for d in LOG_SERIES:
+        p = p * s2 + 1.0 / d
+    return e * LN2 + 2.0 * s * p
 
 
-def source_digest(folder=Path(__file__).parent) -> str:
-    """A digest of the names and texts of ``folder``'s modules (what the kernels' compiled code
-    depends on, across the modules that call one another)."""
-    h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+@inline
+def sincos(t):
+    """(sin t, cos t) for |t| <= pi/4: Taylor series to t^15 / t^16 (remainder < 1e-16)."""
+    t2 = t * t
+    s, c = -1.0 / 1307674368000, 1.0 / 20922789888000
+    for d in SIN_SERIES:
+        s = s * t2 + 1.0 / d
+    for d in COS_SERIES:
+        c = c * t2 + 1.0 / d
+    return s * t, c
 
 
-def refresh_kernel_caches(cache_dir, digest: str) -> bool:
-    """Delete ``cache_dir``'s Numba caches unless its stamp says ``digest``; True if deleted.
-
-    Best effort: a folder that cannot be read or written leaves Numba's own checks in charge.
-    """
-    cache_dir = Path(cache_dir)
-    stamp = cache_dir / STAMP
-    with contextlib.suppress(OSError):
-        if stamp.read_text() == digest:
-            return False
-    for f in list(cache_dir.glob("*.nbi")) + list(cache_dir.glob("*.nbc")):
-        with contextlib.suppress(OSError):
-            f.unlink()
-    with contextlib.suppress(OSError):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f"{STAMP}.{os.getpid()}.tmp"
-        tmp.write_text(digest)
-        os.replace(tmp, stamp)
-    return True
+@inline
+def expm1(y):
+    """e^y - 1 for 0 <= y <= 2 TANH_ONE: Taylor series of e^r - 1 to r^14 on
+    |r| <= ln2/2 (remainder < 1e-19)."""
+    t = y * (1.0 / LN2) + MAGIC                          # k = round(y / ln 2), in t's bits
+    k = t - MAGIC
+    r = (y - k * LN2_HI) - k * LN2_LO
+    p = 1.0 / 87178291200
+    for d in EXP_SERIES:
+        p = fma(p, r, 1.0 / d)
+    p = p * r                                            # e^r - 1
+    two_k = i2f((f2i(t) - f2i(MAGIC) + 1023) << 52)     # 2^k
+    return two_k * p + (two_k - 1.0)
 
 
-if nb is not None:
-    _cache = getattr(apply, "_cache", None)                 # Numba's cache of this folder
-    _cache_dir = getattr(_cache, "_cache_path", None)
-    if _cache_dir is not None:
-        with contextlib.suppress(OSError):
-            refresh_kernel_caches(_cache_dir, source_digest())
+@inline
+def tanh(x):
+    """tanh x = sign(x) E / (E + 2), E = e^{2|x|} - 1; +-1 beyond TANH_ONE."""
+    a = min(abs(x), TANH_ONE)
+    E = expm1(2.0 * a)
+    t = E / (E + 2.0)
+    return -t if x < 0 else t
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def apply(name, x, out):
+    """``out[i] = f(x[i])`` for f in log, tanh, expm1, sin, cos (tests, benchmarks)."""
+    for i in range(x.size):
+        v = x.flat[i]
+        if name == 0:
+            out.flat[i] = log(v)
+        elif name == 1:
+            out.flat[i] = tanh(v)
+        elif name == 2:
+            out.flat[i] = expm1(v)
+        else:
+            out.flat[i] = sincos(v)[name - 3]
+
+
+# ------------------------------------------------------------ the same series with array calls
+def _series_xp(t2, lead, denominators):
+    """``p = lead``, then ``p = p t2 + 1/d`` for each d: the scalar loops' steps, in place."""
+    p = t2 * lead
+    p += 1.0 / denominators[0]
+    for d in denominators[1:]:
+        p *= t2
+        p += 1.0 / d
+    return p
+
+
+def log_xp(xp, x):
+    """:func:`log` of a float64 array, elementwise (the same bits)."""
+    b = x.view(xp.int64)
+    e = ((b >> 52) & 0x7FF) - 1023
+    m = ((b & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000).view(xp.float64)
+    big = m > SQRT2
+    m *= xp.where(big, 0.5, 1.0)                             # exact: a power of two
+    e += big
+    s = (m - 1.0) / (m + 1.0)
+    p = _series_xp(s * s, 1.0 / 19, LOG_SERIES)
+    s *= 2.0
+    s *= p
+    out = e * LN2
+    out += s
+    return out
+
+
+def sincos_xp(xp, t):
+    """:func:`sincos` of a float64 array, elementwise (the same bits)."""
+    t2 = t * t
+    s = _series_xp(t2, -1.0 / 1307674368000, SIN_SERIES)
+    s *= t
+    return s, _series_xp(t2, 1.0 / 20922789888000, COS_SERIES)

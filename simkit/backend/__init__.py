@@ -1,4 +1,4 @@
-"""The array backend: the only module that imports CuPy or Numba.
+"""The array backend: the only package that imports CuPy or Numba (Numba in :mod:`.jit`).
 
 A :class:`Backend` is a value chosen once per run and passed to everything that touches arrays:
 
@@ -13,28 +13,34 @@ A :class:`Backend` is a value chosen once per run and passed to everything that 
 The choice comes from the ``--backend`` flag, else the ``SIMKIT_BACKEND`` environment variable,
 else ``auto``; ``SIMKIT_DISABLE_JIT=1`` turns ``numba`` (and an ``auto`` that would pick it)
 into ``numpy``. :func:`get_backend` says once, in one line on stderr, what it chose and why.
+With ``SIMKIT_BACKEND=numpy`` or ``SIMKIT_DISABLE_JIT=1`` set before simkit is imported, Numba is
+never imported (:mod:`simkit.backend.jit`).
 
 Kernels
 -------
 A hot loop is a :class:`Kernel`: a readable reference written with ``xp`` array operations, a
-plain-Python loop version that this module compiles with ``numba.njit`` (its "Numba twin"), and
+plain-Python loop version that this package compiles with ``numba.njit`` (its "Numba twin"), and
 the source of a CuPy ``ElementwiseKernel`` (its "CUDA twin"). Modules that define kernels never
 import Numba or CuPy themselves; :meth:`Backend.kernel` builds the twin for the chosen backend
-and caches it. Parity tests check that the twins match the reference.
+and caches it, and twins that are plain Numba functions take :func:`simkit.backend.jit.njit`.
+Parity tests check that the twins match the reference.
 
-Random numbers are never drawn here: weights and noise are drawn on the host with
-``numpy.random.Generator`` streams and moved with :meth:`Backend.asarray`, so one seed gives the
-same network on every backend.
+Random numbers are never drawn here: weights are drawn on the host with ``numpy.random.Generator``
+streams and moved with :meth:`Backend.asarray`, and the DFC noise comes from the counter stream of
+:mod:`simkit.kernels.gauss`, whose twins give the same bits; so one seed gives the same network
+and the same noise on every backend.
 """
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from importlib import metadata
 
 import numpy as np
 
+from simkit.backend import jit
 from simkit.errors import UserError
 
 BACKENDS = ("auto", "numpy", "numba", "cupy")
@@ -116,14 +122,13 @@ class Backend:
 
 def _build(bk: Backend, k: Kernel) -> Callable:
     if bk.name == "numba":
-        import numba
         # error_model="numpy": no zero-division check per element, which would stop LLVM from
         # vectorising the loop (6x slower Adam step); IEEE semantics like the NumPy reference.
-        jit = numba.njit(cache=True, error_model="numpy")
+        compile_ = jit.njit(cache=True, error_model="numpy")
         for h in k.helpers:
-            if not isinstance(k.loop.__globals__.get(h.__name__), numba.core.dispatcher.Dispatcher):
-                k.loop.__globals__[h.__name__] = jit(h)
-        compiled = jit(k.loop)
+            if not jit.is_compiled(k.loop.__globals__.get(h.__name__)):
+                k.loop.__globals__[h.__name__] = compile_(h)
+        compiled = compile_(k.loop)
         return lambda *args: compiled(*[_flat(a) for a in args])
     if bk.name == "cupy" and k.cuda is not None:
         import cupy
@@ -166,11 +171,9 @@ def _cupy_usable() -> tuple[bool, str]:
 def _numba_usable() -> tuple[bool, str]:
     if os.environ.get("SIMKIT_DISABLE_JIT", "") not in ("", "0"):
         return False, "SIMKIT_DISABLE_JIT is set"
-    try:
-        import numba  # noqa: F401
-        return True, "Numba is installed"
-    except ImportError:
-        return False, "Numba is not installed"
+    if not jit.ENABLED:
+        return False, f"Numba was not loaded ({jit.REASON} when simkit was imported)"
+    return True, "Numba is installed"
 
 
 def resolve_name(name: str | None = None) -> tuple[str, str]:
@@ -220,9 +223,9 @@ def get_backend(name: str | None = None, dtype: str = "float64", announce: bool 
 
 def load_blas():
     """Load SciPy's BLAS now if SciPy is installed: Numba's compiled ``np.dot`` calls it (a
-    second OpenBLAS beside NumPy's), and a thread limit set before it loads would miss it; two
-    processes whose Numba products each ran two spinning OpenBLAS threads on the shared 2-core
-    machine ran 8-14x slower (2026-12-07)."""
+    second OpenBLAS beside NumPy's), and a thread limit set before it loads would miss it (two
+    processes on two cores whose Numba products each spin two OpenBLAS threads run 8-14x
+    slower)."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401
     except ImportError:
@@ -241,19 +244,21 @@ def limit_threads(n: int):
     load_blas()
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=n)
-    try:
-        import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+    jit.set_num_threads(n)
 
 
 def versions() -> dict:
-    """Versions of the array libraries present (for run.json and ``simkit info``)."""
+    """Versions of the array libraries installed (for run.json and ``simkit info``), read from
+    their package metadata without importing them."""
     out = {"python": sys.version.split()[0], "numpy": np.__version__}
-    for mod in ("scipy", "numba", "cupy"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:
-            out[mod] = None
+    for mod, dists in (("scipy", ("scipy",)), ("numba", ("numba",)),
+                       ("cupy", ("cupy", "cupy-cuda12x", "cupy-cuda11x"))):
+        out[mod] = next((v for v in map(_version, dists) if v), None)
     return out
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
