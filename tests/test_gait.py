@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simkit.errors import NumericalError, UserError
-from simkit.gait_train import GaitTrainer, Schedule, Split
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import (
     InvertibleNet,
     original_init,
@@ -22,7 +22,7 @@ from simkit.nn.invertible import (
     solve_right,
 )
 from simkit.optim import Adam
-from simkit.results import RunDir, load_arrays
+from simkit.training.rundir import RunDir, load_arrays
 from simkit.rules.gait import (
     InvertibleRule,
     output_target,

@@ -7,7 +7,7 @@ import pytest
 
 from simkit.cli import main as _main
 from simkit.commands import gait as gait_cmd
-from simkit.results import load_arrays
+from simkit.training.rundir import load_arrays
 from tests.helpers import one_blas_thread  # noqa: F401 (autouse fixture)
 
 GAIT_CMD = ["gait", "--algorithm=GAIT", "--learning_rate=0.0001", "--orthogonal_init",

@@ -8,7 +8,7 @@ import pytest
 from simkit.commands.runner import execute
 from simkit.errors import NumericalError, UserError
 from simkit.experiment import resolve_config
-from simkit.results import RunDir, load_arrays
+from simkit.training.rundir import RunDir, load_arrays
 
 QUICK = {"dataset": "mnist5k", "hidden": [32], "epochs": 3, "batch_size": 100,
          "max_batches": 8, "backend": "numpy", "val_size": 500, "lr": 3e-3}

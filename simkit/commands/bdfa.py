@@ -48,9 +48,9 @@ from simkit.commands.runner import format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import Split, build, resolve_config
 from simkit.nn import soft_targets
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 from simkit.rules.bidirectional import FEEDBACK_LR
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
 
 PAPER_COMMAND = "bdfa-torch Main.lua (Luo et al. 2017): BP, FA, DFA and bidirectional FA/DFA, MLP"
 DATASETS = {"MNIST": "mnist", "Cifar10": "cifar10"}

@@ -44,10 +44,10 @@ from simkit.backend import get_backend, versions
 from simkit.commands.runner import default_out_dir, format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
-from simkit.results import RunDir, atomic_write_bytes
+from simkit.training.rundir import RunDir, atomic_write_bytes
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
 from simkit.rules.feedback import METHODS
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
 
 PAPER_COMMAND = "F3 start_training.py (Fluegel et al. 2023): BP, LLO, DFA, DRTP and F3 variants"
 DATASETS = {  # the original's name -> (simkit data set, standardisation, loss name in the CSV)

@@ -37,10 +37,10 @@ import numpy as np
 
 from simkit.backend import get_backend, versions
 from simkit.errors import UserError
-from simkit.gait_train import GaitTrainer, Schedule, Split
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 from simkit.rules.gait import InvertibleRule
 
 PAPER_COMMAND = ("GAIT-prop run.py (Ahmad, van Gerven & Ambrogioni 2020): BP, GAIT-prop or TP "

@@ -9,8 +9,8 @@ from pathlib import Path
 from simkit.backend import get_backend, versions
 from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
-from simkit.results import RunDir
-from simkit.train import Trainer
+from simkit.training.rundir import RunDir
+from simkit.training.epochs import Trainer
 
 
 def default_out_dir(cfg) -> Path:
