@@ -34,7 +34,6 @@ import numpy as np
 from simkit.optim import clip_grads
 from simkit.training.loop import Loop
 
-
 MIN_ACC_EPOCH = 4                    # the epoch strong_dfc's --min_acc looks at
 
 

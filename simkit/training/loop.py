@@ -3,6 +3,8 @@
 :class:`Loop` runs a network, a rule and an optimiser through epochs. What a step sees and when
 the loop evaluates is the schedule's (a subclass's) business; everything around it is here, once:
 
+* **start** -- creates the run directory (``run.json``: configuration, backend, versions, status
+  ``running``) or resumes the run in it.
 * **fit** -- an evaluation before training (skipped by a resumed run), then epochs until the
   schedule's epoch count or a :meth:`Loop.stop_reason`; after every epoch a save and a report.
   The run ends ``finished`` or ``stopped`` (with the reason); a Ctrl-C or SIGTERM marks it
@@ -32,6 +34,7 @@ import math
 import sys
 import time
 
+from simkit.backend import versions
 from simkit.errors import NumericalError
 from simkit.training.rundir import load_state_arrays, recording_status, state_arrays
 
@@ -110,6 +113,15 @@ class Loop:
         self.run.save_checkpoint({**self.position(partial),
                                   **state_arrays(net=self.net, opt=self.opt, rule=self.rule)})
         self.run.update_info(status=status, summary=self.summary())
+
+    def start(self, resume: bool, config: dict, **info) -> bool:
+        """Open the run directory: continue its run (True when it has a checkpoint), or create
+        it, ``run.json`` holding ``config``, the backend, the library versions and ``info``."""
+        if resume:
+            return self.resume()
+        self.run.create({"config": config, "backend": self.bk.describe(), "versions": versions(),
+                         **info})
+        return False
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
