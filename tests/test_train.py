@@ -132,3 +132,19 @@ def test_float32_run_trains_in_float32(tmp_path):
     ckpt = load_arrays(tmp_path / "r" / "checkpoint.npz")
     assert ckpt["net.W1"].dtype == np.float32
     assert summary["acc_test_last"] > 0.2
+
+
+def test_the_loop_closes_the_rule_when_a_run_ends_or_is_interrupted(tmp_path, monkeypatch):
+    import simkit.commands.runner as runner
+    closed, build = [], runner.build
+
+    def build_with_close(*a, **kw):
+        net, rule, opt, loss, streams = build(*a, **kw)
+        rule.close = lambda: closed.append(True)
+        return net, rule, opt, loss, streams
+    monkeypatch.setattr(runner, "build", build_with_close)
+    cfg = resolve_config({**QUICK, "epochs": 1})
+    execute(cfg, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, tmp_path / "b", on_batch=Interrupt(epoch=1, k=1))
+    assert closed == [True, True]

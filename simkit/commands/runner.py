@@ -92,8 +92,8 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
 
 # Rule options whose default changed, (old, new): a new run stores the new value, and a stored
 # run that names none resumes with the old one.
-CHANGED_DEFAULTS = {"dfc": {"noise_stream": ("numpy", "counter"),      # counter stream: stop 12
-                            "highpass_start": ("zero", "first")}}        # 2026-12-07
+CHANGED_DEFAULTS = {"dfc": {"noise_stream": ("numpy", "counter"),
+                            "highpass_start": ("zero", "first")}}
 
 
 def stored_defaults(cfg: dict, which=0) -> dict:
