@@ -37,7 +37,7 @@ from simkit.commands.dfc_published import PUBLISHED, method_of  # noqa: E402
 from simkit.errors import UserError                               # noqa: E402
 from simkit.figure import (add_full_options, figure_parser, published_runs, run_figure,  # noqa: E402
                            run_folders, save_figure)
-from simkit.training.rundir import RunDir                                 # noqa: E402
+from simkit.training.rundir import RunDir                         # noqa: E402
 
 NAME = "dfc_table"
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simkit.backend import get_backend                 # noqa: E402
 from simkit.figure import StepProgress, figure_parser, run_figure, save_figure  # noqa: E402
 from simkit.inversion_tasks import autoencoder_task, style  # noqa: E402
-from simkit.training.parallel import fork_map              # noqa: E402
+from simkit.training.parallel import fork_map          # noqa: E402
 
 NAME = "fig4b_autoencoder"
 

@@ -148,3 +148,19 @@ def test_the_loop_closes_the_rule_when_a_run_ends_or_is_interrupted(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         execute(cfg, tmp_path / "b", on_batch=Interrupt(epoch=1, k=1))
     assert closed == [True, True]
+
+
+def test_sigterm_stops_the_loop_as_ctrl_c_does(tmp_path):
+    import os
+    import signal
+
+    from simkit.training.signals import Terminated
+
+    def terminate(epoch, k):
+        if (epoch, k) == (1, 2):
+            os.kill(os.getpid(), signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        execute(resolve_config({**QUICK, "epochs": 1}), tmp_path / "r", on_batch=terminate)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is before

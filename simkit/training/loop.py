@@ -7,9 +7,10 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
   ``running``) or resumes the run in it.
 * **fit** -- an evaluation before training (skipped by a resumed run), then epochs until the
   schedule's epoch count or a :meth:`Loop.stop_reason`; after every epoch a save and a report.
-  The run ends ``finished`` or ``stopped`` (with the reason); a Ctrl-C or SIGTERM marks it
-  ``interrupted`` and a :class:`~simkit.errors.NumericalError` ``failed``
-  (:func:`~simkit.training.rundir.recording_status`), keeping the last checkpoint. The rule's
+  The run ends ``finished`` or ``stopped`` (with the reason); a Ctrl-C or a SIGTERM
+  (:mod:`~simkit.training.signals`) marks it ``interrupted``, a
+  :class:`~simkit.errors.NumericalError` ``failed``
+  (:func:`~simkit.training.rundir.recording_status`); the last checkpoint is kept. The rule's
   ``close()``, where it has one, runs at the end whatever happened.
 * **save** -- ``metrics.csv`` (:meth:`Loop.metric_rows`), the schedule's own files, then
   ``checkpoint.npz`` and ``run.json``, each written atomically.
@@ -37,6 +38,7 @@ import time
 from simkit.backend import versions
 from simkit.errors import NumericalError
 from simkit.training.rundir import load_state_arrays, recording_status, state_arrays
+from simkit.training.signals import sigterm_as_interrupt
 
 try:
     from tqdm.auto import tqdm
@@ -59,7 +61,7 @@ class Loop:
     def fit(self) -> dict:
         """Train to :attr:`n_epochs` (or a stop reason); returns the summary."""
         try:
-            with recording_status(self.run):
+            with sigterm_as_interrupt(), recording_status(self.run):
                 if not self.started():
                     self.evaluate_initial()
                     self.save()
