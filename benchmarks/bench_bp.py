@@ -20,7 +20,7 @@ import numpy as np
 from simkit.backend import get_backend, limit_threads
 from simkit.errors import UserError
 from simkit.experiment import Split, build, resolve_config
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
 
 
 def mnist_like(data_dir):

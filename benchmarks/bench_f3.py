@@ -46,7 +46,7 @@ from simkit.commands.f3 import f3_config, prepare  # noqa: E402
 from simkit.errors import UserError  # noqa: E402
 from simkit.experiment import Split  # noqa: E402
 from simkit.nn import soft_targets  # noqa: E402
-from simkit.train import Trainer  # noqa: E402
+from simkit.training.epochs import Trainer  # noqa: E402
 
 MODES = {"bp": ["--mode", "bp"], "llo": ["--mode", "llo"],
          "dfa": ["--error_info", "current_error"], "drtp": ["--error_info", "one_hot_target"],

@@ -26,7 +26,7 @@ import numpy as np
 
 from simkit.backend import get_backend
 from simkit.errors import UserError
-from simkit.gait_train import GaitTrainer, Schedule, Split
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule

@@ -39,7 +39,7 @@ from simkit.figure import (
     run_folders,
     save_figure,
 )
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 
 NAME = "dfc_table"
 

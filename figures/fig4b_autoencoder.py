@@ -23,7 +23,7 @@ import numpy as np
 from simkit.backend import get_backend
 from simkit.figure import StepProgress, figure_parser, run_figure, save_figure
 from simkit.inversion_tasks import autoencoder_task, style
-from simkit.online_parallel import fork_map
+from simkit.training.parallel import fork_map
 
 NAME = "fig4b_autoencoder"
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simkit.errors import Terminated, UserError, sigterm_as_interrupt
+from simkit.errors import UserError
+from simkit.training.signals import Terminated, sigterm_as_interrupt
 
 
 class Parser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from simkit.backend import limit_threads
 from simkit.errors import UserError
-from simkit.results import load_arrays, save_arrays
+from simkit.training.rundir import load_arrays, save_arrays
 
 
 def first_paragraph(doc: str) -> str:
@@ -141,7 +141,7 @@ def published_runs(root: Path, commands: dict, resume_flag: str, extra=(),
     that is not ``finished``) continues with ``resume_flag``. Returns the run folders; a command
     that fails stops with a one-line error."""
     from simkit.cli import main
-    from simkit.results import RunDir
+    from simkit.training.rundir import RunDir
     paths = []
     for label, argv in commands.items():
         path = Path(root) / label.replace(" ", "_")

@@ -1,8 +1,8 @@
 r"""Task loops of Podlaski & Machens 2020 (Figures 3-4): regression, MNIST, autoencoder.
 
 The original trains sample by sample (online SGD, batch 1) and evaluates on its own schedule
-(regression: training-set error after every sample; MNIST: every 1000 samples), which fits the
-epoch :mod:`simkit.train` loop badly; this module has a focused loop instead. All models of a
+(regression: training-set error after every sample; MNIST: every 1000 samples): the online
+schedule of :mod:`simkit.training.online`, driven by :func:`run_online`. All models of a
 task start from the same weights and see the same samples in the same order (paired curves).
 
 Per sample (or minibatch, rows) with forward :math:`a_l = W_l h_{l-1} + b_l`,
@@ -29,10 +29,10 @@ import numpy as np
 
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
-from simkit.online_ckpt import TaskResume
 from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
                                     build_models, check_finite, check_models, forward,
                                     ndi_reference_delta, optim_feedback, train_step)
+from simkit.training.online import TaskResume, online_loop
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,12 +85,13 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
                on_eval=None):
     """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
 
-    ``defer`` > 1 (online SGD only): apply the first layer's updates ``defer`` samples at a time,
-    exactly (:mod:`simkit.deferred`); blocks end at every evaluation.
+    The schedule is :func:`simkit.training.online.online_loop`; a block of steps is one sample
+    (or minibatch) for every model in turn, or with ``defer`` > 1 (online SGD only) ``defer``
+    samples whose first-layer updates are applied together, exactly (:mod:`simkit.deferred`).
     ``rng``: the SSA re-stabilisation stream, one shared Generator or a list with one per model.
     ``on_eval(i, steps, evals)`` runs after every evaluation (``i``: the next step), and
-    ``resume`` = (i, steps, evals) continues from there (:mod:`simkit.online_ckpt`; the models
-    and streams restored by the caller).
+    ``resume`` = (i, steps, evals) continues from there (the models and streams restored by the
+    caller, :class:`simkit.training.online.TaskResume`).
     Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
     """
     if defer > 1 and (batch != 1 or diag_n or cfg.norm_delW):
@@ -99,35 +100,27 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
     Xd, Yd = bk.asarray(X), bk.asarray(Y)
     rngs = list(rng) if isinstance(rng, (list, tuple)) else [rng] * len(models)
     di = di or DISolver(bk)
-    store, steps, evals = {}, [], []
+    store = {}
     diag = make_diag(bk, cfg, store) if diag_n else None
-    n_steps = len(order) // batch
-    i = 0
-    if resume is not None:
-        i, steps, evals = resume
-    while i < n_steps:
-        last_eval = min(-(-i // eval_every) * eval_every, n_steps - 1)   # next evaluated step
-        j = min(i + max(defer, 1), last_eval + 1)
+
+    def train_block(i, j):
         idx = np.asarray(order[i * batch:j * batch])
         if defer > 1:
             _deferred_block(bk, models, cfg, Xd, Yd, idx, i, di, rngs, out_act)
-        else:
-            x, t = Xd[bk.xp.asarray(idx)], Yd[bk.xp.asarray(idx)]
-            for m, r in zip(models, rngs):
-                hs, deltas = train_step(bk, m, cfg, x, t, di, r, out_act,
-                                        update_weights=not (cfg.skip_first and i == 0))
-                if i < diag_n:
-                    diag(m, hs, deltas[-1], deltas)           # deltas[-1] = e (never clipped)
-        i = j
-        if i - 1 == last_eval:
-            steps.append(i - 1)
-            for m in models:
-                check_finite(bk, m)
-            evals.append(eval_fn(models))
-            if progress:
-                progress(i - 1, n_steps, evals[-1])
-            if on_eval:
-                on_eval(i, steps, evals)
+            return
+        x, t = Xd[bk.xp.asarray(idx)], Yd[bk.xp.asarray(idx)]
+        for m, r in zip(models, rngs):
+            hs, deltas = train_step(bk, m, cfg, x, t, di, r, out_act,
+                                    update_weights=not (cfg.skip_first and i == 0))
+            if i < diag_n:
+                diag(m, hs, deltas[-1], deltas)               # deltas[-1] = e (never clipped)
+
+    def evaluate():
+        for m in models:
+            check_finite(bk, m)
+        return eval_fn(models)
+    steps, evals = online_loop(len(order) // batch, train_block, evaluate, eval_every=eval_every,
+                               defer=defer, resume=resume, on_eval=on_eval, progress=progress)
     return np.array(steps), np.array(evals), store
 
 
@@ -153,6 +146,9 @@ def _deferred_block(bk, models, cfg, Xd, Yd, idx, first, di, rngs, out_act):
             st.record(j, deltas[0])
     for st in state:
         st.apply()
+
+
+ONLINE_COST = {"SDI": 6.0, "DI": 5.0, "NDI": 2.0}   # time per online step (1: BP, FA, PBP)
 
 
 def _streams(seed, n=4):
@@ -211,7 +207,7 @@ def regression_task(bk, seed=0, nonlinear=False, n_train=None, norm_delW=False, 
     """Fig. 3a-f (linear) or 3g-k (nonlinear). Returns a dict of host arrays and diagnostics.
 
     ``eval_dtype``: precision of the training-set error's forward pass (default: the run's);
-    ``workers``: processes the models are spread over (:mod:`simkit.online_parallel`).
+    ``workers``: processes the models are spread over (:mod:`simkit.training.parallel`).
     """
     from simkit.data import load
     s_init, s_fb, s_order, s_ssa = _streams(seed)
@@ -232,11 +228,12 @@ def regression_task(bk, seed=0, nonlinear=False, n_train=None, norm_delW=False, 
     models = build_models(bk, specs, W0, b0, s_fb, optim_B)
     order = s_order.permutation(len(ds.x_train))
     rngs = [np.random.default_rng(s) for s in s_ssa.spawn(len(specs))]   # one SSA stream each
-    from simkit.online_parallel import run_online_parallel
-    steps, err, diag = run_online_parallel(
-        bk, models, cfg, ds.x_train, ds.y_train, order,
+    from simkit.training.parallel import run_models_parallel
+    steps, err, diag = run_models_parallel(
+        run_online, bk, models, cfg, ds.x_train, ds.y_train, order,
         sse_eval(bk, cfg, ds.x_train, ds.y_train, eval_dtype), batch=batch, eval_every=eval_every,
-        di=DISolver(bk, n_steps=di_steps), rng=rngs, diag_n=diag_n, workers=workers)
+        di=DISolver(bk, n_steps=di_steps), rng=rngs, diag_n=diag_n, workers=workers,
+        cost=ONLINE_COST)
     return {"names": [s.name for s in specs], "steps": steps, "error": err,
             "nse": err / err.max(), "diag": diag}
 
@@ -260,7 +257,8 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
     ``defer``: first-layer updates applied this many samples at a time, exactly
     (:mod:`simkit.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
     forward pass's precision (float32 halves its cost; an argmax tie within 1e-7 could differ).
-    ``ckpt``: a resume file (:mod:`simkit.online_ckpt`), saved about once a minute.
+    ``ckpt``: a checkpoint file (:class:`simkit.training.online.TaskResume`), saved about once
+    a minute.
     """
     xp = bk.xp
     ds, xtr, xte = _mnist(data_dir)

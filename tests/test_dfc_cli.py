@@ -250,7 +250,7 @@ def test_epoch_line_adds_the_feedback_phase_time_it_leaves_out(cmd, tmp_path, ca
 
 def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epoch(
         tmp_path, monkeypatch, capsys):
-    from simkit.results import load_arrays
+    from simkit.training.rundir import load_arrays
     from simkit.rules.dfc import DFC
     flags = ["run_dfc", "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
              "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
@@ -290,7 +290,7 @@ def test_checkpoint_inside_an_epoch_resumes_exactly(cmd, extra, tmp_path, monkey
     """Ctrl-C in the middle of epoch 2: the checkpoint taken after its second minibatch holds
     the rule's epoch state (noise counter, sums), and the resumed run neither repeats that
     epoch's sleep phase nor its first minibatches: it reaches the uninterrupted run's weights."""
-    from simkit.results import load_arrays
+    from simkit.training.rundir import load_arrays
     from simkit.rules.dfc import DFC
     flags = [cmd, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
              "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simkit.commands.dfc_published import PUBLISHED, method_of
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 
 spec = importlib.util.spec_from_file_location(
     "dfc_table", Path(__file__).parents[1] / "figures" / "dfc_table.py")

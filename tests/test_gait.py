@@ -11,7 +11,7 @@ import pytest
 from helpers import finite_difference, numba_backend, numpy_backend
 
 from simkit.errors import NumericalError, UserError
-from simkit.gait_train import GaitTrainer, Schedule, Split
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import (
     InvertibleNet,
     original_init,
@@ -23,7 +23,7 @@ from simkit.nn.invertible import (
     solve_right,
 )
 from simkit.optim import Adam
-from simkit.results import RunDir, load_arrays
+from simkit.training.rundir import RunDir, load_arrays
 from simkit.rules.gait import (
     InvertibleRule,
     output_target,

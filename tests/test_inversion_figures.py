@@ -9,7 +9,7 @@ import pytest
 from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
 from simkit.inversion_tasks import LINEAR_MODELS, regression_task
-from simkit.results import load_arrays
+from simkit.training.rundir import load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,9 @@ def test_fig3_nonlinear_quick_short(tmp_path):
 def test_models_in_parallel_processes_give_the_same_curves():
     """Each model has its own SSA stream, so splitting the models over processes changes nothing:
     errors, diagnostics and their order are those of one process (abscissae >= 0 would draw)."""
-    from simkit.inversion_tasks import NONLINEAR_MODELS
-    from simkit.online_parallel import split_models
-    groups = split_models(NONLINEAR_MODELS, 2)
+    from simkit.inversion_tasks import NONLINEAR_MODELS, ONLINE_COST
+    from simkit.training.parallel import split_models
+    groups = split_models(NONLINEAR_MODELS, 2, ONLINE_COST)
     assert sorted(sum(groups, [])) == list(range(13)) and len(groups) == 2
     bk = get_backend("numba", "float64")
     one, two = [regression_task(bk, 3, nonlinear=True, n_train=40, diag_n=10, workers=w,
@@ -179,7 +179,7 @@ def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
 
 def test_fork_map_keeps_the_order_and_uses_other_processes():
     import os
-    from simkit.online_parallel import fork_map
+    from simkit.training.parallel import fork_map
     scale = 3                                           # a closure: nothing is pickled in
 
     def job(x):
@@ -195,7 +195,7 @@ def test_fork_map_keeps_the_order_and_uses_other_processes():
 def test_fork_map_gives_each_worker_its_share_of_the_cores():
     import os
     from threadpoolctl import threadpool_info, threadpool_limits
-    from simkit.online_parallel import fork_map
+    from simkit.training.parallel import fork_map
 
     def blas_threads(_):
         return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")

@@ -4,7 +4,7 @@ import csv
 import pytest
 
 from simkit.cli import main
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 
 
 def _run(path, rule, seed, accs, status="finished"):

@@ -8,7 +8,7 @@ import pytest
 from simkit.commands.runner import execute
 from simkit.errors import NumericalError, UserError
 from simkit.experiment import resolve_config
-from simkit.results import RunDir, load_arrays
+from simkit.training.rundir import RunDir, load_arrays
 
 QUICK = {"dataset": "mnist5k", "hidden": [32], "epochs": 3, "batch_size": 100,
          "max_batches": 8, "backend": "numpy", "val_size": 500, "lr": 3e-3}
@@ -132,3 +132,35 @@ def test_float32_run_trains_in_float32(tmp_path):
     ckpt = load_arrays(tmp_path / "r" / "checkpoint.npz")
     assert ckpt["net.W1"].dtype == np.float32
     assert summary["acc_test_last"] > 0.2
+
+
+def test_the_loop_closes_the_rule_when_a_run_ends_or_is_interrupted(tmp_path, monkeypatch):
+    import simkit.commands.runner as runner
+    closed, build = [], runner.build
+
+    def build_with_close(*a, **kw):
+        net, rule, opt, loss, streams = build(*a, **kw)
+        rule.close = lambda: closed.append(True)
+        return net, rule, opt, loss, streams
+    monkeypatch.setattr(runner, "build", build_with_close)
+    cfg = resolve_config({**QUICK, "epochs": 1})
+    execute(cfg, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, tmp_path / "b", on_batch=Interrupt(epoch=1, k=1))
+    assert closed == [True, True]
+
+
+def test_sigterm_stops_the_loop_as_ctrl_c_does(tmp_path):
+    import os
+    import signal
+
+    from simkit.training.signals import Terminated
+
+    def terminate(epoch, k):
+        if (epoch, k) == (1, 2):
+            os.kill(os.getpid(), signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        execute(resolve_config({**QUICK, "epochs": 1}), tmp_path / "r", on_batch=terminate)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is before

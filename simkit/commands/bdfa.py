@@ -43,14 +43,14 @@ from pathlib import Path
 import numpy as np
 
 from simkit import data as simdata
-from simkit.backend import get_backend, versions
+from simkit.backend import get_backend
 from simkit.commands.runner import format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import Split, build, resolve_config
 from simkit.nn import soft_targets
-from simkit.results import RunDir
 from simkit.rules.bidirectional import FEEDBACK_LR
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
+from simkit.training.rundir import RunDir
 
 PAPER_COMMAND = "bdfa-torch Main.lua (Luo et al. 2017): BP, FA, DFA and bidirectional FA/DFA, MLP"
 DATASETS = {"MNIST": "mnist", "Cifar10": "cifar10"}
@@ -248,13 +248,9 @@ def execute_bdfa(cfg, flags, out_dir, args, resume=False) -> dict:
                           lr_decay=flags["LRDecay"] if flags["optimization"] == "sgd" else 0.0,
                           epoch_step=flags["epoch_step"])
     args.resume_hint = f"simkit bdfa --resume {out_dir}"
-    if resume:
-        trainer.resume()
-    else:
-        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
-                    "paper_command": "bdfa", "bdfa_flags": flags,
-                    "data": {"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
-                             "n_test": len(splits["test"])}})
+    trainer.start(resume, cfg, paper_command="bdfa", bdfa_flags=flags,
+                  data={"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
+                        "n_test": len(splits["test"])})
     summary = trainer.fit()
     if not quiet:
         print(format_summary(summary, out_dir))

@@ -40,14 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.backend import get_backend, versions
+from simkit.backend import get_backend
 from simkit.commands.runner import default_out_dir, format_summary, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
-from simkit.results import RunDir, atomic_write_bytes
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
 from simkit.rules.feedback import METHODS
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
+from simkit.training.rundir import RunDir, atomic_write_bytes
 
 PAPER_COMMAND = "F3 start_training.py (Fluegel et al. 2023): BP, LLO, DFA, DRTP and F3 variants"
 DATASETS = {  # the original's name -> (simkit data set, standardisation, loss name in the CSV)
@@ -323,15 +323,11 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     if flags["eval_every_nth_batch"] and results is not None:
         trainer.on_batch = trainer.eval_every(flags["eval_every_nth_batch"])
     args.resume_hint = f"simkit f3 --epochs {flags['epochs']} --resume {out_dir}"
-    if resume:
-        trainer.resume()
-        if results is not None:
-            results.resume_rows(in_run, trainer.epoch)
-    else:
-        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
-                    "paper_command": "f3", "f3_flags": flags, "f3_csv": str(csv_path),
-                    "data": {"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
-                             "n_test": len(splits["test"])}})
+    trainer.start(resume, cfg, paper_command="f3", f3_flags=flags, f3_csv=str(csv_path),
+                  data={"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
+                        "n_test": len(splits["test"])})
+    if resume and results is not None:
+        results.resume_rows(in_run, trainer.epoch)
     if flags["print_eval"] and results is not None:
         trainer.log_epoch = lambda e, res, sec: print(", ".join(
             f"{k}: {v}" for r in results.rows[-2:] for k, v in r.items()))

@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.backend import get_backend, versions
+from simkit.backend import get_backend
 from simkit.errors import UserError
-from simkit.gait_train import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
-from simkit.results import RunDir
 from simkit.rules.gait import InvertibleRule
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
+from simkit.training.rundir import RunDir
 
 PAPER_COMMAND = ("GAIT-prop run.py (Ahmad, van Gerven & Ambrogioni 2020): BP, GAIT-prop or TP "
                  "on invertible networks")
@@ -202,14 +202,11 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
     if args is not None:
         flags = [a for a in sys.argv[2:] if a != "--load"]
         args.resume_hint = f"simkit gait {' '.join(map(shlex.quote, flags))} --load"
-    if resume and trainer.resume():
-        if log:
-            log(f"simkit: resuming {out_dir} after {trainer.updates} updates")
-    elif not resume:
-        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
-                    "paper_command": "gait", "data": {"name": cfg["dataset"],
-                                                      "n_train": len(splits["train"]),
-                                                      "n_test": len(splits["test"])}})
+    resumed = trainer.start(resume, cfg, paper_command="gait",
+                            data={"name": cfg["dataset"], "n_train": len(splits["train"]),
+                                  "n_test": len(splits["test"])})
+    if resumed and log:
+        log(f"simkit: resuming {out_dir} after {trainer.updates} updates")
     return trainer.fit()
 
 

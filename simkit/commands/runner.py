@@ -6,11 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-from simkit.backend import get_backend, versions
+from simkit.backend import get_backend
 from simkit.errors import UserError
 from simkit.experiment import build, load_splits, resolve_config
-from simkit.results import RunDir
-from simkit.train import Trainer
+from simkit.training.epochs import Trainer
+from simkit.training.rundir import RunDir
 
 
 def default_out_dir(cfg) -> Path:
@@ -75,17 +75,13 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
                       checkpoint_seconds=60.0 * minutes if minutes else None)
     if args is not None:
         args.resume_hint = resume_command(args, out_dir)
-    if resume:
-        trainer.resume()
-        if not quiet:
-            print(f"simkit: resuming {out_dir} after epoch {trainer.epoch}", file=sys.stderr)
-    else:
-        run.create({"config": cfg, "backend": bk.describe(), "versions": versions(),
-                    "data": {"name": ds.name, "task": ds.task,
-                             "n_train": len(splits["train"]), "n_test": len(splits["test"]),
-                             "n_val": len(splits["val"]) if "val" in splits else 0,
-                             "meta": {k: str(v) for k, v in ds.meta.items()}},
-                    **(extra_info or {})})
+    trainer.start(resume, cfg, data={"name": ds.name, "task": ds.task,
+                                     "n_train": len(splits["train"]), "n_test": len(splits["test"]),
+                                     "n_val": len(splits["val"]) if "val" in splits else 0,
+                                     "meta": {k: str(v) for k, v in ds.meta.items()}},
+                  **(extra_info or {}))
+    if resume and not quiet:
+        print(f"simkit: resuming {out_dir} after epoch {trainer.epoch}", file=sys.stderr)
     summary = trainer.fit()
     if not quiet:
         print(format_summary(summary, out_dir))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from simkit.errors import UserError
 from simkit.experiment import DEFAULTS  # keys added since a run count as defaults
-from simkit.results import RunDir
+from simkit.training.rundir import RunDir
 
 IGNORED = ("seed", "data_dir", "backend")            # keys that do not make a different experiment
 HIGHER_IS_BETTER = ("acc", "auroc", "f1")

@@ -1,8 +1,8 @@
-"""The GAIT-prop training loop: the original's schedule, with checkpoints and exact resume.
+"""Schedule (b): GAIT-prop's fixed-order batches with evaluations every k updates.
 
-Why not :class:`simkit.train.Trainer`: the original (``run.py`` of ``nasiryahm/GAIT-prop``) fits it
-badly. Its minibatches come in a fixed order (no shuffling, batch ``b`` is always samples
-``[b N, (b+1) N)``); its output target depends on the forward pass (one-hot on the first 10 units,
+The shared :class:`~simkit.training.loop.Loop` with the schedule of the original (``run.py`` of
+``nasiryahm/GAIT-prop``), which shuffled epochs do not fit: its minibatches come in a fixed
+order (no shuffling, batch ``b`` is always samples ``[b N, (b+1) N)``); its output target depends on the forward pass (one-hot on the first 10 units,
 the output's own values elsewhere); the regulariser enters before the optimiser's normalisation;
 the inverses must be refreshed after every step; and it evaluates the whole training and test sets
 *inside* the epoch, after the update of every batch ``b != 0`` with ``b % 10 == 0`` (99 times an
@@ -11,7 +11,7 @@ evaluation interval as an option (``eval_every``; 0: only at epoch ends) and one
 at the end of every epoch (which the original never makes), recorded in ``metrics.csv`` only.
 
 Files in the run directory (all written atomically at every checkpoint, see
-:mod:`simkit.results`):
+:mod:`simkit.training.rundir`):
 
 ``run.json``, ``metrics.csv``, ``checkpoint.npz``
     as everywhere in simkit; ``metrics.csv``'s ``epoch`` column is fractional here
@@ -31,21 +31,14 @@ reaches, and the curves recorded before it are kept.
 from __future__ import annotations
 
 import io
-import math
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from simkit.errors import NumericalError
-from simkit.results import atomic_write_bytes, load_state_arrays, recording_status, state_arrays
 from simkit.rules.gait import output_target
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # the loop must not need it
-    tqdm = None
+from simkit.training.loop import Loop
+from simkit.training.rundir import atomic_write_bytes
 
 CURVE_FILES = {("train", "acc"): "training_acc.txt", ("train", "loss"): "training_loss.txt",
                ("test", "acc"): "test_acc.txt", ("test", "loss"): "test_loss.txt"}
@@ -74,15 +67,17 @@ class Schedule:
     eval_batch_size: int = 2048
 
 
-class GaitTrainer:
+class GaitTrainer(Loop):
     """Trains an invertible net with a rule from :mod:`simkit.rules.gait` (module docstring)."""
+
+    lr_hint = "--learning_rate"
 
     def __init__(self, bk, net, rule, opt, splits, schedule, *, run=None, log=print,
                  progress=None, on_batch=None):
-        self.bk, self.net, self.rule, self.opt = bk, net, rule, opt
-        self.splits, self.s, self.run = splits, schedule, run
-        self.log, self.progress, self.on_batch = log, progress, on_batch
-        self.epoch, self.batch = 0, 0       # finished epochs; next batch of the current epoch
+        super().__init__(bk, net, rule, opt, run=run, log=log, progress=progress,
+                         on_batch=on_batch)
+        self.splits, self.s, self.n_epochs = splits, schedule, schedule.nb_epochs
+        self.batch = 0                      # next batch of the current epoch
         self.points: list[dict] = []        # every evaluation: updates, kind, split -> metrics
         self.train_seconds: list[float] = []
         self.eval_seconds: list[float] = []
@@ -133,20 +128,14 @@ class GaitTrainer:
 
     def train_epoch(self, e: int):
         nb, every = self.s.nb_batches, self.s.eval_every
-        bar = None
-        if tqdm is not None and self.progress is not False:
-            bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {e}", leave=False, unit="batch",
-                       disable=None if self.progress is None else False, file=sys.stderr,
-                       mininterval=0.5)
+        bar = self.bar(nb, self.batch, f"epoch {e}")
         for b in range(self.batch, nb):
             t0 = time.perf_counter()
             loss = self.train_step(b)
             self.bk.synchronize()
             self._partial[0] += time.perf_counter() - t0
             self.batch = b + 1
-            if not math.isfinite(loss):
-                raise NumericalError(f"the loss became {loss} in epoch {e}, batch {b}: the run "
-                                     "diverged; lower --learning_rate (last checkpoint kept)")
+            self.check_loss(loss, e, b)
             if bar is not None:
                 bar.update(1)
             if self.on_batch is not None:
@@ -161,29 +150,26 @@ class GaitTrainer:
         if bar is not None:
             bar.close()
 
-    def fit(self) -> dict:
-        """Train to ``nb_epochs``, evaluating and checkpointing as the module docstring says."""
-        with recording_status(self.run):
-            if not self.points:
-                p = self.eval_point(curve=True)
-                self._partial[1] = 0.0
-                self.say("before training", p)
-                self.save()
-            while self.epoch < self.s.nb_epochs:
-                e = self.epoch + 1
-                self.train_epoch(e)
-                self.epoch, self.batch = e, 0
-                p = self.eval_point(curve=False)
-                self.train_seconds.append(self._partial[0])
-                self.eval_seconds.append(self._partial[1])
-                self._partial = [0.0, 0.0]
-                self.save()
-                self.say(f"epoch {e:>3}/{self.s.nb_epochs}", p, self.train_seconds[-1],
-                         self.eval_seconds[-1])
-        if self.run is not None:
-            self.write_final()
-            self.run.update_info(status="finished", summary=self.summary())
-        return self.summary()
+    # ------------------------------------------------------------------------------ loop hooks
+    def started(self) -> bool:
+        return bool(self.points)
+
+    def evaluate_initial(self):
+        p = self.eval_point(curve=True)
+        self._partial[1] = 0.0
+        self.say("before training", p)
+
+    def train_unit(self, e: int):
+        self.train_epoch(e)
+        self.epoch, self.batch = e, 0
+        self.eval_point(curve=False)
+        self.train_seconds.append(self._partial[0])
+        self.eval_seconds.append(self._partial[1])
+        self._partial = [0.0, 0.0]
+
+    def report(self):
+        self.say(f"epoch {self.epoch:>3}/{self.s.nb_epochs}", self.points[-1],
+                 self.train_seconds[-1], self.eval_seconds[-1])
 
     def say(self, what, point, train_s=None, eval_s=None):
         if self.log is None:
@@ -221,7 +207,7 @@ class GaitTrainer:
                                  "value": repr(float(value))})
         return rows
 
-    def write_curves(self):
+    def write_outputs(self):
         curve = [p for p in self.points if p["curve"]]
         for (name, metric), fname in CURVE_FILES.items():
             if name in self.s.eval_splits:
@@ -237,7 +223,7 @@ class GaitTrainer:
                 atomic_write_bytes(self.run.path / f"{l}L{suffix}.npy", buf.getvalue())
 
     # ------------------------------------------------------------------------------ checkpoints
-    def checkpoint_arrays(self) -> dict:
+    def position(self, partial=None) -> dict:
         arrays = {"meta.epoch": np.asarray(self.epoch), "meta.batch": np.asarray(self.batch),
                   "meta.train_seconds": np.asarray(self.train_seconds, dtype=float),
                   "meta.eval_seconds": np.asarray(self.eval_seconds, dtype=float),
@@ -249,11 +235,9 @@ class GaitTrainer:
             for metric in ("acc", "loss"):
                 arrays[f"points.{name}.{metric}"] = np.asarray(
                     [p[name][metric] for p in self.points], dtype=float)
-        arrays.update(state_arrays(net=self.net, opt=self.opt, rule=self.rule))
         return arrays
 
     def restore(self, arrays: dict):
-        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
         self.epoch, self.batch = int(arrays["meta.epoch"]), int(arrays["meta.batch"])
         self.train_seconds = [float(s) for s in arrays["meta.train_seconds"]]
         self.eval_seconds = [float(s) for s in arrays["meta.eval_seconds"]]
@@ -265,19 +249,3 @@ class GaitTrainer:
             for name in self.s.eval_splits:
                 p[name] = {m: float(arrays[f"points.{name}.{m}"][i]) for m in ("acc", "loss")}
             self.points.append(p)
-
-    def save(self):
-        if self.run is None:
-            return
-        self.run.write_metrics(self.metric_rows())
-        self.write_curves()
-        self.run.save_checkpoint(self.checkpoint_arrays())
-        self.run.update_info(status="running", summary=self.summary())
-
-    def resume(self) -> bool:
-        """Load the run directory's checkpoint; False if there is none yet."""
-        arrays = self.run.load_checkpoint()
-        if arrays is None:
-            return False
-        self.restore(arrays)
-        return True

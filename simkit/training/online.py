@@ -1,13 +1,22 @@
-"""Resume points of the long online figure runs (Fig. 4a: 24 min, Fig. 4b: 100 min on a CPU).
+"""Schedule (c): online training, sample by sample, of paired models, evaluated every k steps.
 
-:func:`simkit.inversion_tasks.run_online` calls back after every evaluation; the task saves
-there, at most every ``every_s`` seconds, everything the rest of the run depends on: the step
-reached, the curves so far, every model's weights and feedback, and the SSA streams' states. At
-an evaluation no deferred first-layer update is pending (blocks end there), so the saved weights
-are the per-sample loop's. A run restarted with the same settings continues from the last save and
-produces the same curves; a finished task removes its file. Files are ``.npz`` (no pickles),
-written atomically, and carry a key of the settings they belong to: a file written for other
-settings is left alone and the run starts afresh, saying so.
+Podlaski & Machens' tasks (:mod:`simkit.inversion_tasks`) train several models side by side on
+the same samples in the same order (paired curves) and evaluate them all every ``eval_every``
+steps (a step: one sample, or one minibatch of rows). :func:`online_loop` is that schedule: it
+cuts the steps into blocks that end at every evaluation (and, with ``defer`` > 1, every ``defer``
+steps between), hands each block to the task's ``train_block(i, j)`` (steps ``i .. j-1``), and
+after each evaluation calls ``progress`` and ``on_eval``; ``resume`` continues from a position
+saved there.
+
+Checkpoints have the loop's format (:mod:`simkit.training.loop`): an ``.npz`` read with
+``allow_pickle=False``, the position as ``meta.*`` arrays (``meta.key``: the settings it belongs
+to, ``meta.epoch``, ``meta.step``: the next step, ``meta.steps``/``meta.evals``: the curve so far),
+the finished epochs' curves as ``done.*``, and each model's state as ``m{k}.*`` (its ``W``, ``b``,
+``B`` lists, ``B_sdi`` and ``abscissa``) with the SSA streams' states as ``rng{k}``. At an
+evaluation no deferred update is pending (blocks end there), so the saved weights are those of the
+per-sample loop. A task saves at most once a minute (:class:`TaskResume`); a run restarted with
+the same settings continues from the last save to the same curves, and a finished task removes
+its file. A file written for other settings is left alone and the run starts afresh, saying so.
 """
 from __future__ import annotations
 
@@ -18,11 +27,39 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.results import load_arrays, save_arrays
+from simkit.training.rundir import load_arrays, save_arrays
+
+
+def online_loop(n_steps: int, train_block, evaluate, *, eval_every=1, defer=1, resume=None,
+                on_eval=None, progress=None):
+    """Train steps ``0 .. n_steps-1`` in blocks; evaluate after every ``eval_every``-th step.
+
+    ``train_block(i, j)`` trains steps ``i .. j-1``; ``evaluate()`` returns one row of values (one
+    per model). Steps ``k`` with ``k % eval_every == 0`` and the last step are evaluated.
+    ``progress(k, n_steps, row)`` and ``on_eval(i, steps, evals)`` (``i``: the next step) run
+    after every evaluation; ``resume = (i, steps, evals)`` continues from there.
+    Returns ``(steps, evals)``, lists.
+    """
+    steps, evals, i = [], [], 0
+    if resume is not None:
+        i, steps, evals = resume
+    while i < n_steps:
+        last_eval = min(-(-i // eval_every) * eval_every, n_steps - 1)   # next evaluated step
+        j = min(i + max(defer, 1), last_eval + 1)
+        train_block(i, j)
+        i = j
+        if i - 1 == last_eval:
+            steps.append(i - 1)
+            evals.append(evaluate())
+            if progress:
+                progress(i - 1, n_steps, evals[-1])
+            if on_eval:
+                on_eval(i, steps, evals)
+    return steps, evals
 
 
 class OnlineCheckpoint:
-    """One task's resume file ``path`` for the settings ``key``."""
+    """One task's checkpoint file ``path`` for the settings ``key``."""
 
     def __init__(self, path, key: str, every_s: float = 60.0):
         self.path, self.key, self.every_s = Path(path), str(key), float(every_s)
@@ -33,7 +70,7 @@ class OnlineCheckpoint:
         if not self.path.exists():
             return None
         arrays = load_arrays(self.path)
-        if str(arrays.get("key", "")) != self.key:
+        if str(arrays.get("meta.key", "")) != self.key:
             print(f"simkit: {self.path} was saved for other settings; starting afresh",
                   file=sys.stderr)
             return None
@@ -45,7 +82,7 @@ class OnlineCheckpoint:
 
     def save(self, arrays: dict):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        save_arrays(self.path, {"key": np.array(self.key), **arrays})
+        save_arrays(self.path, {"meta.key": np.array(self.key), **arrays})
         self.last = time.monotonic()
 
     def clear(self):
@@ -86,18 +123,19 @@ def restore_models(bk, models, rngs, arrays: dict):
 
 
 def loop_state(i: int, steps, evals, n_models: int) -> dict:
-    """run_online's position: the next step and the curves so far."""
-    return {"i": np.asarray(i), "steps": np.asarray(steps, dtype=np.int64),
-            "evals": np.asarray(evals, dtype=float).reshape(-1, n_models)}
+    """The loop's position: the next step and the curve so far."""
+    return {"meta.step": np.asarray(i), "meta.steps": np.asarray(steps, dtype=np.int64),
+            "meta.evals": np.asarray(evals, dtype=float).reshape(-1, n_models)}
 
 
 def loop_resume(arrays: dict):
-    """``(i, steps, evals)`` for run_online's ``resume``."""
-    return int(arrays["i"]), list(arrays["steps"]), [list(r) for r in arrays["evals"]]
+    """``(i, steps, evals)`` for :func:`online_loop`'s ``resume``."""
+    return (int(arrays["meta.step"]), list(arrays["meta.steps"]),
+            [list(r) for r in arrays["meta.evals"]])
 
 
 class TaskResume:
-    """A task's use of its resume file: restore at the start, save after evaluations, remove at
+    """A task's use of its checkpoint: restore at the start, save after evaluations, remove at
     the end (``path`` None: none of it). ``done`` lists are the finished epochs' curves."""
 
     def __init__(self, bk, models, rngs, path, key, n_models):
@@ -106,7 +144,7 @@ class TaskResume:
         self.state = self.file.load() if self.file else None
         if self.state is not None:
             restore_models(bk, models, rngs, self.state)
-        self.epoch = int(self.state["epoch"]) if self.state is not None else 0
+        self.epoch = int(self.state["meta.epoch"]) if self.state is not None else 0
 
     def done(self, name) -> list:
         a = None if self.state is None else self.state.get(f"done.{name}")
@@ -117,7 +155,7 @@ class TaskResume:
             else None
 
     def saver(self, epoch, **done):
-        """``on_eval`` for run_online: save when a minute has passed since the last save."""
+        """``on_eval`` for the loop: save when a minute has passed since the last save."""
         if self.file is None:
             return None
 
@@ -125,7 +163,7 @@ class TaskResume:
             if self.file.due():
                 finished = {f"done.{k}": np.concatenate(v) if v else np.zeros(0)
                             for k, v in done.items()}
-                self.file.save({"epoch": np.asarray(epoch), **finished,
+                self.file.save({"meta.epoch": np.asarray(epoch), **finished,
                                 **loop_state(i, steps, evals, self.n),
                                 **models_state(self.bk, self.models, self.rngs)})
         return save

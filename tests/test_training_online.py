@@ -1,4 +1,4 @@
-"""Resume points of the long online figure runs (simkit.online_ckpt): an interrupted run continues
+"""Checkpoints of the online schedule (simkit.training.online): an interrupted run continues
 from its last save to exactly the curves and weights of an uninterrupted one."""
 from pathlib import Path
 
@@ -9,8 +9,8 @@ from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
 from simkit.inversion_tasks import (NONLINEAR_MODELS, TaskConfig, _uniform_net, build_models,
                                     mnist_task, optim_feedback, run_online, sse_eval)
-from simkit.online_ckpt import (OnlineCheckpoint, loop_resume, loop_state, models_state,
-                                restore_models)
+from simkit.training.online import (OnlineCheckpoint, loop_resume, loop_state, models_state,
+                                   restore_models)
 
 
 class Stop(Exception):
@@ -50,7 +50,7 @@ def test_run_online_resumes_to_the_same_curves_and_weights(tmp_path):
 
     models, _, _, _, rngs = _setup(bk)                # a fresh process: initial weights again
     state = ck.load()
-    assert int(state["i"]) == 13 and state["evals"].shape == (3, len(models))
+    assert int(state["meta.step"]) == 13 and state["meta.evals"].shape == (3, len(models))
     restore_models(bk, models, rngs, state)
     out = _run(bk, models, cfg, X, Y, rngs, resume=loop_resume(state))
     np.testing.assert_array_equal(out[0], ref[0])
@@ -63,8 +63,8 @@ def test_run_online_resumes_to_the_same_curves_and_weights(tmp_path):
 
 def test_checkpoint_for_other_settings_is_ignored(tmp_path, capsys):
     ck = OnlineCheckpoint(tmp_path / "r.npz", "settings A")
-    ck.save({"i": np.asarray(3)})
-    assert OnlineCheckpoint(tmp_path / "r.npz", "settings A").load()["i"] == 3
+    ck.save({"meta.step": np.asarray(3)})
+    assert OnlineCheckpoint(tmp_path / "r.npz", "settings A").load()["meta.step"] == 3
     assert OnlineCheckpoint(tmp_path / "r.npz", "settings B").load() is None
     assert "other settings" in capsys.readouterr().err
     ck.clear()

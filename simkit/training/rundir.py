@@ -3,14 +3,14 @@
 A run directory holds
 
 ``run.json``        the resolved configuration, exact command, seed, backend, device, versions,
-                    git commit, status (``running``, ``finished``, ``interrupted``, ``failed``, ``stopped``),
-                    and a summary of the results
+                    git commit, status (``running``, ``finished``, ``interrupted``, ``failed``,
+                    ``stopped``), and a summary of the results
 ``metrics.csv``     long format ``epoch,split,metric,layer,value`` (``layer`` empty for whole-net
                     metrics); one block of rows per finished epoch, epoch 0 = before training
                     (``epoch`` may be fractional where a run evaluates inside epochs, as GAIT's
                     curves do)
-``checkpoint.npz``  everything needed to resume after the last finished epoch; read with
-                    ``allow_pickle=False``
+``checkpoint.npz``  everything needed to resume, after the last finished epoch or inside one;
+                    read with ``allow_pickle=False`` (its keys: :mod:`simkit.training.loop`)
 
 Each file is written to a temporary name in the same folder and renamed over the old one
 (``os.replace``), so a crash or Ctrl-C leaves either the old or the new file, never half of one.

@@ -1,4 +1,4 @@
-"""The models of a figure in parallel processes: they are independent given their own streams.
+"""Paired models in parallel processes: they are independent given their own streams.
 
 Fig. 3's thirteen models see the same samples in the same order but never each other; with one
 SSA re-stabilisation stream per model (instead of one shared stream) a model's curve does not
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-COST = {"SDI": 6.0, "DI": 5.0, "NDI": 2.0}     # relative time per online step (1: BP, FA, PBP)
 _JOB = None                                  # the function the forked workers call (inherited)
 
 
-def split_models(specs, workers):
-    """Indices of ``specs`` in at most ``workers`` groups of about equal cost (largest first)."""
+def split_models(specs, workers, cost=None):
+    """Indices of ``specs`` in at most ``workers`` groups of about equal cost (largest first);
+    ``cost``: relative time per step by ``spec.rule`` (1 for a rule it does not name)."""
+    cost = cost or {}
     groups = [[] for _ in range(max(1, min(workers, len(specs))))]
     load = [0.0] * len(groups)
-    for k in sorted(range(len(specs)), key=lambda k: -COST.get(specs[k].rule, 1.0)):
+    for k in sorted(range(len(specs)), key=lambda k: -cost.get(specs[k].rule, 1.0)):
         g = load.index(min(load))
         groups[g].append(k)
-        load[g] += COST.get(specs[k].rule, 1.0)
+        load[g] += cost.get(specs[k].rule, 1.0)
     return [sorted(g) for g in groups]
 
 
@@ -61,22 +62,22 @@ def _call_job(x):
     return _JOB(x)
 
 
-def run_online_parallel(bk, models, *args, workers=1, **kw):
-    """:func:`run_online` with the models split over ``workers`` forked processes.
+def run_models_parallel(run, bk, models, *args, workers=1, cost=None, **kw):
+    """``run(bk, models, *args, **kw)`` (an online loop returning ``(steps, evals, store)``) with
+    the models split over ``workers`` forked processes (:func:`split_models` by ``cost``).
 
     Needs one SSA stream per model (``rng`` a list), so that a model's curve does not depend on
     which others share its process: the results are those of ``workers=1``, column for column.
     The parent's models are left at their initial weights. CuPy, ``workers`` 1 and systems
     without ``fork`` (Windows) run in-process.
     """
-    from simkit.inversion_tasks import run_online
-    groups = split_models([m.spec for m in models], workers)
+    groups = split_models([m.spec for m in models], workers, cost)
     if len(groups) < 2 or bk.name == "cupy":
-        return run_online(bk, models, *args, **kw)
+        return run(bk, models, *args, **kw)
 
     def run_group(idx):
-        return run_online(bk, [models[k] for k in idx], *args,
-                          **dict(kw, rng=[kw["rng"][k] for k in idx]))
+        return run(bk, [models[k] for k in idx], *args,
+                   **dict(kw, rng=[kw["rng"][k] for k in idx]))
 
     parts = fork_map(run_group, groups, len(groups))
     cols = np.argsort(np.concatenate(groups))                      # back to the models' order

@@ -1,4 +1,4 @@
-"""The training loop: minibatches, evaluation, progress, checkpoints and resume.
+"""Schedule (a): shuffled minibatch epochs, on the shared :class:`~simkit.training.loop.Loop`.
 
 One epoch visits the training set once in an order drawn from the run's shuffle stream,
 ``default_rng([shuffle_seed, epoch])``: the order of epoch ``e`` depends on nothing but the seed
@@ -27,21 +27,12 @@ last minibatch; simkit the epoch's mean (no published number uses the option).
 """
 from __future__ import annotations
 
-import math
-import sys
 import time
 
 import numpy as np
 
-from simkit.errors import NumericalError
 from simkit.optim import clip_grads
-from simkit.results import load_state_arrays, recording_status, state_arrays
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # tqdm is a dependency, but the loop must not need it
-    tqdm = None
-
+from simkit.training.loop import Loop
 
 MIN_ACC_EPOCH = 4                    # the epoch strong_dfc's --min_acc looks at
 
@@ -51,22 +42,22 @@ def epoch_order(seed_seq_entropy: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed_seq_entropy, epoch]).permutation(n)
 
 
-class Trainer:
-    """Runs a configured experiment; see the module docstring."""
+class Trainer(Loop):
+    """Shuffled minibatch epochs; see the module docstring."""
 
     mid_epoch_checkpoints = True
 
     def __init__(self, bk, cfg, net, rule, opt, loss, splits, *, run=None, shuffle_seed=0,
                  progress=None, log=print, on_batch=None, checkpoint_seconds=None):
-        self.bk, self.cfg, self.net, self.rule, self.opt, self.loss = bk, cfg, net, rule, opt, loss
-        self.splits, self.run, self.shuffle_seed = splits, run, shuffle_seed
-        self.progress, self.log, self.on_batch = progress, log, on_batch
+        super().__init__(bk, net, rule, opt, run=run, log=log, progress=progress,
+                         on_batch=on_batch)
+        self.cfg, self.loss, self.splits, self.shuffle_seed = cfg, loss, splits, shuffle_seed
+        self.n_epochs = int(cfg["epochs"])
         self.checkpoint_seconds = checkpoint_seconds if self.mid_epoch_checkpoints else None
         self.partial = None          # (epoch, next batch, loss sum, correct, seconds) to go on from
-        self.saved_at = time.perf_counter()
         self.rows: list[dict] = []
-        self.epoch = 0
         self.epoch_seconds: list[float] = []
+        self.last = None             # (epoch, results, seconds) of the epoch to report
         if hasattr(rule, "checkpoint"):      # a rule's own long stages (DFC's pre-training)
             rule.checkpoint = self.save
 
@@ -105,23 +96,24 @@ class Trainer:
         self.opt.step(self.net.params(), grads)
         return self.loss.value(xp, y, t), y
 
-    def train_epoch(self, epoch: int) -> dict:
-        tr = self.splits["train"]
-        n, bs = len(tr), int(self.cfg["batch_size"])
+    def epoch_batches(self, epoch: int):
+        """``(order, batch starts, samples seen)`` of ``epoch`` (``max_batches`` applied)."""
+        n, bs = len(self.splits["train"]), int(self.cfg["batch_size"])
         order = epoch_order(self.shuffle_seed, epoch, n)
         batches = range(0, n, bs)
         if int(self.cfg.get("max_batches", 0)) > 0:
             batches = batches[:int(self.cfg["max_batches"])]
             n = min(n, len(batches) * bs)
+        return order, batches, n
+
+    def train_epoch(self, epoch: int) -> dict:
+        tr, bs = self.splits["train"], int(self.cfg["batch_size"])
+        order, batches, n = self.epoch_batches(epoch)
         start, self.partial = self.partial, None
         k0, loss_sum, correct, before = (0, 0.0, 0, 0.0) if start is None else \
             (int(start[1]), float(start[2]), int(start[3]), float(start[4]))
         t0 = time.perf_counter() - before
-        bar = None
-        if tqdm is not None and self.progress is not False:
-            bar = tqdm(total=len(batches), initial=k0, desc=f"epoch {epoch}", leave=False,
-                       unit="batch", disable=None if self.progress is None else False,
-                       file=sys.stderr, mininterval=0.5)
+        bar = self.bar(len(batches), k0, f"epoch {epoch}")
         for k in range(k0, len(batches)):
             idx = order[batches[k]:batches[k] + bs]
             dev_idx = idx if self.bk.name != "cupy" else self.bk.xp.asarray(idx)
@@ -135,9 +127,7 @@ class Trainer:
                 bar.update(1)
                 if k % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}")
-            if not math.isfinite(loss):
-                raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {k}: the run "
-                                     "diverged; lower the learning rate (last good checkpoint kept)")
+            self.check_loss(loss, epoch, k)
             if self.checkpoint_seconds is not None and k + 1 < len(batches) and \
                     time.perf_counter() - self.saved_at >= self.checkpoint_seconds:
                 self.bk.synchronize()
@@ -152,6 +142,39 @@ class Trainer:
         if tr.labels is not None:
             out["acc"] = correct / n
         return out
+
+    # ----------------------------------------------------------------------------- loop hooks
+    def started(self) -> bool:
+        return self.epoch > 0 or bool(self.rows)
+
+    def evaluate_initial(self):
+        self.log_epoch(0, self.evaluate_all(0, None), None)
+
+    def train_unit(self, e: int):
+        if self.partial is None and hasattr(self.rule, "begin_epoch"):
+            self.rule.begin_epoch(e)           # (a resumed epoch had it before its save)
+        with np.errstate(over="ignore", invalid="ignore"):   # a NaN loss is reported
+            train_metrics = self.train_epoch(e)
+        seconds = self.epoch_time
+        results = self.evaluate_all(e, train_metrics)
+        self.epoch = e
+        self.epoch_seconds.append(seconds)
+        self.last = (e, results, seconds)
+
+    def report(self):
+        self.log_epoch(*self.last)
+
+    def stop_reason(self):
+        """``min_acc``: the reason to stop when epoch 4's train accuracy is below it, else None."""
+        min_acc = float(self.cfg.get("min_acc", 0.0))
+        if min_acc <= 0 or self.epoch < MIN_ACC_EPOCH:
+            return None
+        acc = [float(r["value"]) for r in self.rows if int(r["epoch"]) == MIN_ACC_EPOCH and
+               r["split"] == "train" and r["metric"] == "acc" and not r["layer"]]
+        if not acc or acc[0] >= min_acc:
+            return None
+        return (f"min_acc: train accuracy {100 * acc[0]:.2f}% after epoch {MIN_ACC_EPOCH} is "
+                f"below {100 * min_acc:.2f}%")
 
     # ----------------------------------------------------------------------------- bookkeeping
     def record(self, epoch: int, split: str, metrics: dict, layer=""):
@@ -171,6 +194,9 @@ class Trainer:
             for layer, metrics in self.rule.epoch_metrics(self.net).items():
                 self.record(epoch, "train", metrics, layer=str(layer))
         return results
+
+    def metric_rows(self) -> list[dict]:
+        return self.rows
 
     def summary(self) -> dict:
         """``acc_test_last``, ``acc_test_best``, ``acc_test_val_best`` (test accuracy at the epoch
@@ -200,79 +226,19 @@ class Trainer:
                 out[key] = values[max(values)]
         return out
 
-    def checkpoint_arrays(self, partial=None) -> dict:
+    def position(self, partial=None) -> dict:
         out = {"meta.epoch": np.asarray(self.epoch),
-               "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float),
-               **state_arrays(net=self.net, opt=self.opt, rule=self.rule)}
+               "meta.epoch_seconds": np.asarray(self.epoch_seconds, dtype=float)}
         if partial is not None:
             out["meta.partial"] = np.asarray(partial, dtype=float)
         return out
 
     def restore(self, arrays: dict):
-        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
         self.epoch = int(arrays["meta.epoch"])
         self.epoch_seconds = [float(s) for s in arrays["meta.epoch_seconds"]]
         part = arrays.get("meta.partial")
         self.partial = None if part is None or int(part[0]) != self.epoch + 1 else tuple(part)
-
-    def save(self, status="running", partial=None):
-        """Metrics, checkpoint (``partial``: inside an epoch, see the module docstring), run.json."""
-        self.saved_at = time.perf_counter()
-        if self.run is None:
-            return
-        self.run.write_metrics(self.rows)
-        self.run.save_checkpoint(self.checkpoint_arrays(partial))
-        self.run.update_info(status=status, summary=self.summary())
-
-    # ----------------------------------------------------------------------------- main loop
-    def resume(self):
-        """Load the run directory's checkpoint and metrics up to its last finished epoch."""
-        arrays = self.run.load_checkpoint()
-        if arrays is not None:
-            self.restore(arrays)
-            self.rows = [r for r in self.run.read_metrics() if int(r["epoch"]) <= self.epoch]
-
-    def fit(self) -> dict:
-        """Train until ``cfg['epochs']``; returns the summary."""
-        epochs = int(self.cfg["epochs"])
-        with recording_status(self.run):
-            if self.epoch == 0 and not self.rows:
-                self.log_epoch(0, self.evaluate_all(0, None), None)
-                self.save()
-            while self.epoch < epochs and self.below_min_acc() is None:
-                e = self.epoch + 1
-                if self.partial is None and hasattr(self.rule, "begin_epoch"):
-                    self.rule.begin_epoch(e)           # (a resumed epoch had it before its save)
-                with np.errstate(over="ignore", invalid="ignore"):   # a NaN loss is reported below
-                    train_metrics = self.train_epoch(e)
-                seconds = self.epoch_time
-                results = self.evaluate_all(e, train_metrics)
-                self.epoch = e
-                self.epoch_seconds.append(seconds)
-                self.save()
-                self.log_epoch(e, results, seconds)
-        reason = self.below_min_acc()
-        if reason is not None:                         # stopped early (min_acc)
-            if self.log is not None:
-                self.log(f"stopped early: {reason}")
-            if self.run is not None:
-                self.run.update_info(status="stopped", reason=reason, summary=self.summary())
-            return self.summary()
-        if self.run is not None:
-            self.run.update_info(status="finished", summary=self.summary())
-        return self.summary()
-
-    def below_min_acc(self):
-        """``min_acc``: the reason to stop when epoch 4's train accuracy is below it, else None."""
-        min_acc = float(self.cfg.get("min_acc", 0.0))
-        if min_acc <= 0 or self.epoch < MIN_ACC_EPOCH:
-            return None
-        acc = [float(r["value"]) for r in self.rows if int(r["epoch"]) == MIN_ACC_EPOCH and
-               r["split"] == "train" and r["metric"] == "acc" and not r["layer"]]
-        if not acc or acc[0] >= min_acc:
-            return None
-        return (f"min_acc: train accuracy {100 * acc[0]:.2f}% after epoch {MIN_ACC_EPOCH} is "
-                f"below {100 * min_acc:.2f}%")
+        self.rows = [r for r in self.run.read_metrics() if int(r["epoch"]) <= self.epoch]
 
     def log_epoch(self, epoch, results, seconds):
         if self.log is None:
