@@ -38,10 +38,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 from simkit.dynamics import ssa as ssa_module
 from simkit.dynamics.di import (
+    DI_KERNEL,
+    SDI_KERNEL,
     DISolver,
     di_abscissa,
     di_jacobian,
@@ -50,7 +51,6 @@ from simkit.dynamics.di import (
 )
 from simkit.dynamics.ssa import ssa_opt
 from simkit.inversion_tasks import LINEAR_MODELS, run_online, sse_eval
-from simkit.kernels.di import DI_KERNEL, SDI_KERNEL
 from simkit.metrics import angle_deg
 from simkit.rules.inversion import (
     TaskConfig,
@@ -60,6 +60,8 @@ from simkit.rules.inversion import (
     ndi_reference_delta,
     train_step,
 )
+
+from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 GOLDEN = GOLDEN_DIR / "di"
 SAME, SOLVE = 1e-13, 1e-12
