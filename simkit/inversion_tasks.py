@@ -30,10 +30,11 @@ import numpy as np
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
 from simkit.online_ckpt import TaskResume
-from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
-                                    build_models, check_finite, check_models, forward,
-                                    ndi_operator, ndi_reference_delta,
-                                    optim_feedback, train_step)
+from simkit.inversion_model import activate as _act
+from simkit.inversion_model import (ModelSpec, TaskConfig, build_models, check_finite, check_models,
+                                    forward, ndi_reference_delta, optim_feedback, train_step)
+from simkit.nn.activations import df_from_output as _dact
+from simkit.rules.inversion import backprop_error, ndi_operator
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 from simkit.deferred import DeferredFirstLayer
 from simkit.errors import UserError
 from simkit.inversion_tasks import run_online, sse_eval
-from simkit.rules.inversion import ModelSpec, TaskConfig, build_models
+from simkit.inversion_model import ModelSpec, TaskConfig, build_models
 
 from helpers import numba_backend, numpy_backend
 
