@@ -23,11 +23,22 @@ the fixed point of the dynamic-inversion ODE (:mod:`simkit.dynamics.di`), which 
 :math:`B=-W^\top`, :math:`\alpha=0` it is :math:`W^\top (W W^\top)^{-1}\delta = W^+\delta`
 (PBP), and for :math:`\alpha>0` a Tikhonov-regularised pseudo-inverse.
 
-DI itself applies :math:`h'` once, after its dynamics (the original's ODE returns the input-side
-state). SDI inverts the two hidden layers of a three-layer net in one loop from the output
-controller to hidden layer 1 (:func:`simkit.dynamics.di.sdi_reference`); its two hidden errors are
-the loop's states, used without :math:`h'`. :func:`layer_errors` runs the chosen rule over a whole
-network, :math:`\delta_L = e` being the output error.
+DI runs the dynamics whose fixed point that is (:mod:`simkit.dynamics.di`, Eqs. 5-6) and applies
+:math:`h'` once to their input-side state, as the original. SDI inverts the two hidden layers of
+a three-layer net in one loop from the output controller to hidden layer 1
+(:func:`simkit.dynamics.di.sdi_reference`); its two hidden errors are the loop's states, used
+without :math:`h'`:
+
+.. math::
+
+    \text{DI:}\quad  \dot u &= -\alpha u + W g(r) - \delta_l, \quad \dot r = -r + B u,
+                     \quad \delta_{l-1} = r \odot h'                                  && \text{(Eqs. 5-6)}\\
+    \text{SDI:}\quad \dot r_1 &= -r_1 + B\, r_3, \quad \dot r_2 = -r_2 + W_2\, g(r_1), \quad
+                     \dot r_3 = -\alpha r_3 + W_3\, g(r_2) - \delta_3,
+                     \quad \delta_1 = r_1,\ \delta_2 = r_2
+
+(:math:`g` the identity or tanh; zero initial state, Euler steps.) :func:`layer_errors` runs the
+chosen rule over a whole network, :math:`\delta_L = e` being the output error.
 
 Symbols (batch rows, n samples): ``delta`` (n, d_out), ``dh`` (n, d_in), ``W`` (d_out, d_in),
 ``B`` (d_in, d_out), ``alpha`` scalar. Returns (n, d_in). Networks are lists of ``W[l-1]``
