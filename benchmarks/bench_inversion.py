@@ -54,8 +54,8 @@ def bench_di(bk, reps):
 
 def bench_mnist_step(bk, n, defer):
     """Seconds per sample of Fig. 4a's online loop, all five models, no evaluation."""
+    from simkit.inversion_model import TaskConfig, build_models
     from simkit.inversion_tasks import MNIST_MODELS, run_online
-    from simkit.rules.inversion import TaskConfig, build_models
     rng = np.random.default_rng(0)
     W0 = [rng.uniform(-0.01, 0.01, (1000, 784)), rng.uniform(-0.01, 0.01, (10, 1000))]
     b0 = [np.zeros(1000), np.zeros(10)]
@@ -74,8 +74,8 @@ def bench_mnist_step(bk, n, defer):
 
 def bench_mnist_eval(bk, dtype):
     """Seconds for one model's forward pass over 10k test images in ``dtype``."""
+    from simkit.inversion_model import Model, ModelSpec, TaskConfig
     from simkit.inversion_tasks import eval_forward
-    from simkit.rules.inversion import Model, ModelSpec, TaskConfig
     rng = np.random.default_rng(0)
     m = Model(ModelSpec("BP", "BP"), [bk.asarray(rng.uniform(-0.01, 0.01, s))
                                       for s in ((1000, 784), (10, 1000))],

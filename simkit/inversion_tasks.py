@@ -29,11 +29,21 @@ import numpy as np
 
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
-from simkit.rules.inversion import (ModelSpec, TaskConfig, _act, _dact, backprop_error,
-                                    build_models, check_finite, check_models, forward,
-                                    ndi_reference_delta, optim_feedback, train_step)
+from simkit.inversion_model import (
+    ModelSpec,
+    TaskConfig,
+    activate,
+    build_models,
+    check_finite,
+    check_models,
+    forward,
+    ndi_reference_delta,
+    optim_feedback,
+    train_step,
+)
+from simkit.nn.activations import df_from_output
+from simkit.rules.inversion import backprop_error
 from simkit.training.online import TaskResume, online_loop
-
 
 # ----------------------------------------------------------------------------------------------
 # The online loop and the four tasks
@@ -70,7 +80,7 @@ def make_diag(bk, cfg, store):
         row = {"abscissa": _abscissae(bk, m)}
         nd = ndi_reference_delta(xp, m, cfg, hs, e)
         for l in range(len(m.W) - 1, 0, -1):
-            dh = _dact(xp, cfg.acts[l - 1], hs[l])
+            dh = df_from_output(xp, cfg.acts[l - 1], hs[l])
             pbp = backprop_error(xp, "PBP", m.W[l], None, 0.0, deltas[l], dh)
             row[f"ndi{l}"] = _angle(xp, deltas[l - 1], nd[l - 1])
             row[f"pbp{l}"] = _angle(xp, deltas[l - 1], pbp)
@@ -170,7 +180,7 @@ def sse_eval(bk, cfg, X, Y, dtype=None):
         h = XT
         for l, (W, b) in enumerate(zip(m.W, m.b)):
             h = W.astype(XT.dtype) @ h + b.astype(XT.dtype)[:, None]    # a_l = W_l h_{l-1} + b_l
-            h = _act(xp, cfg.acts[l], h) if l < len(m.W) - 1 else h
+            h = activate(xp, cfg.acts[l], h) if l < len(m.W) - 1 else h
         r = (YT - h).ravel()
         return float(r @ r)
     return lambda models: [sse(m) for m in models]

@@ -6,7 +6,7 @@ from helpers import numba_backend, numpy_backend
 from simkit.deferred import DeferredFirstLayer
 from simkit.errors import UserError
 from simkit.inversion_tasks import run_online, sse_eval
-from simkit.rules.inversion import ModelSpec, TaskConfig, build_models
+from simkit.inversion_model import ModelSpec, TaskConfig, build_models
 
 SPECS = [ModelSpec("BP", "BP"), ModelSpec("FA", "FA", "random"), ModelSpec("PBP", "PBP"),
          ModelSpec("NDI", "NDI", "neg-transpose", 0.01), ModelSpec("DI", "DI", "neg-transpose", 0.05),

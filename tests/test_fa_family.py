@@ -1,74 +1,21 @@
-"""Feedback-alignment family: limit tests, gradients of the feedback objective, backend parity,
-buffers, initialisations, diagnostics, and small "it learns" runs on synthetic data."""
+"""Feedback-alignment family: limit tests, backend parity, buffers, initialisations, diagnostics,
+and small "it learns" runs on synthetic data (bidirectional feedback: test_bidirectional.py)."""
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import finite_difference, numba_backend, numpy_backend
+from fa_helpers import accuracy, make_net, one_batch, teacher_data, train
 
 from simkit.errors import UserError
-from simkit.nn import MLP, get_loss, soft_targets
-from simkit.optim import SGD, Adam
+from simkit.nn import get_loss, soft_targets
 from simkit.rules import make_rule
-from simkit.rules.bidirectional import (
-    BdfaTorch,
-    feedback_gradient,
-    feedback_objective,
-    renorm_,
-    soft_labels,
-)
 from simkit.rules.bp import Backprop
 from simkit.rules.f3 import softmax_loss_grad
 from simkit.rules.feedback import fa_feedback, feedback_matrix
 
-LOSS_FOR = {"bce": "sigmoid", "ce": "linear", "mse": "linear"}
-
-
-def make_net(bk, sizes, act="tanh", loss="bce", seed=0):
-    return MLP(bk, sizes, act, LOSS_FOR[loss], rng=np.random.default_rng(seed),
-               init="kaiming_uniform", init_kw={"a": math.sqrt(5)}, bias_init="fan_in")
-
-
-def teacher_data(n=240, n_in=12, C=3, seed=0):
-    """Labels of a random tanh teacher: learnable, not linearly trivial."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, n_in))
-    y = np.tanh(x @ rng.normal(size=(n_in, 16))) @ rng.normal(size=(16, C))
-    return x, y.argmax(axis=1)
-
-
-def train(bk, net, rule, x, labels, *, epochs=1, bs=20, lr=1e-2, loss="bce", seed=0, opt=None,
-          on_step=None):
-    loss_fn = get_loss(loss)
-    T = soft_targets(labels, net.sizes[-1])
-    opt = opt or Adam(bk, net.params(), lr=lr)
-    for epoch in range(1, epochs + 1):
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))
-        for i in range(0, len(x), bs):
-            idx = order[i:i + bs]
-            xb, tb = bk.asarray(x[idx]), bk.asarray(T[idx])
-            cache = net.forward(xb)
-            dL_dy = loss_fn.grad(bk.xp, cache.y, tb)
-            grads = rule.grads(net, cache, dL_dy, t=tb, loss=loss_fn, idx=idx, epoch=epoch)
-            if on_step is not None:
-                on_step(epoch, idx, cache, rule)
-            opt.step(net.params(), grads)
-    return opt
-
-
-def accuracy(net, x, labels):
-    return float((net.predict(net.bk.asarray(x)).argmax(axis=1) == labels).mean())
-
-
-def one_batch(bk, sizes, act="tanh", loss="bce", seed=3):
-    net = make_net(bk, sizes, act, loss)
-    rng = np.random.default_rng(seed)
-    x = bk.asarray(rng.normal(size=(7, sizes[0])))
-    t = bk.asarray(soft_targets(rng.integers(0, sizes[-1], 7), sizes[-1]))
-    cache = net.forward(x)
-    return net, cache, get_loss(loss).grad(bk.xp, cache.y, t), t
+from helpers import finite_difference, numba_backend, numpy_backend
 
 
 # ------------------------------------------------------------------------------ limit tests
@@ -225,106 +172,6 @@ def test_f3_checkpoint_round_trip_resumes_exactly():
         runs.append(net.W[0].copy())
     np.testing.assert_array_equal(runs[0], runs[1])
 
-
-# ------------------------------------------------------------------------------ bidirectional
-def test_feedback_gradient_matches_finite_difference_of_its_objective():
-    rng = np.random.default_rng(0)
-    S, B, h = rng.normal(size=(6, 4)), rng.normal(size=(4, 5)) * 0.3, np.tanh(rng.normal(size=(6, 5)))
-    fd = finite_difference(lambda: feedback_objective(np, S, B, h), B)
-    np.testing.assert_allclose(feedback_gradient(np, S, B, h), fd, rtol=1e-7, atol=1e-9)
-
-
-@pytest.mark.parametrize("rule_name", ["bdfa", "bfa"])
-def test_bidirectional_feedback_step_ascends_its_objective(rule_name):
-    bk = numpy_backend()
-    net, cache, dL_dy, t = one_batch(bk, [9, 8, 7, 4])
-    rule = make_rule(rule_name, feedback_lr=1e-3)
-    rule.setup(net, np.random.default_rng(1))
-    l = 1 if rule_name == "bdfa" else 2           # top hidden layer's B / the output layer's B
-    S = soft_labels(np, cache.a[-1], t)
-    h = cache.h[2]
-    B0 = rule.B[l].copy()
-    fd = finite_difference(lambda: feedback_objective(np, S, rule.B[l], h), rule.B[l])
-    J0 = feedback_objective(np, S, B0, h)
-    rule.grads(net, cache, dL_dy, t=t, loss=get_loss("bce"))
-    np.testing.assert_allclose(rule.B[l] - B0, 1e-3 * fd, rtol=1e-6, atol=1e-12)
-    assert feedback_objective(np, S, rule.B[l], h) > J0
-
-
-def test_bdfa_with_zero_feedback_rate_is_dfa():
-    bk = numpy_backend()
-    net, cache, dL_dy, t = one_batch(bk, [9, 8, 7, 4])
-    bdfa, dfa = make_rule("bdfa", feedback_lr=0.0), make_rule("dfa")
-    bdfa.setup(net, np.random.default_rng(1))
-    dfa.setup(net, np.random.default_rng(2))
-    dfa.B = [b.copy() for b in bdfa.B]
-    for a, b in zip(bdfa.grads(net, cache, dL_dy, t=t), dfa.grads(net, cache, dL_dy, t=t)):
-        np.testing.assert_array_equal(a[0], b[0])
-
-
-def test_cascade_bug_scales_lower_layers_by_powers_of_a_quarter():
-    bk = numpy_backend()
-    net, cache, dL_dy, t = one_batch(bk, [9, 8, 7, 4])
-    deltas = []
-    for bug in (False, True):
-        rule = make_rule("bdfa", cascade_bug=bug)
-        rule.setup(net, np.random.default_rng(1))
-        B0 = [b.copy() for b in rule.B]
-        rule.grads(net, cache, dL_dy, t=t, loss=get_loss("bce"))
-        deltas.append([b - b0 for b, b0 in zip(rule.B, B0)])
-    np.testing.assert_array_equal(deltas[0][1], deltas[1][1])        # top: 0.25 either way
-    S = soft_labels(np, cache.a[-1], t, 0.25 ** 2)
-    np.testing.assert_allclose(deltas[1][0], 5e-5 * feedback_gradient(np, S, B0[0], cache.h[1]), rtol=1e-8)
-
-
-# ------------------------------------------------------------------------------ bdfa-torch step
-def test_bdfa_torch_bce_gradient_is_not_batch_averaged():
-    bk = numpy_backend()
-    net, cache, dL_dy, t = one_batch(bk, [9, 8, 4])
-    rule = BdfaTorch(gradient="bp")
-    rule.setup(net, np.random.default_rng(0))
-    g = rule.grads(net, cache, dL_dy, t=t, loss=get_loss("bce"))
-    np.testing.assert_allclose(g[-1][1], (cache.y - t).sum(axis=0), rtol=1e-12)   # sum of sigma(z)-t
-
-
-def test_bdfa_torch_sgd_emulates_torch7_dampened_momentum_and_weight_decay():
-    """Torch7 optim.sgd: g += wd p; v = g (first step) else mu v + (1-mu) g; p -= lr v."""
-    bk = numpy_backend()
-    x, labels = teacher_data(n=40)
-    mu, wd, lr = 0.9, 1e-3, 1e-3
-    net_a, net_b = make_net(bk, [12, 6, 3]), make_net(bk, [12, 6, 3])
-    rule_a = BdfaTorch(gradient="bp", momentum=mu, weight_decay=wd)
-    rule_a.setup(net_a, np.random.default_rng(0))
-    train(bk, net_a, rule_a, x, labels, epochs=2, opt=SGD(bk, net_a.params(), lr=lr, momentum=mu))
-    v, loss_fn, T = None, get_loss("bce"), soft_targets(labels, 3)
-    for epoch in (1, 2):
-        order = np.random.default_rng([0, epoch]).permutation(40)
-        for i in range(0, 40, 20):
-            idx = order[i:i + 20]
-            cache = net_b.forward(x[idx])
-            dL = loss_fn.grad(np, cache.y, T[idx]) * T[idx].size
-            g = [[gi + wd * p for gi, p in zip(gl, pl)]
-                 for gl, pl in zip(Backprop().grads(net_b, cache, dL), net_b.params())]
-            v = g if v is None else [[mu * vi + (1 - mu) * gi for vi, gi in zip(vl, gl)]
-                                     for vl, gl in zip(v, g)]
-            for pl, vl in zip(net_b.params(), v):
-                for p, vi in zip(pl, vl):
-                    p -= lr * vi
-    for a, b in zip(net_a.W, net_b.W):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-
-
-def test_renorm_caps_row_and_column_norms():
-    W = np.random.default_rng(0).normal(size=(5, 4)) * 3
-    renorm_(np, W, 1.0, axis=1)
-    assert np.linalg.norm(W, axis=1).max() <= 1.0 + 1e-9
-    renorm_(np, W, 0.5, axis=0)
-    assert np.linalg.norm(W, axis=0).max() <= 0.5 + 1e-9
-
-
-def test_bdfa_torch_rejects_an_unknown_gradient():
-    with pytest.raises(UserError, match="allowed: bp, fa"):
-        BdfaTorch(gradient="tp")
 
 
 # ------------------------------------------------------------------------------ initialisations

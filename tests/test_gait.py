@@ -8,28 +8,28 @@ import json
 
 import numpy as np
 import pytest
-from helpers import finite_difference, numba_backend, numpy_backend
 
 from simkit.errors import NumericalError, UserError
-from simkit.training.fixed_order import GaitTrainer, Schedule, Split
+from simkit.nn.activations import sigma, sigma_inv
 from simkit.nn.invertible import (
     InvertibleNet,
     original_init,
     ortho_grad,
     ortho_penalty,
     probe_rows,
-    sigma,
-    sigma_inv,
     solve_right,
 )
 from simkit.optim import Adam
-from simkit.training.rundir import RunDir, load_arrays
 from simkit.rules.gait import (
     InvertibleRule,
     output_target,
     scaled_increment,
     tp_targets,
 )
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
+from simkit.training.rundir import RunDir, load_arrays
+
+from helpers import finite_difference, numba_backend, numpy_backend
 
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
 
@@ -147,7 +147,7 @@ def test_original_gait_is_roundoff_at_the_bottom_and_exact_form_is_not(bk):
 
 
 def test_gait_differs_from_bp_without_orthogonality(bk):
-    W = [original_init(32, s, False) for s in (1, 2, 3)]        # Xavier: W^-1 != W^T
+    W = [original_init(32, s, False).T for s in (1, 2, 3)]      # Xavier: W^-1 != W^T
     net = InvertibleNet(bk, [32] * 4, W)
     x, onehot = batch(32)
     bp, gait = grads_of(net, "BP", x, onehot), grads_of(net, "GAIT", x, onehot)
@@ -180,7 +180,7 @@ def test_scaled_increment_matches_direct_difference():
 
 
 def test_tp_targets_closed_form_on_linear_orthogonal_net(bk):
-    r"""Linear, orthogonal: :math:`T_l - h_l = (T_L - h_L) W_L^\top \cdots W_{l+1}^\top`; TP == BP."""
+    r"""Linear, orthogonal: :math:`T_l - h_l = (T_L - h_L) W_L \cdots W_{l+1}`; TP == BP."""
     net = InvertibleNet.square(bk, 24, 3, seed=2, linear=True)
     net.b = [np.random.default_rng(l).normal(size=24) * 0.1 for l in range(net.L)]
     x, onehot = batch(24)
@@ -191,7 +191,7 @@ def test_tp_targets_closed_form_on_linear_orthogonal_net(bk):
     for l in range(net.L, -1, -1):
         np.testing.assert_allclose(targets[l] - cache.h[l], diff, atol=1e-12)
         if l:
-            diff = diff @ net.W[l - 1].T
+            diff = diff @ net.W[l - 1]
     bp, tp = grads_of(net, "BP", x, onehot), grads_of(net, "TP", x, onehot)
     for l in range(net.L):
         assert rel(tp[l][0], bp[l][0]) < 1e-12
@@ -224,7 +224,7 @@ def test_regulariser_gradient_against_finite_differences():
     fd = finite_difference(lambda: lam * ortho_penalty(np, W), W)
     np.testing.assert_allclose(ortho_grad(np, W, lam), fd, rtol=1e-7, atol=1e-8)
     Q = original_init(20, 1, True)
-    assert np.abs(ortho_grad(np, Q * 3.0, 10.0)).max() < 1e-12   # row norms are free
+    assert np.abs(ortho_grad(np, Q * 3.0, 10.0)).max() < 1e-12   # column norms are free
 
 
 # ---------------------------------------------------------------------------------- optimiser, parity

@@ -4,7 +4,8 @@ Fixtures: tests/golden/gait/ (README.md there; recorded from nasiryahm/GAIT-prop
 numpy mode, float64). Tolerances are the README's, except where a comment says why the original's
 own round-off cannot be reproduced more closely by an independent implementation.
 Sign convention of the fixtures: ``*_dW`` / ``*_db`` are the original's return values, minus the
-gradient; simkit's rules return plus gradients. The original's layer ``L{l}`` is simkit's ``l+1``.
+gradient; simkit's rules return plus gradients. The original's layer ``L{l}`` is simkit's ``l+1``,
+and its matrices are the transposes of simkit's (out, in) ones: ``.T`` converts at the boundary.
 """
 import numpy as np
 import pytest
@@ -36,14 +37,14 @@ def g784():
 
 
 def net16(z):
-    return InvertibleNet(numpy_backend(), [16] * 4, [z[f"W0_L{l}"] for l in range(L)],
+    return InvertibleNet(numpy_backend(), [16] * 4, [z[f"W0_L{l}"].T for l in range(L)],
                          [z[f"b0_L{l}"] for l in range(L)])
 
 
 def minus_grads(net, z, alg, **kw):
     cache = net.forward(z["X"])
     T = output_target(np, cache.y, z["onehot"])
-    return [[-g.copy() for g in layer] for layer in InvertibleRule(alg, **kw).grads(net, cache, t=T)]
+    return [[-g.T.copy() for g in layer] for layer in InvertibleRule(alg, **kw).grads(net, cache, t=T)]
 
 
 def close(a, b, rtol, atol=1e-12):
@@ -86,8 +87,8 @@ def test_init_forward_target_round_trip(g16):
 
 def test_regulariser(g16):
     for l in range(L):
-        close(ortho_grad(np, g16[f"Wxavier_L{l}"], 0.1), g16[f"ortho_grad_xavier_L{l}"], 1e-10)
-        close(ortho_grad(np, g16[f"W0_L{l}"], 0.1), g16[f"ortho_grad_orthoinit_L{l}"], 0, 1e-14)
+        close(ortho_grad(np, g16[f"Wxavier_L{l}"].T, 0.1).T, g16[f"ortho_grad_xavier_L{l}"], 1e-10)
+        close(ortho_grad(np, g16[f"W0_L{l}"].T, 0.1).T, g16[f"ortho_grad_orthoinit_L{l}"], 0, 1e-14)
 
 
 @pytest.mark.parametrize("alg,key,kw", [
@@ -120,10 +121,10 @@ def run_two_steps(net, z, alg, formulation="original"):
     for _ in range(2):
         cache = net.forward(z["X"])
         grads = rule.grads(net, cache, t=output_target(np, cache.y, z["onehot"]))
-        d = [[-g.copy() for g in layer] for layer in grads]
+        d = [[-g.T.copy() for g in layer] for layer in grads]
         opt.step(net.params(), grads)
         net.weights_changed()
-        states.append((d, [W.copy() for W in net.W], [b.copy() for b in net.b]))
+        states.append((d, [W.T.copy() for W in net.W], [b.copy() for b in net.b]))
     return states, opt
 
 
@@ -149,8 +150,8 @@ def test_two_optimiser_steps_width16(g16, alg):
             close_scaled(d[l][1], z[f"step_{a}_s{s}_db_L{l}"], rtol)
     for l in range(L):                                     # simkit's m tracks +g, the original's -g
         rtol = step_rtol(alg, 2, l)
-        close_scaled(-opt.state["m"][l][0], z[f"step_{a}_s2_mW_L{l}"], rtol)
-        close_scaled(opt.state["v"][l][0], z[f"step_{a}_s2_vW_L{l}"], rtol)
+        close_scaled(-opt.state["m"][l][0].T, z[f"step_{a}_s2_mW_L{l}"], rtol)
+        close_scaled(opt.state["v"][l][0].T, z[f"step_{a}_s2_vW_L{l}"], rtol)
         close_scaled(-opt.state["m"][l][1], z[f"step_{a}_s2_mb_L{l}"], rtol)
         close_scaled(opt.state["v"][l][1], z[f"step_{a}_s2_vb_L{l}"], rtol)
 
@@ -169,7 +170,7 @@ def compact(a, z, key, rtol):
 def net784(g784):
     net = InvertibleNet.square(numpy_backend(), 784, 2, seed=1)   # regenerated from the seeds
     for l in range(L):
-        compact(net.W[l], g784, f"W0_L{l}", 1e-9)
+        compact(net.W[l].T, g784, f"W0_L{l}", 1e-9)
     return net
 
 
@@ -185,7 +186,7 @@ def test_regulariser_784(g784):
     for l, seed in enumerate((1, 2, 2)):
         Wx = original_init(784, seed, False)
         compact(Wx, g784, f"Wxavier_L{l}", 1e-10)
-        compact(ortho_grad(np, Wx, 0.1), g784, f"ortho_grad_xavier_L{l}", 1e-9)
+        compact(ortho_grad(np, Wx.T, 0.1).T, g784, f"ortho_grad_xavier_L{l}", 1e-9)
 
 
 @pytest.mark.parametrize("alg,key,kw", [

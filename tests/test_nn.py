@@ -6,8 +6,10 @@ from helpers import finite_difference, numpy_backend
 from simkit.errors import UserError
 from simkit.nn import MLP, get_activation, get_loss, soft_targets
 from simkit.nn import init as inits
-from simkit.nn.activations import ACTIVATIONS
+from simkit.nn.activations import ACTIVATIONS, df_from_output
+from simkit.nn.losses import log_softmax, softmax
 from simkit.rules.bp import Backprop
+from simkit.rules.common import output_target
 
 ACTS = list(ACTIVATIONS) + ["leaky_relu:0.1"]
 
@@ -20,6 +22,22 @@ def test_activation_derivative_matches_finite_difference(name):
     eps = 1e-6
     fd = (phi.f(np, a + eps) - phi.f(np, a - eps)) / (2 * eps)
     np.testing.assert_allclose(phi.df(np, a, h), fd, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_derivative_from_output_alone(name):
+    """Networks that keep no pre-activation (the online DI models) read phi' from h."""
+    phi = get_activation(name)
+    a = np.linspace(-2.3, 2.1, 17)
+    h = phi.f(np, a)
+    np.testing.assert_array_equal(df_from_output(np, phi, h), phi.df(np, a, h))
+
+
+def test_softmax_rows_and_log_softmax():
+    z = np.random.default_rng(0).normal(size=(5, 4)) * 30.0
+    p = softmax(np, z)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(np.log(p), log_softmax(np, z), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in ACTS if n != "relu"])
@@ -132,3 +150,30 @@ def test_angle_and_norm_ratio():
     assert angle_deg(np, np.array([1.0, 2.0]), np.array([-2.0, -4.0])) == pytest.approx(180.0)
     assert angle_deg(np, np.zeros(2), np.ones(2)) == 90.0
     assert norm_ratio(np, np.array([3.0, 4.0]), np.array([0.0, 1.0])) == pytest.approx(5.0)
+
+
+def test_invertible_net_and_mlp_share_the_layer_convention():
+    """Same W (out, in), same rows: same forward pass and the same BP gradients (one bp_deltas)."""
+    from simkit.nn.invertible import InvertibleNet
+    from simkit.rules.gait import InvertibleRule
+    bk, rng = numpy_backend(), np.random.default_rng(2)
+    mlp = MLP(bk, [6, 6, 6], "leaky_relu:0.1", "leaky_relu:0.1", rng=rng, bias_init="fan_in")
+    inv = InvertibleNet(bk, [6, 6, 6], mlp.W, mlp.b)
+    x, onehot = rng.normal(size=(5, 6)), np.eye(3)[[0, 2, 1, 1, 0]]
+    cache, icache = mlp.forward(x), inv.forward(x)
+    np.testing.assert_array_equal(cache.y, icache.y)
+    T = output_target(np, cache.y, onehot)
+    g_mlp = Backprop().grads(mlp, cache, (cache.y - T) / x.shape[0])
+    g_inv = InvertibleRule("BP").grads(inv, icache, t=T)
+    for l in range(2):
+        np.testing.assert_allclose(g_inv[l][0], g_mlp[l][0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(g_inv[l][1], g_mlp[l][1], rtol=1e-13, atol=1e-15)
+
+
+def test_output_target_label_or_loss_step():
+    y = np.arange(12.0).reshape(3, 4)
+    T = output_target(np, y, np.eye(3)[:, :2])
+    np.testing.assert_array_equal(T[:, :2], np.eye(3)[:, :2])
+    np.testing.assert_array_equal(T[:, 2:], y[:, 2:])            # zero error beyond the label
+    g = np.ones_like(y)
+    np.testing.assert_array_equal(output_target(np, y, None, 0.5, g), y - 1.5)   # y - step B dL/dy

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 
 
 from simkit.errors import UserError
+from simkit.nn.losses import log_softmax, softmax
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,7 @@ def error(xp, dyn, r_target, r_L):
     """Control error :math:`e` (Eq. (6)): mse or the negative CE gradient (softmax)."""
     if dyn.error == "mse":
         return r_target - r_L
-    z = r_L - r_L.max(axis=1, keepdims=True)
-    p = xp.exp(z)
-    return r_target - p / p.sum(axis=1, keepdims=True)
+    return r_target - softmax(xp, r_L)
 
 
 def init_state(xp, v_ff0, r0, n_out, learn, dtype):
@@ -173,8 +172,7 @@ def sample_loss(xp, dyn, r_target, r_L):
     :math:`-\sum_k r^*_k \log\mathrm{softmax}(r_L)_k` (ce)."""
     if dyn.error == "mse":
         return xp.sqrt(((r_target - r_L) ** 2).sum(axis=1))
-    z = r_L - r_L.max(axis=1, keepdims=True)
-    return -(r_target * (z - xp.log(xp.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1)
+    return -(r_target * log_softmax(xp, r_L)).sum(axis=1)
 
 
 def jacobian_blocks(xp, W, phi, v, r):

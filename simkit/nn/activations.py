@@ -14,8 +14,14 @@ leaky_relu :math:`a` if :math:`a>0` else     :math:`1` or :math:`s`             
 =========  ================================  ======================================  ===========================
 
 ``df(xp, a, h)`` receives both the pre-activation ``a`` and ``h = phi(a)`` so each derivative
-uses whichever is cheaper (tanh and sigmoid reuse ``h``). The default leaky-ReLU slope is 0.2, as
-in the DFC code; ``leaky_relu:0.1`` picks another slope (GAIT-prop uses 0.1).
+uses whichever is cheaper (tanh and sigmoid reuse ``h``). Every derivative here depends on ``a``
+only through its sign and shape, which ``h`` shares, so :func:`df_from_output` gives :math:`\phi'(a)` from ``h``
+alone for networks that keep no pre-activation. The default leaky-ReLU slope is 0.2, as in the
+DFC code; ``leaky_relu:0.1`` picks another slope.
+
+The invertible networks of GAIT-prop use the leaky ReLU as the original writes it
+(:func:`sigma`, :func:`sigma_inv`, :func:`times_dsigma`): its derivative is read from the output,
+with :math:`h = 0` counting as positive.
 """
 from __future__ import annotations
 
@@ -76,3 +82,28 @@ def get_activation(name: str) -> Activation:
         raise UserError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)} "
                         "(leaky_relu:SLOPE for another slope)")
     return ACTIVATIONS[key]
+
+
+def df_from_output(xp, phi: Activation, h):
+    r""":math:`\phi'(a)` from :math:`h = \phi(a)` alone (``a`` enters only by sign and shape)."""
+    return phi.df(xp, h, h)
+
+
+# ------------------------------------------------------------------------------ GAIT-prop's sigma
+SLOPE = 0.1        # leaky-ReLU negative slope of GAIT-prop's original code
+
+
+def sigma(xp, z, slope=SLOPE, linear=False):
+    r""":math:`\sigma(z) = \max(z, a z)`, the leaky ReLU for :math:`0 < a < 1` (identity if ``linear``)."""
+    return z if linear else xp.maximum(z, slope * z)
+
+
+def sigma_inv(xp, y, slope=SLOPE, linear=False):
+    r""":math:`\sigma^{-1}(y) = \min(y, y/a)` (negative entries times ``1/slope``)."""
+    return y if linear else xp.minimum(y, y * (1.0 / slope))
+
+
+def times_dsigma(xp, h, e, slope=SLOPE, linear=False):
+    r""":math:`e \odot \sigma'(h)` with :math:`\sigma'` read from the output: 1 where
+    :math:`h \ge 0`, else ``slope``."""
+    return e if linear else xp.where(h >= 0, e, slope * e)

@@ -5,15 +5,14 @@ backpropagation of error", NeurIPS 2020, arXiv:2006.06438; original code ``nasir
 
 Layout and layer
 ----------------
-Rows are samples and a layer multiplies from the right, as in the original code (and unlike
-:class:`simkit.nn.MLP`, which uses PyTorch's ``(n_out, n_in)``): ``W[l-1]`` is the paper's
-:math:`W_l`, an :math:`n_l \times n_l` matrix whose row :math:`i` holds the synapses *from* input
-unit :math:`i`. With :math:`h_0 = x` (a batch ``(N, n_0)``) and :math:`l = 1..L`:
+The layout of :class:`simkit.nn.MLP`: rows are samples and ``W[l-1]``, the paper's :math:`W_l`, is
+an :math:`n_l \times n_l` matrix of shape (out, in) (the original stores its transpose). With
+:math:`h_0 = x` (a batch ``(N, n_0)``) and :math:`l = 1..L`:
 
 .. math::
 
-    h_l &= \sigma\big(h_{l-1}^{[:n_l]} W_l + b_l\big)                              && (1)\\
-    g_l(y) &= \big(\sigma^{-1}(y) - b_l\big)\, W_l^{-1}                              && (2)
+    h_l &= \sigma\big(h_{l-1}^{[:n_l]} W_l^\top + b_l\big)                        && (1)\\
+    g_l(y) &= \big(\sigma^{-1}(y) - b_l\big)\, W_l^{-\top}                        && (2)
 
 :math:`h^{[:n]}` is the first :math:`n` units. A *square* network has :math:`n_l = n_0` for every
 layer (784 for MNIST; the output layer is 784 wide too and its first 10 units are the classes).
@@ -24,7 +23,8 @@ taken from the forward pass, so the inverse is exact given the stored activity:
 
 .. math:: h_{l-1} = \big[\, g_l(h_l),\; h_{l-1}^{[n_l:]} \,\big]                    \qquad (3)
 
-:math:`\sigma` is the leaky ReLU with slope :math:`a = 0.1` (or the identity with ``linear``):
+:math:`\sigma` is the leaky ReLU with slope :math:`a = 0.1` (or the identity with ``linear``),
+:func:`simkit.nn.activations.sigma`:
 
 .. math::
 
@@ -36,13 +36,13 @@ no pre-activation is stored; :math:`h = 0` counts as positive, as in the origina
 
 Inverses
 --------
-:math:`y W_l^{-1}` is never formed from an explicit inverse: it is one LU solve
+:math:`y W_l^{-\top}` is never formed from an explicit inverse: it is one LU solve
 (``xp.linalg.solve``, :math:`\tfrac23 n^3` flops instead of :math:`2n^3` for ``inv``). Every
 rule here applies each layer's inverse exactly once per step, so one factorisation per layer and
 step is the minimum. A few fixed random probe rows :math:`R` are solved along with :math:`Y`; they
 give the condition estimate
 
-.. math:: \hat\kappa(W) = \frac{\lVert W\rVert_F\, \lVert R\,W^{-1}\rVert_F}{\sqrt{n}\,\lVert R\rVert_F}
+.. math:: \hat\kappa(W) = \frac{\lVert W\rVert_F\, \lVert R\,W^{-\top}\rVert_F}{\sqrt{n}\,\lVert R\rVert_F}
 
 (1 for an orthogonal matrix, within a factor :math:`\sqrt n` of the 2-norm condition number for
 Gaussian probes). A singular, non-finite or ill-conditioned layer (:math:`\hat\kappa` above
@@ -52,16 +52,17 @@ SciPy ships a second OpenBLAS whose idle threads would compete with NumPy's on a
 
 Orthogonality regulariser
 -------------------------
-The soft penalty on the off-diagonal entries of the rows' Gram matrix :math:`G = W W^\top` (the
-diagonal is free: rows become mutually orthogonal, not normalised), with its closed-form gradient
-(:math:`dG = dW\,W^\top + W\,dW^\top` and :math:`G - \mathrm{diag}(G)` symmetric):
+The soft penalty on the off-diagonal entries of the Gram matrix of the columns (one column per
+input unit, the original's rows), :math:`G = W^\top W`; its diagonal is free: columns become
+mutually orthogonal, not normalised. Its closed-form gradient
+(:math:`dG = dW^\top W + W^\top dW` and :math:`G - \mathrm{diag}(G)` symmetric):
 
 .. math::
 
-    R(W) = \lambda \sum_{i \ne j} \big(W W^\top\big)_{ij}^2, \qquad
-    \nabla_W R = 4 \lambda \,\big(W W^\top - \mathrm{diag}(W W^\top)\big)\, W           \qquad (5)
+    R(W) = \lambda \sum_{i \ne j} \big(W^\top W\big)_{ij}^2, \qquad
+    \nabla_W R = 4 \lambda \, W \big(W^\top W - \mathrm{diag}(W^\top W)\big)          \qquad (5)
 
-Two products: :math:`W W^\top` (a symmetric rank-k update, :math:`n^3` flops) and one general
+Two products: :math:`W^\top W` (a symmetric rank-k update, :math:`n^3` flops) and one general
 product (:math:`2 n^3`). The original obtained it through Chainer's autograd on einsums.
 
 Initialisation (the original's, for seed-for-seed agreement)
@@ -70,10 +71,11 @@ Layer :math:`l` of a square net is seeded with ``seed + l - 1`` for the hidden l
 output layer *reuses the last hidden layer's seed*, so its initial matrix equals that layer's
 (``distinct_output_seed=True`` gives it ``seed + L - 1`` instead). Tower layers are seeded
 ``seed + l - 1``. Orthogonal: ``scipy.stats.ortho_group.rvs(n)`` from ``RandomState(seed)``
-(Haar-random); otherwise Xavier normal ``RandomState(seed).randn(n, n) * sqrt(1/n)``. Biases start
-at zero. These are local ``RandomState`` objects, not NumPy's global state; this departs from
-simkit's ``SeedSequence`` streams on purpose: it reproduces the original's initial weights (and so
-its 12.22% initial MNIST accuracy) to round-off.
+(Haar-random); otherwise Xavier normal ``RandomState(seed).randn(n, n) * sqrt(1/n)``; each is
+transposed into the (out, in) layout. Biases start at zero. These are local ``RandomState``
+objects, not NumPy's global state; this departs from simkit's ``SeedSequence`` streams on purpose:
+it reproduces the original's initial weights (and so its 12.22% initial MNIST accuracy) to
+round-off.
 """
 from __future__ import annotations
 
@@ -84,31 +86,16 @@ from itertools import pairwise
 import numpy as np
 
 from simkit.errors import NumericalError, UserError
+from simkit.nn.activations import SLOPE, sigma, sigma_inv, times_dsigma
 
-SLOPE = 0.1        # leaky-ReLU negative slope of the original
 MAX_COND = 1e12    # a layer whose condition number exceeds this is reported, not inverted
 PROBES = 2         # random rows solved along with every inverse, for the condition estimate
 
 
-# ------------------------------------------------------------------------------ transfer function
-def sigma(xp, z, slope=SLOPE, linear=False):
-    """Eq. (4): leaky ReLU (identity if ``linear``)."""
-    return z if linear else xp.maximum(z, slope * z)                 # Eq. (4)
-
-
-def sigma_inv(xp, y, slope=SLOPE, linear=False):
-    """Eq. (4): inverse leaky ReLU (negative entries times ``1/slope``)."""
-    return y if linear else xp.minimum(y, y * (1.0 / slope))         # Eq. (4)
-
-
-def times_dsigma(xp, h, e, slope=SLOPE, linear=False):
-    r""":math:`e \odot \sigma'(h)` with :math:`\sigma'` read from the post-activation ``h`` (Eq. 4)."""
-    return e if linear else xp.where(h >= 0, e, slope * e)           # Eq. (4)
-
-
 # ------------------------------------------------------------------------------ initialisation
 def original_init(n: int, seed: int, orthogonal: bool) -> np.ndarray:
-    """An ``n x n`` host matrix drawn exactly as the original's ``InvLayer`` draws it."""
+    """An ``n x n`` host matrix drawn exactly as the original's ``InvLayer`` draws it (its layout:
+    the transpose of :math:`W_l`)."""
     rs = np.random.RandomState(seed)
     if orthogonal:
         from scipy.stats import ortho_group
@@ -125,16 +112,16 @@ def square_seeds(seed: int, n_hidden: int, distinct_output_seed=False) -> list:
 
 # ------------------------------------------------------------------------------ regulariser
 def ortho_penalty(xp, W) -> float:
-    r""":math:`R(W)/\lambda = \sum_{i\ne j} (W W^\top)_{ij}^2` (Eq. 5)."""
-    G = W @ W.T
+    r""":math:`R(W)/\lambda = \sum_{i\ne j} (W^\top W)_{ij}^2` (Eq. 5)."""
+    G = W.T @ W
     return float((G * G).sum() - (xp.diagonal(G) ** 2).sum())        # Eq. (5)
 
 
 def ortho_grad(xp, W, lam: float, out=None, gram=None):
-    r""":math:`4\lambda\,(W W^\top - \mathrm{diag}(W W^\top))\,W` (Eq. 5); ``out``/``gram``: buffers."""
-    G = xp.matmul(W, W.T, out=gram)             # symmetric rank-k update, n^3 flops
+    r""":math:`4\lambda\,W (W^\top W - \mathrm{diag}(W^\top W))` (Eq. 5); ``out``/``gram``: buffers."""
+    G = xp.matmul(W.T, W, out=gram)             # symmetric rank-k update, n^3 flops
     xp.fill_diagonal(G, 0.0)                    # off-diagonal part of the Gram matrix
-    out = xp.matmul(G, W, out=out)              # 2 n^3 flops
+    out = xp.matmul(W, G, out=out)              # 2 n^3 flops
     out *= 4.0 * lam                            # Eq. (5)
     return out
 
@@ -146,10 +133,10 @@ def probe_rows(n: int, k: int = PROBES) -> np.ndarray:
 
 
 def solve_right(xp, W, Y, R, layer: int, max_cond: float = MAX_COND):
-    """``(Y W^{-1}, cond)``: one LU solve for the rows ``Y`` and probes ``R`` (module docstring)."""
+    """``(Y W^{-T}, cond)``: one LU solve for the rows ``Y`` and probes ``R`` (module docstring)."""
     N = Y.shape[0]
     try:
-        X = xp.linalg.solve(W.T, xp.concatenate([Y, R]).T).T      # W^T X^T = [Y; R]^T
+        X = xp.linalg.solve(W, xp.concatenate([Y, R]).T).T        # W X^T = [Y; R]^T
     except np.linalg.LinAlgError:                                   # an exactly zero pivot
         cond = math.inf
     else:
@@ -162,6 +149,13 @@ def solve_right(xp, W, Y, R, layer: int, max_cond: float = MAX_COND):
             f"{max_cond:.3g}): its inverse has no correct digits, so targets cannot be "
             "propagated; lower the learning rate or raise --orthogonal_reg")
     return X[:N], cond
+
+
+def pad_aux(xp, a, n):
+    """``a`` with zero columns appended up to width ``n`` (a tower's auxiliary units)."""
+    if a.shape[1] == n:
+        return a
+    return xp.concatenate([a, xp.zeros((a.shape[0], n - a.shape[1]), dtype=a.dtype)], axis=1)
 
 
 # ------------------------------------------------------------------------------ network
@@ -185,7 +179,7 @@ class InvertibleNet:
     widths : list of int
         :math:`[n_0, n_1, \dots, n_L]`: input width, then each layer's (square) width; non-increasing.
     W, b : lists of host arrays, optional
-        Initial weights ``(n_l, n_l)`` (row layout) and biases; default identity / zeros.
+        Initial weights ``(n_l, n_l)`` in the (out, in) layout and biases; default identity / zeros.
     linear : bool
         Identity transfer function instead of the leaky ReLU.
     """
@@ -206,7 +200,7 @@ class InvertibleNet:
         for l, (Wl, n) in enumerate(zip(W, widths[1:]), start=1):
             if tuple(np.shape(Wl)) != (n, n):
                 raise UserError(f"W_{l} has shape {np.shape(Wl)}, expected ({n}, {n})")
-        self.W = [bk.asarray(np.array(Wl)) for Wl in W[:L]]     # copies: the net owns them
+        self.W = [bk.asarray(np.array(Wl, order="C")) for Wl in W[:L]]   # copies: the net owns them
         self.b = [bk.asarray(np.array(bl)) for bl in b[:L]]
         self._probes = {n: bk.asarray(probe_rows(n)) for n in set(widths[1:])}
         self.cond = [None] * L          # last condition estimate of each layer (diagnostics)
@@ -221,20 +215,20 @@ class InvertibleNet:
                distinct_output_seed=False, **kw):
         """``n_hidden`` hidden layers plus the output layer, all ``n_units`` wide (original init)."""
         seeds = square_seeds(seed, n_hidden, distinct_output_seed)
-        W = [original_init(n_units, s, orthogonal) for s in seeds]
+        W = [original_init(n_units, s, orthogonal).T for s in seeds]
         return cls(bk, [n_units] * (n_hidden + 2), W, linear=linear, **kw)
 
     @classmethod
     def tower(cls, bk, widths=(784, 784, 500, 200, 10), *, seed=1, orthogonal=True, linear=False,
               **kw):
         """The original's variable-width net; layer ``l`` is seeded ``seed + l - 1``."""
-        W = [original_init(n, seed + k, orthogonal) for k, n in enumerate(widths[1:])]
+        W = [original_init(n, seed + k, orthogonal).T for k, n in enumerate(widths[1:])]
         return cls(bk, widths, W, linear=linear, **kw)
 
     # -------------------------------------------------------------------------- forward
     def layer(self, l: int, h_prev):
         """Eq. (1) for layer ``l`` (1-based)."""
-        z = h_prev[:, :self.widths[l]] @ self.W[l - 1]               # Eq. (1)
+        z = h_prev[:, :self.widths[l]] @ self.W[l - 1].T             # Eq. (1)
         z += self.b[l - 1]
         return sigma(self.bk.xp, z, self.slope, self.linear)
 
@@ -254,9 +248,19 @@ class InvertibleNet:
             out.append(h)
         return out[0] if len(out) == 1 else self.bk.xp.concatenate(out)
 
+    # -------------------------------------------------------------------------- backward
+    def back(self, l: int, delta, W=None):
+        r""":math:`[\delta_l W_l,\; 0]`: the error at layer ``l``'s pre-activation carried to its
+        input by :math:`W_l^\top` (``W[l-1]`` instead, if given); auxiliary units receive zero."""
+        return pad_aux(self.bk.xp, delta @ (self.W if W is None else W)[l - 1], self.widths[l - 1])
+
+    def times_dphi(self, l: int, cache: InvCache, e):
+        r""":math:`e \odot \sigma'(h_l)` (Eq. 4)."""
+        return times_dsigma(self.bk.xp, cache.h[l], e, self.slope, self.linear)
+
     # -------------------------------------------------------------------------- inverse
     def solve(self, l: int, Y):
-        """:math:`Y W_l^{-1}` (one LU solve; checks the layer's conditioning)."""
+        """:math:`Y W_l^{-T}` (one LU solve; checks the layer's conditioning)."""
         X, self.cond[l - 1] = solve_right(self.bk.xp, self.W[l - 1], Y, self._probes[self.widths[l]],
                                           l, self.max_cond)
         return X
@@ -306,12 +310,3 @@ class InvertibleNet:
                                     f"another shape (expected {tuple(arr[l - 1].shape)})")
                 arr[l - 1][...] = self.bk.asarray(state[key])
         self.weights_changed()
-
-    def condition_numbers(self) -> list:
-        """Per-layer condition estimates (module docstring); raises for a singular layer."""
-        xp = self.bk.xp
-        out = []
-        for l in range(1, self.L + 1):
-            R = self._probes[self.widths[l]]
-            out.append(solve_right(xp, self.W[l - 1], R[:0], R, l, math.inf)[1])
-        return out

@@ -45,7 +45,9 @@ def log_softmax(xp, z):
 
 
 def softmax(xp, z):
-    return xp.exp(log_softmax(xp, z))
+    r"""Row-wise :math:`\operatorname{softmax}(z)_c = e^{z_c - \max z} / \sum_k e^{z_k - \max z}`."""
+    e = xp.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _ce_value(xp, z, t):
@@ -53,7 +55,9 @@ def _ce_value(xp, z, t):
 
 
 def _ce_grad(xp, z, t):
-    return (softmax(xp, z) - t) / z.shape[0]
+    # exp(log_softmax): the probabilities whose logarithm the value sums (softmax() rounds
+    # differently in the last bit).
+    return (xp.exp(log_softmax(xp, z)) - t) / z.shape[0]
 
 
 def _mse_value(xp, y, t):

@@ -95,6 +95,19 @@ class MLP:
             cache.h.append(h)
         return cache
 
+    def back(self, l, delta, W=None):
+        r""":math:`\delta_l W_l`: the error at layer ``l``'s pre-activation (paper numbering
+        ``l = 1..L``, as the cache) carried to its input by :math:`W_l^\top` (``W[l-1]`` instead,
+        if given: feedback alignment's :math:`B`)."""
+        return delta @ (self.W if W is None else W)[l - 1]
+
+    def times_dphi(self, l, cache: Cache, e):
+        r""":math:`e \odot \phi_l'(a_l)` (paper numbering; no product for a linear layer)."""
+        phi = self.phi[l - 1]
+        if phi.name == "linear":
+            return e
+        return e * phi.df(self.bk.xp, cache.a[l], cache.h[l])
+
     def predict(self, x):
         """Output :math:`h_L` only, without keeping the intermediate state."""
         h = x

@@ -14,7 +14,10 @@ sample.) The biologically plausible rules in this package differ from this one o
 carries* :math:`\delta_{l+1}` back to layer :math:`l`: here it is :math:`W_{l+1}^\top` itself
 (the "weight transport problem").
 
-Symbols: ``W[l]`` (n_l, n_{l-1}), ``h[l]`` (B, n_l), ``a[l]`` (B, n_l), ``delta[l]`` (B, n_l).
+Symbols: ``W[l-1]`` (n_l, n_{l-1}), ``h[l]`` (B, n_l), ``a[l]`` (B, n_l), ``delta[l-1]`` (B, n_l).
+The recursion runs on any network with :meth:`~simkit.nn.MLP.back` (the product with
+:math:`W_{l+1}^\top`) and :meth:`~simkit.nn.MLP.times_dphi` (the product with :math:`\phi_l'`):
+the dense MLP and the invertible networks of :mod:`simkit.nn.invertible`.
 """
 from __future__ import annotations
 
@@ -27,13 +30,11 @@ def bp_deltas(net, cache, dL_dy, backward_weights=None) -> list:
     ``backward_weights[l]`` replaces ``W[l]`` on the way back (None: BP's own weights); feedback
     alignment passes its random ``B`` here.
     """
-    xp = net.bk.xp
-    Wb = net.W if backward_weights is None else backward_weights
     deltas = [None] * net.L
     deltas[-1] = output_delta(net, cache, dL_dy)                     # delta_L
-    for l in range(net.L - 2, -1, -1):
-        back = deltas[l + 1] @ Wb[l + 1]                             # (B, n_l)
-        deltas[l] = back * net.phi[l].df(xp, cache.a[l + 1], cache.h[l + 1])  # delta_l
+    for l in range(net.L - 1, 0, -1):                                # paper numbering
+        back = net.back(l + 1, deltas[l], backward_weights)          # delta_{l+1} W_{l+1}
+        deltas[l - 1] = net.times_dphi(l, cache, back)               # delta_l
     return deltas
 
 

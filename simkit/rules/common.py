@@ -27,7 +27,19 @@ def grads_from_deltas(net, cache, deltas) -> list:
 
 def output_delta(net, cache, dL_dy):
     r""":math:`\delta_L = \partial L/\partial h_L \odot \phi_L'(a_L)` (no product for a linear output)."""
-    phi = net.phi[-1]
-    if phi.name == "linear":
-        return dL_dy
-    return dL_dy * phi.df(net.bk.xp, cache.a[-1], cache.h[-1])
+    return net.times_dphi(net.L, cache, dL_dy)
+
+
+def output_target(xp, y, t, step=None, dL_dy=None):
+    r"""The output target :math:`r^*_L` (or :math:`T_L`).
+
+    Without ``step``: the label ``t`` on the first ``C = t.shape[1]`` units and the output's own
+    value on the others (zero error there: GAIT-prop's wide outputs; for ``C = n_L`` the label).
+    With ``step`` :math:`\lambda`: a step down the batch-summed loss instead,
+    :math:`r^*_L = y - \lambda\,B\,\partial L/\partial y` (weak-feedback DFC, Eq. (6) there).
+    """
+    if step is not None:
+        return y - step * y.shape[0] * dL_dy
+    T = y.copy()
+    T[:, :t.shape[1]] = t
+    return T

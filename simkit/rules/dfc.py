@@ -82,10 +82,10 @@ from simkit.kernels.dfc_fast import simulate_fast
 from simkit.kernels.spares import Spares
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.bp import bp_deltas
-from simkit.rules.common import grads_from_deltas
+from simkit.rules.common import grads_from_deltas, output_target
 from simkit.rules.dfc_diagnostics import diagnose
 from simkit.rules.dfc_options import DEFAULTS, dynamics, resolve  # noqa: F401 (DEFAULTS re-exported)
-from simkit.rules.dfc_updates import continuous_grads, output_target, ss_grads
+from simkit.rules.dfc_updates import continuous_grads, ss_grads
 
 # Which loop runs: backend numpy -> the readable reference (kernel="vectorised": the fast one);
 # numba -> the Numba twin for nets of at most this many neurons (or kernel="numba"), else
@@ -222,7 +222,8 @@ class DFC:
         xp, o = self.bk.xp, self.o
         if o["use_bp_updates"]:
             return grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
-        r_t = output_target(xp, o, cache.y, t, loss, dL_dy)
+        r_t = output_target(xp, cache.y, t, None if o["strong_feedback"] else o["target_stepsize"],
+                            dL_dy)                                    # Eq. (6)
         fb = "highpass" if (o["single_phase"] and self.train_fb) else None
         learn = self.learning(None if o["ss"] else o["learning_rule"], fb)
         if o["ssa"]:

@@ -1,20 +1,13 @@
-r"""DFC's forward-weight updates and output target (Meulemans et al. 2021, Eqs. (5), (6)).
+r"""DFC's forward-weight updates (Meulemans et al. 2021, Eq. (5)).
 
-The output target (Eq. (6)) is the label with strong feedback, else a step of size
-:math:`\lambda` down the loss: :math:`r^*_L = r^-_L - \lambda\,\partial_{r_L}(B\bar{\mathcal L})`.
-The update (Eq. (5), ``nonlinear_difference``) is the time average over the simulation of the
-somatic-basal mismatch times the layer's input, taken from the running sums the controller loop
-accumulates (:func:`continuous_grads`); DFC-SS and DFC-SSA use the steady state alone
-(:func:`ss_grads`).
+The output target (Eq. (6), :func:`simkit.rules.common.output_target`) is the label with strong
+feedback, else a step of size :math:`\lambda` down the loss:
+:math:`r^*_L = r^-_L - \lambda\,\partial_{r_L}(B\bar{\mathcal L})`. The update (Eq. (5),
+``nonlinear_difference``) is the time average over the simulation of the somatic-basal mismatch
+times the layer's input, taken from the running sums the controller loop accumulates
+(:func:`continuous_grads`); DFC-SS and DFC-SSA use the steady state alone (:func:`ss_grads`).
 """
 from __future__ import annotations
-
-
-def output_target(xp, o, y, t, loss, dL_dy):
-    """:math:`r^*_L` (Eq. (6)): the label (strong) or a small step down the loss (weak)."""
-    if o["strong_feedback"]:
-        return t
-    return y - o["target_stepsize"] * y.shape[0] * dL_dy                # r- - lambda d(B L)/dr
 
 
 def ss_grads(xp, net, st, x, rule):

@@ -72,7 +72,7 @@ from __future__ import annotations
 import numpy as np
 
 from simkit.errors import UserError
-from simkit.nn.losses import softmax
+from simkit.nn.losses import log_softmax
 from simkit.rules.dfa import DirectFeedback
 
 ERROR_INFO = ("one_hot_target", "zeros", "delayed_loss", "delayed_error", "delayed_loss_one_hot",
@@ -125,7 +125,7 @@ class DelayedBuffer:
 def softmax_loss_grad(xp, loss, y, t):
     r""":math:`\partial L(s, t)/\partial y` with :math:`s = \operatorname{softmax}(y)`:
     :math:`s \odot (g - \langle g, s\rangle)`, :math:`g = \partial L/\partial s` (softmax Jacobian)."""
-    s = softmax(xp, y)
+    s = xp.exp(log_softmax(xp, y))                     # softmax as the CE loss's gradient has it
     g = loss.grad(xp, s, t)
     return s * (g - (g * s).sum(axis=1, keepdims=True))
 
@@ -170,7 +170,7 @@ class F3(DirectFeedback):
         """What sample ``i`` leaves in the buffer for its next visit: Eq. (F.4)."""
         xp, y, info = net.bk.xp, cache.y, self.error_info
         if info == "delayed_error_softmax":
-            return t - softmax(xp, y)
+            return t - xp.exp(log_softmax(xp, y))
         if info == "delayed_loss_softmax":
             return -softmax_loss_grad(xp, loss, y, t)
         if info.startswith("delayed_error"):

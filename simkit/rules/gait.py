@@ -3,8 +3,8 @@ r"""BP, GAIT-prop and target propagation on invertible networks.
 Ahmad, van Gerven & Ambrogioni, "GAIT-prop: A biologically plausible learning rule derived from
 backpropagation of error", NeurIPS 2020, arXiv:2006.06438; original code ``nasiryahm/GAIT-prop``
 (``inv_net.py``, ``run.py``). The network, its inverse :math:`g_l` and the regulariser are in
-:mod:`simkit.nn.invertible` (Eqs. 1-5 there). Equation numbers continue that module's; they are
-this package's own numbering of the derivation below (the paper's numbering was not at hand).
+:mod:`simkit.nn.invertible` (Eqs. 1-5 there). Equation numbers continue that module's; they
+number the derivation below, not the paper's equations.
 
 Symbols (rows are samples, batch :math:`N`, layer :math:`l = 1..L`, width :math:`n_l`)
 =====================  =================  ====================================================
@@ -23,15 +23,15 @@ per layer, never per-sample outer products), plus the regulariser's gradient (Eq
 
 .. math::
 
-    \nabla W_l = \tfrac1N\, \big(h_{l-1}^{[:n_l]}\big)^\top \delta_l + \nabla_W R(W_l), \qquad
+    \nabla W_l = \tfrac1N\, \delta_l^\top h_{l-1}^{[:n_l]} + \nabla_W R(W_l), \qquad
     \nabla b_l = \tfrac1N \textstyle\sum_n \delta_{l,n}                                     \qquad (6)
 
 The optimiser steps against these "plus" gradients (the original returns their negatives).
 
 **BP** on the loss :math:`\tfrac1{2N}\sum_n \lVert h_{L,n} - T_{L,n}\rVert^2`, auxiliary units of
-a tower receiving zero error:
+a tower receiving zero error (:func:`simkit.rules.bp.bp_deltas`):
 
-.. math:: E_L = h_L - T_L, \qquad E_{l-1} = \big[\,\delta_l W_l^\top,\; 0\,\big]          \qquad (7)
+.. math:: E_L = h_L - T_L, \qquad E_{l-1} = \big[\,\delta_l W_l,\; 0\,\big]                \qquad (7)
 
 **GAIT-prop.** Each layer's target is the inverse image of a point moved from the forward
 activity a fraction :math:`\gamma \sigma'(h_l)^2` of the way towards the target above, and the
@@ -45,21 +45,21 @@ error is rescaled by :math:`\gamma^{-(L-l)}`:
 
 Why :math:`\sigma'^2`: :math:`\sigma^{-1}` divides a small increment by :math:`\sigma'`, so the
 pre-activation moves by :math:`\gamma\,\sigma' \odot (T_l - h_l)`; unless a unit crosses the kink
-of :math:`\sigma`, :math:`E_{l-1} = \delta_l W_l^{-1}`. That is Eq. (7) with :math:`W_l^{-1}` for
-:math:`W_l^\top`: **GAIT-prop equals BP when every** :math:`W_l` **is orthogonal** (the paper's
+of :math:`\sigma`, :math:`E_{l-1} = \delta_l W_l^{-\top}`. That is Eq. (7) with :math:`W_l^{-\top}`
+for :math:`W_l`: **GAIT-prop equals BP when every** :math:`W_l` **is orthogonal** (the paper's
 result), up to the :math:`O(\gamma)` kink-crossing units.
 
 *Exact formulation (the default).* Eq. (8) as written subtracts absolute targets that differ from
 :math:`h_l` by :math:`\gamma^{L-l}`; at :math:`\gamma = 10^{-3}` and five layers the bottom
 difference is ~1e-12 of the activity, the size of the round-off, and the bottom update is mostly
-noise (cosine 0.49 with BP; research note §4.3). Propagate the *scaled displacement*
+noise (cosine 0.49 with BP). Propagate the *scaled displacement*
 :math:`D_l = (T_l - h_l)/\gamma^{L-l}` instead. The bias cancels in
 :math:`g_l(y) - g_l(h_l)`, so with :math:`s = \gamma^{L-l+1}` and :math:`u = \sigma'(h_l)^2 D_l`
 
 .. math::
 
     D_L = T_L - h_L, \qquad
-    D_{l-1} = \Big[\, \frac{\sigma^{-1}(h_l + s\,u) - \sigma^{-1}(h_l)}{s}\, W_l^{-1},\; 0 \,\Big],
+    D_{l-1} = \Big[\, \frac{\sigma^{-1}(h_l + s\,u) - \sigma^{-1}(h_l)}{s}\, W_l^{-\top},\; 0 \,\Big],
     \qquad E_l = -D_l                                                                       \qquad (9)
 
 and the quotient is evaluated without cancellation: :math:`\sigma'(h_l) D_l` for a unit that stays
@@ -83,43 +83,20 @@ Deliberate deviations from the original code
 2. Eq. (6) is one matrix product per layer instead of a mean of per-sample outer products (an
    ``N x n x n`` tensor, 295 MB per layer per step at MNIST size); same value up to round-off.
 3. The regulariser uses its closed form (Eq. 5) instead of Chainer's autograd.
-4. :math:`y W_l^{-1}` comes from an LU solve per layer and step, not an explicit inverse; the
+4. :math:`y W_l^{-\top}` comes from an LU solve per layer and step, not an explicit inverse; the
    bottom layer's target (never used for an update) is not computed.
 """
 from __future__ import annotations
 
 from simkit.errors import UserError
-from simkit.nn.invertible import InvertibleNet, ortho_grad, times_dsigma
+from simkit.nn.activations import times_dsigma
+from simkit.nn.invertible import InvCache, InvertibleNet, ortho_grad, pad_aux
+from simkit.rules.bp import bp_deltas
+from simkit.rules.common import output_target
 
 ALGORITHMS = ("BP", "GAIT", "TP")
 FORMULATIONS = ("exact", "original")
 
-
-def output_target(xp, y, onehot):
-    """:math:`T_L`: ``onehot`` on the first C units, the output's own values on the others."""
-    T = y.copy()
-    T[:, :onehot.shape[1]] = onehot
-    return T
-
-
-def _pad(xp, a, n):
-    """``a`` with zero columns appended up to width ``n`` (a tower's auxiliary units)."""
-    if a.shape[1] == n:
-        return a
-    return xp.concatenate([a, xp.zeros((a.shape[0], n - a.shape[1]), dtype=a.dtype)], axis=1)
-
-
-# ------------------------------------------------------------------------------ BP
-def bp_deltas(net, h, T) -> list:
-    r""":math:`\delta_1..\delta_L` of BP (list index ``l``; entry 0 unused), Eq. (7)."""
-    xp = net.bk.xp
-    deltas = [None] * (net.L + 1)
-    E = h[-1] - T                                                     # Eq. (7)
-    for l in range(net.L, 0, -1):
-        deltas[l] = times_dsigma(xp, h[l], E, net.slope, net.linear)    # delta_l
-        if l > 1:
-            E = _pad(xp, deltas[l] @ net.W[l - 1].T, net.widths[l - 1])   # Eq. (7)
-    return deltas
 
 
 # ------------------------------------------------------------------------------ GAIT-prop
@@ -150,7 +127,7 @@ def gait_deltas_exact(net, h, T, gamma) -> list:
         deltas[l] = -times_dsigma(xp, h[l], D, net.slope, net.linear)  # Eq. (9): E_l = -D_l
         if l > 1:
             r = scaled_increment(xp, h[l], D, gamma ** (L - l + 1), net.slope, net.linear)
-            D = _pad(xp, net.solve(l, r), net.widths[l - 1])          # Eq. (9), D_{l-1}
+            D = pad_aux(xp, net.solve(l, r), net.widths[l - 1])       # Eq. (9), D_{l-1}
     return deltas
 
 
@@ -218,7 +195,7 @@ class InvertibleRule:
 
     def deltas(self, net, h, T) -> list:
         if self.algorithm == "BP":
-            return bp_deltas(net, h, T)
+            return [None] + bp_deltas(net, InvCache(h), h[-1] - T)     # Eq. (7)
         if self.algorithm == "TP":
             return tp_deltas(net, h, T)
         if self.formulation == "exact":
@@ -242,7 +219,7 @@ class InvertibleRule:
         for l in range(1, net.L + 1):
             W, n = net.W[l - 1], net.widths[l]
             buf = self._buffer(xp, ("dW", l), W.shape, W.dtype)
-            dW = xp.matmul(h[l - 1][:, :n].T, deltas[l], out=buf)
+            dW = xp.matmul(deltas[l].T, h[l - 1][:, :n], out=buf)
             dW /= N                                                   # Eq. (6)
             if self.ortho_reg:
                 reg = ortho_grad(xp, W, self.ortho_reg, out=self._buffer(xp, ("R", l), W.shape, W.dtype),
@@ -272,7 +249,6 @@ def make_inv_bp(**kw):
 
 __all__ = [
     "InvertibleRule",
-    "bp_deltas",
     "gait_deltas_exact",
     "gait_deltas_original",
     "gait_targets",

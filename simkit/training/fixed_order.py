@@ -219,7 +219,8 @@ class GaitTrainer(Loop):
         for l in range(self.net.L):
             for key, suffix in (("W", "weights"), ("b", "biases")):
                 buf = io.BytesIO()
-                np.save(buf, self.bk.to_host((self.net.W if key == "W" else self.net.b)[l]))
+                p = self.bk.to_host((self.net.W if key == "W" else self.net.b)[l])
+                np.save(buf, np.ascontiguousarray(p.T))          # W_l^T: the original's layout
                 atomic_write_bytes(self.run.path / f"{l}L{suffix}.npy", buf.getvalue())
 
     # ------------------------------------------------------------------------------ checkpoints
