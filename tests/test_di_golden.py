@@ -50,16 +50,10 @@ from simkit.dynamics.di import (
     spectral_abscissa,
 )
 from simkit.dynamics.ssa import ssa_opt
+from simkit.inversion_model import TaskConfig, build_models, ndi_reference_delta, train_step
 from simkit.inversion_tasks import LINEAR_MODELS, run_online, sse_eval
 from simkit.metrics import angle_deg
-from simkit.rules.inversion import (
-    TaskConfig,
-    backprop_error,
-    build_models,
-    mat_angle,
-    ndi_reference_delta,
-    train_step,
-)
+from simkit.rules.inversion import backprop_error, mat_angle
 
 from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 

@@ -80,7 +80,8 @@ def test_sdi_angle_reference_is_ndi_with_the_fixed_per_layer_feedback():
     from simkit.dynamics.di import DISolver
     from simkit.inversion_tasks import NONLINEAR_MODELS, make_diag
     from simkit.metrics import angle_deg
-    from simkit.rules import inversion as inv
+    from simkit import inversion_model as inv
+    from simkit.rules.inversion import ndi_operator
     bk, rng = get_backend("numpy", "float64"), np.random.default_rng(4)
     sizes, ssa = [6, 5, 4, 3], {"lr": 0.5, "maxiters": 2000, "miniters": 100}
     W0 = [rng.uniform(-0.01, 0.01, (o, i)) for i, o in itertools.pairwise(sizes)]
@@ -95,7 +96,7 @@ def test_sdi_angle_reference_is_ndi_with_the_fixed_per_layer_feedback():
         diag(m, hs, deltas[-1], deltas)
         row, ref = store[m.spec.name][0], deltas[-1]
         for l in (2, 1):
-            ref = inv.ndi_operator(np, m.W[l], m.B[l], m.spec.alpha, ref) * (1 - hs[l] ** 2)
+            ref = ndi_operator(np, m.W[l], m.B[l], m.spec.alpha, ref) * (1 - hs[l] ** 2)
             assert row[f"ndi{l}"] == pytest.approx(angle_deg(np, deltas[l - 1], ref), abs=1e-9)
             assert row[f"B{l}"] == pytest.approx(angle_deg(np, m.B[l], -m.W[l].T), abs=1e-9)
     assert min(store["SDI-3"][0]["B1"], store["SDI-3"][0]["B2"]) > 20.0
