@@ -27,6 +27,7 @@ last minibatch; simkit the epoch's mean (no published number uses the option).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -69,6 +70,8 @@ class Trainer:
         self.epoch_seconds: list[float] = []
         if hasattr(rule, "checkpoint"):      # a rule's own long stages (DFC's pre-training)
             rule.checkpoint = self.save
+        if hasattr(rule, "report"):          # and its lines on them
+            rule.report = self.log
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, split) -> dict:
@@ -235,7 +238,9 @@ class Trainer:
     def fit(self) -> dict:
         """Train until ``cfg['epochs']``; returns the summary."""
         epochs = int(self.cfg["epochs"])
-        with recording_status(self.run):
+        closing = contextlib.closing(self.rule) if hasattr(self.rule, "close") \
+            else contextlib.nullcontext()                # a rule's threads end with the run
+        with recording_status(self.run), closing:
             if self.epoch == 0 and not self.rows:
                 self.log_epoch(0, self.evaluate_all(0, None), None)
                 self.save()

@@ -49,9 +49,9 @@ def test_apical_time_constant_fb_is_run_dfcs_alone_as_in_the_original(capsys):
 
     def opts(cmd, flags):
         return resolve(build_config(parse(cmd, flags), single_phase=cmd != "run_dfc")["rule_opts"])
-    assert opts("run_dfc", "--dt_di_fb=0.01 --apical_time_constant_fb=0.3")["apical_time_constant_fb"] == 0.3
-    assert opts("run_dfc", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
-    assert opts("run_dfc_single_phase", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
+    assert opts("run_dfc", "--dt_di_fb=0.01 --apical_time_constant_fb=0.3").apical_time_constant_fb == 0.3
+    assert opts("run_dfc", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
+    assert opts("run_dfc_single_phase", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
     with pytest.raises(SystemExit) as exc:
         main(["run_dfc_single_phase", "--apical_time_constant_fb=0.3", "--test"])
     err = capsys.readouterr().err
@@ -174,8 +174,8 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
 
 
 def test_runs_stored_before_a_default_changed_resume_with_the_old_one():
-    """noise_stream (counter since stop 12) and highpass_start (first since 2026-12-07): a stored
-    run that names neither resumes with the old value, a new run stores the new one, a flag
+    """noise_stream (default counter, formerly numpy) and highpass_start (default first,
+    formerly zero): a stored run that names neither resumes with the old value, a new run stores the new one, a flag
     picks either, and the single phase's simulations get the stored one."""
     from simkit.commands.runner import stored_defaults
     from simkit.rules.dfc import DFC

@@ -1,5 +1,6 @@
-"""The original's DFC options that no published command uses: --low_pass_filter_u,
---use_jacobian_as_fb, --include_only_converged_samples (reference loop only)."""
+"""DFC's options: the record that holds them, the kernels' packing of them, and the original's
+options that no published command uses: --low_pass_filter_u, --use_jacobian_as_fb,
+--include_only_converged_samples (reference loop only)."""
 import dataclasses
 
 import numpy as np
@@ -103,8 +104,8 @@ def test_jacobian_feedback_on_tanh_settles_at_its_linearised_fixed_point_and_gn_
 
 def test_jacobian_feedback_freezes_feedback_learning_and_refuses_noise():
     rule = DFC(use_jacobian_as_fb=True, init_fb_epochs=3, extra_fb_epochs=2)
-    assert rule.o["freeze_fb_weights"] and rule.o["init_fb_epochs"] == 0 and not rule.train_fb
-    assert rule.o["extra_fb_epochs"] == 0
+    assert rule.o.freeze_fb_weights and rule.o.init_fb_epochs == 0 and not rule.train_fb
+    assert rule.o.extra_fb_epochs == 0
     single = DFC(use_jacobian_as_fb=True, single_phase=True, strong_feedback=True)
     assert single.dyn.noise == "none"                    # the single phase's noise is not forced
     with pytest.raises(UserError, match="noisy_dynamics"):
@@ -157,7 +158,7 @@ def test_only_converged_samples_give_the_converged_subsets_sums(noisy):
 
 def test_without_the_flag_every_sample_counts_and_ss_updates_vanish_for_the_others():
     net, rule, cache, r_t, learn = mixed_batch(False)
-    keep = DFC(**dict(rule.o, include_only_converged_samples=False))
+    keep = DFC(**dict(rule.o.to_dict(), include_only_converged_samples=False))
     keep.setup(net, np.random.default_rng(0))
     a = keep.run(cache, r_t, keep.dyn, learn, phase=0)
     b = rule.run(cache, r_t, rule.dyn, learn, phase=0)
@@ -170,3 +171,41 @@ def test_without_the_flag_every_sample_counts_and_ss_updates_vanish_for_the_othe
     g_sub = ss_grads(np, net, run_ref(P, sub, rule.dyn), sub.h[0], "nonlinear_difference")
     for l in range(net.L):                                   # mean over the full batch of 6
         np.testing.assert_allclose(g[l][0], g_sub[l][0] * 3 / 6, rtol=1e-11, atol=1e-15)
+
+
+def test_options_are_a_documented_record_that_round_trips_through_json():
+    """Every DFC option is a field with its default, unit and strong_dfc flag; run.json's dict
+    reads back to the same options, and a misspelt key is one clear line."""
+    import json
+
+    from simkit.rules.dfc_options import DEFAULT, DFCOptions, resolve
+    for f in dataclasses.fields(DFCOptions):
+        assert {"unit", "doc", "flag"} <= set(f.metadata) and f.metadata["doc"], f.name
+    o = resolve({"sigma": 0.1, "strong_feedback": True, "lr_fb": [0.1, 0.2]})
+    assert isinstance(o, DFCOptions) and o.error_as_loss_grad and o.sigma_fb == 0.1
+    assert DFCOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.sigma = 0.2
+    with pytest.raises(UserError) as exc:
+        DFCOptions.from_dict({"tmax_dii": 3})
+    assert "\n" not in str(exc.value) and "tmax_di?" in str(exc.value)
+    assert DEFAULT.dt_di == 0.1 and DEFAULT.tmax_di == 10
+
+
+def test_kernel_arguments_are_packed_at_their_named_places():
+    """``coded`` writes each setting where the twins read it (``prm[DT]``, ``flg[FB]``, ...)."""
+    from simkit.kernels import dfc as kd
+    from simkit.nn.activations import get_activation
+    dyn = Dynamics(dt=0.1, T=5, tau_v=0.2, tau_A=0.3, alpha=0.01, k_p=2.0, proactive=False,
+                   inst_transmission=True, noise="ou", sigma=0.05, sigma_out=0.07,
+                   tau_noise=0.5, error="ce")
+    P = {"W": [None, None], "phi": [get_activation("tanh"), get_activation("linear")]}
+    prm, flg = kd.coded(dyn, Learning(fw="voltage_difference", fb="highpass", a_u=0.4), P, 3, 7)
+    assert (prm[kd.DT], prm[kd.TAU_V], prm[kd.TAU_A], prm[kd.ALPHA], prm[kd.K_P]) == \
+        (0.1, 0.2, 0.3, 0.01, 2.0)
+    assert (prm[kd.SIGMA], prm[kd.SIGMA_OUT], prm[kd.A_NOISE], prm[kd.A_U]) == \
+        (0.05, 0.07, 0.1 / 0.5, 0.4)
+    assert (flg[kd.BATCH], flg[kd.STEPS], flg[kd.PROACTIVE], flg[kd.INST_TRANSMISSION],
+            flg[kd.INST_SYSTEM], flg[kd.CE]) == (3, 7, 0, 1, 0, 1)
+    assert (flg[kd.NOISE], flg[kd.PHI_HIDDEN], flg[kd.PHI_OUT], flg[kd.FW], flg[kd.FB]) == \
+        (kd.NOISE_OU, kd.PHI_TANH, kd.PHI_LINEAR, kd.FW_VOLTAGE, kd.FB_HIGHPASS)

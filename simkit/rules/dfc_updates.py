@@ -12,9 +12,9 @@ from __future__ import annotations
 
 def output_target(xp, o, y, t, loss, dL_dy):
     """:math:`r^*_L` (Eq. (6)): the label (strong) or a small step down the loss (weak)."""
-    if o["strong_feedback"]:
+    if o.strong_feedback:
         return t
-    return y - o["target_stepsize"] * y.shape[0] * dL_dy                # r- - lambda d(B L)/dr
+    return y - o.target_stepsize * y.shape[0] * dL_dy                # r- - lambda d(B L)/dr
 
 
 def ss_grads(xp, net, st, x, rule):
