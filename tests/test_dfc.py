@@ -4,7 +4,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import Dynamics, Learning, feedback_input, simulate_reference
+from simkit.dynamics.controller import (Dynamics, Learning, controller_inputs, feedback_input,
+                                       simulate_reference)
 from simkit.errors import UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.gauss import normals, stream_key
@@ -26,8 +27,7 @@ def problem(bk, net, Q, B=4, seed=1, step=0.1):
     x = bk.asarray(rng.normal(size=(B, net.sizes[0])))
     cache = net.forward(x)
     target = cache.y + step * bk.asarray(rng.normal(size=cache.y.shape))
-    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
-         "r_target": target}
+    P = controller_inputs(net, Q, cache, target)
     return cache, P
 
 

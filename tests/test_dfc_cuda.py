@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import Learning, simulate_reference
+from simkit.dynamics.controller import Learning, controller_inputs, simulate_reference
 from simkit.dynamics.noise import LayerDraws, noise_source
 from simkit.kernels import dfc_cuda
 from simkit.kernels.dfc import simulate
@@ -241,8 +241,7 @@ def test_persistent_kernel_on_the_published_net(cluster):
     Q = [rng.normal(0, 0.1, size=(n, 10)) for n in net.sizes[1:]]
     x = rng.normal(size=(2, 784))
     cache = net.forward(x)
-    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
-         "r_target": np.eye(10)[[3, 7]]}
+    P = controller_inputs(net, Q, cache, np.eye(10)[[3, 7]])
     dyn = Dynamics(dt=0.001, T=7, tau_v=0.009, tau_A=0.001, alpha=1e-5, k_p=2.0, noise="ou",
                    sigma=0.004, sigma_out=0.03, tau_noise=0.07, error="ce").check()
     learn = Learning("nonlinear_difference", "highpass", a_u=0.002)

@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
+from simkit.dynamics.controller import (Dynamics, Learning, controller_inputs,
+                                       simulate_reference)
 from simkit.errors import UserError
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC
@@ -138,8 +139,7 @@ def test_only_converged_samples_give_the_converged_subsets_sums(noisy):
     assert rule.conv[0] == 3 and rule.conv[2] == 6          # the precondition: a mixed batch
     rule_diverged = rule.conv[1]
     sub = net.forward(cache.h[0][ok])
-    P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": sub.a[1], "x": sub.h[0],
-         "r_target": r_t[ok]}
+    P = controller_inputs(net, rule.Q, sub, r_t[ok])
     noise = None
     if noisy:
         full = rule.noise(6, sum(net.sizes[1:]), 0, rule.dyn.T - 1, counter=0)
@@ -166,8 +166,7 @@ def test_without_the_flag_every_sample_counts_and_ss_updates_vanish_for_the_othe
     g = ss_grads(np, net, b, cache.h[0], "nonlinear_difference")   # DFC-SS on the reset state
     ok = np.array([True, False] * 3)
     sub = net.forward(cache.h[0][ok])
-    P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": sub.a[1], "x": sub.h[0],
-         "r_target": r_t[ok]}
+    P = controller_inputs(net, rule.Q, sub, r_t[ok])
     g_sub = ss_grads(np, net, run_ref(P, sub, rule.dyn), sub.h[0], "nonlinear_difference")
     for l in range(net.L):                                   # mean over the full batch of 6
         np.testing.assert_allclose(g[l][0], g_sub[l][0] * 3 / 6, rtol=1e-11, atol=1e-15)

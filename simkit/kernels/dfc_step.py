@@ -92,6 +92,19 @@ class State:
     C: list = field(default_factory=list)   # feedback sums
 
 
+def controller_inputs(net, Q, cache, r_target, jacobian_fb=False, mask=None) -> dict:
+    """``P``, what a simulation reads: the network's own per-layer lists (as
+    :class:`~simkit.nn.mlp.MLP` holds them) ``W`` (n_l, n_{l-1}), ``b`` (n_l,) and ``phi``, the
+    feedback weights ``Q`` (a list of (n_l, n_L)), the constant ``v_ff1`` = :math:`W_1 x + b_1`
+    and the input ``x`` from the feed-forward ``cache``, the output target ``r_target``, and the
+    reference loop's switches ``jacobian_fb`` and ``mask`` (B, 1) (None: all samples)."""
+    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": cache.h[0],
+         "r_target": r_target, "jacobian_fb": jacobian_fb}
+    if mask is not None:
+        P["mask"] = mask
+    return P
+
+
 def error(xp, dyn, r_target, r_L):
     """Control error :math:`e` (Eq. (6)): mse or the negative CE gradient (softmax)."""
     if dyn.error == "mse":

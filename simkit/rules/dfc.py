@@ -70,13 +70,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import (
-    Learning,
-    feedback_input,
-    jacobian_blocks,
-    sample_loss,
-    to_feedforward,
-)
+from simkit.dynamics.controller import (Learning, controller_inputs, feedback_input,
+                                       jacobian_blocks, sample_loss, to_feedforward)
 from simkit.dynamics.noise import noise_source
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc_fast import close_helper
@@ -141,8 +136,9 @@ class DFC:
 
     def noise(self, B, N, phase, steps, counter=None):
         """:func:`~simkit.dynamics.noise.noise_source` for one simulation of ``steps`` Euler
-        steps of B samples and N neurons, keyed by :func:`~simkit.rules.dfc_dispatch.stream_key`,
-        so a resumed run draws the same numbers. ``counter``: replay an earlier simulation's
+        steps of B samples and N neurons, seeded by
+        :func:`~simkit.rules.dfc_dispatch.simulation_seed`, so a resumed run draws the same
+        numbers. ``counter``: replay an earlier simulation's
         draws (default: the next key)."""
         if N != sum(self.net.sizes[1:]):
             raise UserError(f"DFC noise for {N} neurons asked of a net with "
@@ -152,7 +148,7 @@ class DFC:
             self.counter += 1
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simkit-dfc-noise")
-        key = dispatch.stream_key(self.noise_seed, self.epoch, counter, phase)
+        key = dispatch.simulation_seed(self.noise_seed, self.epoch, counter, phase)
         return noise_source(self.bk, key, B, self.net.sizes[1:], steps, self.o.noise_stream,
                             self.pool, np.dtype(self.net.W[0].dtype), self.noise_spares)
 
@@ -176,8 +172,7 @@ class DFC:
         runs again on the same noise with their terms masked) and set back to the feed-forward
         state, as the original resets them."""
         net = self.net
-        P = {"W": net.W, "b": net.b, "Q": self.Q, "phi": net.phi, "v_ff1": cache.a[1],
-             "x": cache.h[0], "r_target": r_target, "jacobian_fb": self.o.use_jacobian_as_fb}
+        P = controller_inputs(net, self.Q, cache, r_target, self.o.use_jacobian_as_fb)
         key = None
         if dyn.noise != "none":
             key, self.counter = self.counter, self.counter + 1

@@ -13,8 +13,8 @@ The loops compute the same steps (:mod:`simkit.dynamics.controller`; tests hold 
 * any backend: the reference loop for the options only it has (low-pass control, Jacobian
   feedback, a sample mask).
 
-Noise keys: every noisy simulation draws from simkit's stream keyed by :func:`stream_key`, so a
-resumed run draws the same numbers as an unbroken one.
+Noise seeds: every noisy simulation draws from simkit's stream seeded by
+:func:`simulation_seed`, so a resumed run draws the same numbers as an unbroken one.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ SLEEP_SIMULATION = 10 ** 6     # sleep epoch k (from 0) of an epoch numbers its 
 ORDER_PHASE = 7                # the feedback epochs' sample order: the stream (seed, epoch, 7)
 
 
-def stream_key(seed, epoch, simulation, phase) -> list:
+def simulation_seed(seed, epoch, simulation, phase) -> list:
     """The key of one simulation's normals: the run's ``seed``, the stream ``epoch`` (the
     training epoch, or :func:`pretrain_epoch`'s), the ``simulation``'s number within it (from
     0 in the forward phase, from :func:`sleep_start` in a sleep epoch) and the ``phase`` (0
