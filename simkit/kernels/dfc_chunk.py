@@ -78,7 +78,7 @@ def usable(xp, P, dyn, learn) -> bool:
     return (ENABLED and nb is not None and xp is np and len(P["W"]) >= 2
             and all(phi.name in ACT for phi in P["phi"])
             and learn.fw != "voltage_difference" and not dyn.lp_u
-            and (learn.fw or not learn.fb))          # sleep phases: the Python step was faster
+            and (learn.fw or not learn.fb))          # sleep phases: the Python step is faster
 
 
 def run(F, P, dyn, learn, chunk, n, coefs):

@@ -41,9 +41,10 @@ convergence test, :meth:`DFC.converged`, are set back to their feed-forward stat
 leave the update; the divisor stays the full batch). Every forward-phase simulation counts its
 converged and diverged samples into the epoch's ``converged`` / ``diverged`` metrics.
 
-Options, their defaults and the original's post-processing: :mod:`simkit.rules.dfc_options`;
-the updates (Eqs. (5), (6)): :mod:`simkit.rules.dfc_updates`; the diagnostics:
-:mod:`simkit.rules.dfc_diagnostics`.
+Options, their defaults, units and flags, and the original's post-processing:
+:class:`simkit.rules.dfc_options.DFCOptions`; which Euler loop runs a simulation and the keys
+of its noise: :mod:`simkit.rules.dfc_dispatch`; the updates (Eqs. (5), (6)):
+:mod:`simkit.rules.dfc_updates`; the diagnostics: :mod:`simkit.rules.dfc_diagnostics`.
 
 Symbols: ``W[l]`` (n_l, n_{l-1}), ``Q[l]`` (n_l, n_L), ``u`` (B, n_L), :math:`\lambda` =
 ``target_stepsize``, :math:`\alpha` = ``alpha_di``, :math:`k_p`, :math:`\tau_v` =
