@@ -46,7 +46,6 @@ import numpy as np
 from simkit.backend import Kernel
 from simkit.kernels import dfc_step as ctl
 from simkit.kernels.dfc_chunk import control
-from simkit.nn.activations import get_activation
 
 # Indices of ``prm`` (float64): the step, time constants, gains, noise amplitudes and factors.
 DT, TAU_V, TAU_A, ALPHA, K_P, SIGMA, SIGMA_OUT, A_NOISE, A_U = range(9)
@@ -65,8 +64,26 @@ NOISE_CODES = {"none": NOISE_NONE, "white": NOISE_WHITE, "ou": NOISE_OU}
 FW_CODES = {None: FW_NONE, "nonlinear_difference": FW_NONLINEAR,
             "voltage_difference": FW_VOLTAGE}
 FB_CODES = {None: FB_NONE, "plain": FB_PLAIN, "highpass": FB_HIGHPASS}
-ACT_NAMES = {PHI_LINEAR: "linear", PHI_TANH: "tanh", PHI_RELU: "relu", PHI_LEAKY: "leaky_relu",
-             PHI_SIGMOID: "sigmoid"}
+
+
+class _Phi:
+    """The reference twin's :math:`\\phi` for an activation code, as the network's own
+    (:mod:`simkit.nn.activations`; the Numba and CUDA twins write it inline)."""
+
+    def __init__(self, code):
+        self.code = int(code)
+
+    def f(self, xp, a):
+        if self.code == PHI_TANH:
+            return xp.tanh(a)
+        if self.code == PHI_RELU:
+            return xp.maximum(a, 0.0)
+        if self.code == PHI_LEAKY:
+            return xp.where(a > 0, a, 0.2 * a)
+        if self.code == PHI_SIGMOID:
+            e = xp.exp(-xp.abs(a))
+            return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return a
 
 
 def _decode(codes, value):
@@ -105,8 +122,7 @@ def controller_reference(xp, sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                        tau_noise=dt / a_n if a_n else 1.0, error="ce" if flg[CE] else "mse")
     learn = ctl.Learning(fw=_decode(FW_CODES, flg[FW]), fb=_decode(FB_CODES, flg[FB]),
                          a_u=float(prm[A_U]))
-    phi = [get_activation(ACT_NAMES[int(flg[PHI_HIDDEN])])] * (L - 1) + \
-        [get_activation(ACT_NAMES[int(flg[PHI_OUT])])]
+    phi = [_Phi(flg[PHI_HIDDEN])] * (L - 1) + [_Phi(flg[PHI_OUT])]
     Ws = [None] + _mats(W, [(sizes[l + 1], sizes[l]) for l in range(1, L)])
     bs = _blocks(xp, b, sizes, 1)
     P = {"W": Ws, "b": [x[0] for x in bs], "Q": _mats(Q, [(s, nL) for s in sizes[1:]]),
