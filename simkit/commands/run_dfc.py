@@ -28,7 +28,7 @@ from simkit.commands.run_bp import add_dfc_common, dfc_config
 from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
-from simkit.rules.dfc_options import DEFAULT
+from simkit.rules.dfc_options import DEFAULT, help_text
 
 PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-phase Strong-DFC"
 FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
@@ -69,15 +69,16 @@ def add_dfc_options(p, single_phase=False):
       help="simkit: where the single phase's low pass of u starts: first (default, the "
            "original's: at the first control) or zero")
     for f in FLAGS:
-        a(f"--{f}", action="store_true")
+        a(f"--{f}", action="store_true", help=help_text(f))
     for f in FLOATS:
-        a(f"--{f}", type=float, default=getattr(DEFAULT, f))
+        a(f"--{f}", type=float, default=getattr(DEFAULT, f), help=help_text(f))
     for f in INTS:
-        a(f"--{f}", type=int, default=getattr(DEFAULT, f))
+        a(f"--{f}", type=int, default=getattr(DEFAULT, f), help=help_text(f))
     if single_phase:              # not an option of run_dfc_single_phase.py: the default (dt_di_fb)
         p.set_defaults(apical_time_constant_fb=DEFAULT.apical_time_constant_fb)
     else:
-        a("--apical_time_constant_fb", type=float, default=DEFAULT.apical_time_constant_fb)
+        a("--apical_time_constant_fb", type=float, default=DEFAULT.apical_time_constant_fb,
+          help=help_text("apical_time_constant_fb"))
     for f in SAVE:
         a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
 

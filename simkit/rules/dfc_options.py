@@ -171,6 +171,13 @@ class DFCOptions:
 DEFAULT = DFCOptions()
 
 
+def help_text(name: str) -> str:
+    """The ``--help`` line of option ``name``: its meaning and unit (times in units of tau_u)."""
+    meta = DFCOptions.__dataclass_fields__[name].metadata
+    unit = "" if meta["unit"] in ("", "1") else f" [{meta['unit']}]"
+    return meta["doc"] + unit
+
+
 def resolve(opts: dict) -> DFCOptions:
     """Defaults plus ``opts`` (a dict, as run.json stores it), post-processed."""
     return DFCOptions.from_dict(opts).resolved()
