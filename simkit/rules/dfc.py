@@ -139,8 +139,7 @@ class DFC:
         """:func:`~simkit.dynamics.noise.noise_source` for one simulation of ``steps`` Euler
         steps of B samples and N neurons, seeded by
         :func:`~simkit.rules.dfc_dispatch.simulation_seed`, so a resumed run draws the same
-        numbers. ``counter``: replay an earlier simulation's
-        draws (default: the next key)."""
+        numbers. ``counter``: replay an earlier simulation's draws (default: the next one)."""
         if N != sum(self.net.sizes[1:]):
             raise UserError(f"DFC noise for {N} neurons asked of a net with "
                             f"{sum(self.net.sizes[1:])}")

@@ -29,14 +29,18 @@ def _opt(default, unit, doc, flag=""):
 
 @dataclass(frozen=True)
 class DFCOptions:
-    """Every DFC option; ``DFCOptions.__dataclass_fields__[name].metadata`` documents each."""
+    """Every DFC option. Each field's ``metadata`` holds its ``doc``, its ``unit`` and the
+    strong_dfc ``flag`` that sets it ("": the run_dfc.py / run_dfc_single_phase.py flag
+    ``--<name>``); the comment above each group names the paper's part it belongs to."""
 
     # ---- which variant
-    single_phase: bool = _opt(False, "", "single-phase Strong-DFC", "run_dfc_single_phase.py")
+    single_phase: bool = _opt(False, "", "single-phase Strong-DFC",
+                              "the script run_dfc_single_phase.py")
     strong_feedback: bool = _opt(False, "", "output target r*_L = y (Strong-DFC)")
     error_as_loss_grad: bool = _opt(False, "", "control error -dL/dr_L (softmax for CE)")
     target_stepsize: float = _opt(0.001, "1", "lambda of the weak target, Eq. (6)")
-    learning_rule: str = _opt("nonlinear_difference", "", "Eq. (5) or voltage_difference")
+    learning_rule: str = _opt("nonlinear_difference", "", "the mismatch of Eq. (5): "
+                              "nonlinear_difference or voltage_difference")
     ss: bool = _opt(False, "", "DFC-SS: update from the steady state only")
     ssa: bool = _opt(False, "", "DFC-SSA: linearised steady state, no simulation")
     use_bp_updates: bool = _opt(False, "", "forward weights learn by BP (a debugging aid)")
@@ -96,7 +100,8 @@ class DFCOptions:
     epsilon_di: float = _opt(0.5, "1", "convergence threshold of the output loss")
     use_jacobian_as_fb: bool = _opt(False, "", "J(t)^T stands in for Q")
     # ---- simkit's own
-    kernel: str = _opt("auto", "", "Euler loop: auto, numba or vectorised", "simkit")
+    kernel: str = _opt("auto", "", "Euler loop: auto, numba or vectorised "
+                       "(simkit.rules.dfc_dispatch)", "none (run.json's rule_opts)")
     noise_stream: str = _opt("counter", "", "normals: counter (simkit.kernels.gauss) or numpy "
                              "(NumPy's generator)", "--noise_stream (simkit)")
     highpass_start: str = _opt("first", "", "single phase's low pass of u starts at the first "
