@@ -70,8 +70,8 @@ class Trainer:
         self.epoch_seconds: list[float] = []
         if hasattr(rule, "checkpoint"):      # a rule's own long stages (DFC's pre-training)
             rule.checkpoint = self.save
-        if hasattr(rule, "report"):          # and its lines on them
-            rule.report = self.log
+        if hasattr(rule, "log"):             # and its lines on them
+            rule.log = self.log
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, split) -> dict:

@@ -328,13 +328,14 @@ def test_feedback_learning_raises_condition_two():
 def test_pre_training_reports_condition_two_after_each_epoch():
     """--save_condition_fb (any diagnostics flag): after each feedback pre-training epoch the
     original logs condition 2 on that epoch's last minibatch and keeps the last value
-    (gn_condition_init). simkit reports it with the epoch's line (the rule's ``report``), records it once as the first
-    epoch's ``condition_2_init``, and a checkpoint taken before that epoch ends carries it."""
+    (gn_condition_init). simkit reports it with the epoch's line (the rule's ``log``), records
+    it once as the first epoch's ``condition_2_init``, and a checkpoint taken before that epoch
+    ends carries it."""
     bk = numba_backend()
     net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
     opts = dict(SLEEP, init_fb_epochs=2, diagnostics=True)
     rule, lines = DFC(**opts), []
-    rule.report = lines.append
+    rule.log = lines.append
     rule.setup(net, np.random.default_rng(2))
     rule.data = InMemory(bk.asarray(np.random.default_rng(3).normal(size=(100, 8))),
                          bk.asarray(np.zeros((100, 4))))
@@ -360,7 +361,7 @@ def test_pre_training_reports_condition_two_after_each_epoch():
     resumed.load_state_dict(state)
     assert resumed.epoch_metrics(net)["net"]["condition_2_init"] == pytest.approx(want, rel=1e-12)
     quiet, lines = DFC(**dict(opts, diagnostics=False)), []
-    quiet.report = lines.append
+    quiet.log = lines.append
     quiet.setup(net, np.random.default_rng(2))
     quiet.data = rule.data
     quiet.begin_epoch(1)

@@ -93,13 +93,13 @@ class DFC:
     :class:`~simkit.rules.dfc_options.DFCOptions` (the rest keep their defaults).
 
     The rule neither prints nor checks by assertion: it returns its metrics and notes, raises
-    :mod:`simkit.errors` exceptions, and hands its progress lines to ``report``. It holds a
+    :mod:`simkit.errors` exceptions, and hands its progress lines to ``log``. It holds a
     noise-drawing thread: :meth:`close` (or ``with DFC(...) as rule``) shuts it down.
     """
 
     name = "dfc"
     checkpoint = None        # set by the Trainer: saves the run (after each pre-training epoch)
-    report = None            # set by the Trainer: takes one progress line (pre-training epochs)
+    log = None               # set by the Trainer: its log, one progress line a call
     last_batch = True        # set by the Trainer: the diagnostics run on each epoch's last
                              # minibatch only, as the original's (they cost ~4% of a batch)
     # run.json's summary: the original's keys (research note §1.10) -> the last epoch's value
@@ -315,7 +315,7 @@ class DFC:
         self.fb_seconds = time.perf_counter() - t0 if ran else None    # None: no feedback phase
 
     def pretrain_epoch(self, t0):
-        """One feedback pre-training epoch; its line goes to ``report``, then the run is saved
+        """One feedback pre-training epoch; its line goes to ``log``, then the run is saved
         (``checkpoint``) so that a resumed run goes on from here."""
         o = self.o
         self.epoch, self.counter = dispatch.pretrain_epoch(self.pretrained), 0
@@ -326,8 +326,8 @@ class DFC:
             self.condition_init = fbk.condition_two(self.bk.xp, fbk.jacobians(
                 self.bk.xp, self.net, cache), self.Q)
             cond = f", condition 2: {self.condition_init:.3f}"
-        if self.report is not None:
-            self.report(f"feedback pre-training epoch {self.pretrained}/{o.init_fb_epochs} "
+        if self.log is not None:
+            self.log(f"feedback pre-training epoch {self.pretrained}/{o.init_fb_epochs} "
                         f"done ({time.perf_counter() - t0:.1f} s{cond})")
         if self.checkpoint is not None:
             self.checkpoint()
