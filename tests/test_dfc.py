@@ -4,8 +4,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import (Dynamics, Learning, controller_inputs, feedback_input,
-                                       simulate_reference)
+from simkit.dynamics.controller import (
+    Dynamics,
+    Learning,
+    controller_inputs,
+    feedback_input,
+    simulate_reference,
+)
 from simkit.errors import UserError
 from simkit.kernels.dfc import simulate
 from simkit.kernels.gauss import normals, stream_key
@@ -13,8 +18,8 @@ from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC
-from simkit.rules.dfc_updates import ss_grads
 from simkit.rules.dfc_feedback import ssa_state
+from simkit.rules.dfc_updates import ss_grads
 from tests.helpers import numba_backend, numpy_backend
 
 

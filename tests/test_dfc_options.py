@@ -6,8 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simkit.dynamics.controller import (Dynamics, Learning, controller_inputs,
-                                       simulate_reference)
+from simkit.dynamics.controller import Dynamics, Learning, controller_inputs, simulate_reference
 from simkit.errors import UserError
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC

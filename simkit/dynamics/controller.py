@@ -71,11 +71,27 @@ twins, which sit below this module) and are imported here; this module adds the 
 """
 from __future__ import annotations
 
-from simkit.kernels.dfc_step import (NOISE_CHUNK, Dynamics, Learning, State, accumulate_forward,
-                                     basal, controller_inputs, controller_step, controller_update,
-                                     error, feedback_input, init_state, jacobian_blocks,
-                                     low_passed_control, lowpass_start, needs_reference,
-                                     noise_term, refuse_reference_only, start)
+from simkit.kernels.dfc_step import (
+    NOISE_CHUNK,
+    Dynamics,
+    Learning,
+    State,
+    accumulate_forward,
+    basal,
+    controller_inputs,
+    controller_step,
+    controller_update,
+    error,
+    feedback_input,
+    init_state,
+    jacobian_blocks,
+    low_passed_control,
+    lowpass_start,
+    needs_reference,
+    noise_term,
+    refuse_reference_only,
+    start,
+)
 
 __all__ = ["NOISE_CHUNK", "Dynamics", "Learning", "State", "accumulate_forward", "basal",
            "controller_inputs", "controller_step", "controller_update", "error",

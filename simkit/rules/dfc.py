@@ -71,8 +71,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simkit.dynamics.controller import (Learning, controller_inputs, feedback_input,
-                                       jacobian_blocks, sample_loss, to_feedforward)
+from simkit.dynamics.controller import (
+    Learning,
+    controller_inputs,
+    feedback_input,
+    jacobian_blocks,
+    sample_loss,
+    to_feedforward,
+)
 from simkit.dynamics.noise import noise_source
 from simkit.errors import NumericalError, UserError
 from simkit.kernels.dfc_fast import close_helper
