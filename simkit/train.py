@@ -27,7 +27,6 @@ last minibatch; simkit the epoch's mean (no published number uses the option).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -238,9 +237,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train until ``cfg['epochs']``; returns the summary."""
         epochs = int(self.cfg["epochs"])
-        closing = contextlib.closing(self.rule) if hasattr(self.rule, "close") \
-            else contextlib.nullcontext()                # a rule's threads end with the run
-        with recording_status(self.run), closing:
+        with recording_status(self.run):
             if self.epoch == 0 and not self.rows:
                 self.log_epoch(0, self.evaluate_all(0, None), None)
                 self.save()

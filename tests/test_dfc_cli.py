@@ -174,10 +174,9 @@ def test_published_commands_run_in_test_mode(cmd, flags, tmp_path):
 
 
 def test_runs_stored_before_a_default_changed_resume_with_the_old_one():
-    """noise_stream (default counter, formerly numpy) and highpass_start (default first,
-    formerly zero): a stored run that names neither resumes with the old value, a new run
-    stores the new one, a flag picks either, and the single phase's simulations get the stored
-    one."""
+    """noise_stream (counter since stop 12) and highpass_start (first since 2026-12-07): a stored
+    run that names neither resumes with the old value, a new run stores the new one, a flag
+    picks either, and the single phase's simulations get the stored one."""
     from simkit.commands.runner import stored_defaults
     from simkit.rules.dfc import DFC
     old = {"rule": "dfc", "rule_opts": {"sigma": 0.1}}
