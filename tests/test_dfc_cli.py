@@ -49,7 +49,8 @@ def test_apical_time_constant_fb_is_run_dfcs_alone_as_in_the_original(capsys):
 
     def opts(cmd, flags):
         return resolve(build_config(parse(cmd, flags), single_phase=cmd != "run_dfc")["rule_opts"])
-    assert opts("run_dfc", "--dt_di_fb=0.01 --apical_time_constant_fb=0.3").apical_time_constant_fb == 0.3
+    both = "--dt_di_fb=0.01 --apical_time_constant_fb=0.3"
+    assert opts("run_dfc", both).apical_time_constant_fb == 0.3
     assert opts("run_dfc", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
     assert opts("run_dfc_single_phase", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
     with pytest.raises(SystemExit) as exc:
