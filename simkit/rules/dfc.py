@@ -334,7 +334,7 @@ class DFC:
             cond = f", condition 2: {self.condition_init:.3f}"
         if self.log is not None:
             self.log(f"feedback pre-training epoch {self.pretrained}/{o.init_fb_epochs} "
-                        f"done ({time.perf_counter() - t0:.1f} s{cond})")
+                     f"done ({time.perf_counter() - t0:.1f} s{cond})")
         if self.checkpoint is not None:
             self.checkpoint()
 
