@@ -2,16 +2,22 @@
 its ascent, limits, the Torch7 SGD emulation."""
 import numpy as np
 import pytest
-
 from fa_helpers import make_net, one_batch, teacher_data, train
-from helpers import finite_difference, numpy_backend
+
 from simkit.errors import UserError
 from simkit.nn import get_loss, soft_targets
 from simkit.optim import SGD
 from simkit.rules import make_rule
-from simkit.rules.bidirectional import (BdfaTorch, feedback_gradient, feedback_objective,
-                                        renorm_, soft_labels)
+from simkit.rules.bidirectional import (
+    BdfaTorch,
+    feedback_gradient,
+    feedback_objective,
+    renorm_,
+    soft_labels,
+)
 from simkit.rules.bp import Backprop
+
+from helpers import finite_difference, numpy_backend
 
 
 # ------------------------------------------------------------------------------ bidirectional

@@ -1,12 +1,13 @@
 """Deferred first-layer updates (simkit/deferred.py) equal the per-sample online loop."""
 import numpy as np
 import pytest
-from helpers import numba_backend, numpy_backend
 
 from simkit.deferred import DeferredFirstLayer
 from simkit.errors import UserError
-from simkit.inversion_tasks import run_online, sse_eval
 from simkit.inversion_model import ModelSpec, TaskConfig, build_models
+from simkit.inversion_tasks import run_online, sse_eval
+
+from helpers import numba_backend, numpy_backend
 
 SPECS = [ModelSpec("BP", "BP"), ModelSpec("FA", "FA", "random"), ModelSpec("PBP", "PBP"),
          ModelSpec("NDI", "NDI", "neg-transpose", 0.01), ModelSpec("DI", "DI", "neg-transpose", 0.05),

@@ -3,11 +3,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import numba_backend, numpy_backend
 
 from simkit.dynamics.controller import (
     Dynamics,
     Learning,
+    controller_inputs,
     feedback_input,
     simulate_reference,
 )
@@ -21,6 +21,8 @@ from simkit.rules.dfc import DFC
 from simkit.rules.dfc_feedback import ssa_state
 from simkit.rules.dfc_updates import ss_grads
 
+from helpers import numba_backend, numpy_backend
+
 
 def small_net(bk, act="linear", sizes=(6, 5, 4, 3), seed=0):
     return MLP(bk, list(sizes), act, "linear", rng=np.random.default_rng(seed))
@@ -31,8 +33,7 @@ def problem(bk, net, Q, B=4, seed=1, step=0.1):
     x = bk.asarray(rng.normal(size=(B, net.sizes[0])))
     cache = net.forward(x)
     target = cache.y + step * bk.asarray(rng.normal(size=cache.y.shape))
-    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
-         "r_target": target}
+    P = controller_inputs(net, Q, cache, target)
     return cache, P
 
 
@@ -198,8 +199,8 @@ def test_high_pass_starts_at_the_first_control_as_the_originals(k_p):
     """Single phase (research note §1.9): the original high-passes u[1:] with a low pass that
     starts at u[1], u_aux[0] = u[1], u_aux[k] = a u[k+1] + (1 - a) u_aux[k-1], and pairs
     v_fb[k] with u[k+1] - u_aux[k]. Its C, recomputed from the recorded trajectory, is simkit's
-    (``lp_start`` first). With k_p > 0 (published: 2) u[1] carries the kick k_p e, and the zero
-    start of simkit before 2026-12-07 is measurably off."""
+    (``lp_start`` first). With k_p > 0 (published: 2) u[1] carries the kick k_p e, and a low
+    pass started at zero is measurably off."""
     net, cache, P, dyn, draws = parity_case("ou", "ce", True, True, k_p)
     v_fb, u = [[np.zeros_like(a) for a in cache.a[1:]]], [np.zeros_like(cache.y)]
 
@@ -330,15 +331,17 @@ def test_feedback_learning_raises_condition_two():
     assert condition() > before + 0.1
 
 
-def test_pre_training_reports_condition_two_after_each_epoch(capsys):
+def test_pre_training_reports_condition_two_after_each_epoch():
     """--save_condition_fb (any diagnostics flag): after each feedback pre-training epoch the
     original logs condition 2 on that epoch's last minibatch and keeps the last value
-    (gn_condition_init). simkit prints it with the epoch's line, records it once as the first
-    epoch's ``condition_2_init``, and a checkpoint taken before that epoch ends carries it."""
+    (gn_condition_init). simkit reports it with the epoch's line (the rule's ``log``), records
+    it once as the first epoch's ``condition_2_init``, and a checkpoint taken before that epoch
+    ends carries it."""
     bk = numba_backend()
     net = small_net(bk, "tanh", (8, 12, 10, 4), seed=1)
     opts = dict(SLEEP, init_fb_epochs=2, diagnostics=True)
-    rule = DFC(**opts)
+    rule, lines = DFC(**opts), []
+    rule.log = lines.append
     rule.setup(net, np.random.default_rng(2))
     rule.data = InMemory(bk.asarray(np.random.default_rng(3).normal(size=(100, 8))),
                          bk.asarray(np.zeros((100, 4))))
@@ -353,8 +356,8 @@ def test_pre_training_reports_condition_two_after_each_epoch(capsys):
     assert len(seen) == 12               # 2 pre-training epochs of 4 minibatches, 1 sleep epoch
     x, Q = seen[7]                       # the last pre-training minibatch
     want = fbk.condition_two(np, fbk.jacobians(np, net, net.forward(x)), Q)
-    err = capsys.readouterr().err.splitlines()       # "... done (1.2 s, condition 2: 0.546)"
-    printed = [float(ln.rsplit(": ", 1)[1].rstrip(")")) for ln in err if "condition 2" in ln]
+    # "feedback pre-training epoch 2/2 done (1.2 s, condition 2: 0.546)"
+    printed = [float(ln.rsplit(": ", 1)[1].rstrip(")")) for ln in lines if "condition 2" in ln]
     assert len(printed) == 2 and printed[1] == pytest.approx(want, abs=5e-4)
     state = rule.state_dict()
     assert rule.epoch_metrics(net)["net"]["condition_2_init"] == pytest.approx(want, rel=1e-12)
@@ -363,11 +366,12 @@ def test_pre_training_reports_condition_two_after_each_epoch(capsys):
     resumed.setup(net, np.random.default_rng(2))
     resumed.load_state_dict(state)
     assert resumed.epoch_metrics(net)["net"]["condition_2_init"] == pytest.approx(want, rel=1e-12)
-    quiet = DFC(**dict(opts, diagnostics=False))
+    quiet, lines = DFC(**dict(opts, diagnostics=False)), []
+    quiet.log = lines.append
     quiet.setup(net, np.random.default_rng(2))
     quiet.data = rule.data
     quiet.begin_epoch(1)
-    assert "condition 2" not in capsys.readouterr().err
+    assert len(lines) == 2 and not any("condition 2" in ln for ln in lines)
     assert "condition_2_init" not in quiet.epoch_metrics(net)["net"]
 
 
@@ -400,8 +404,10 @@ def test_single_phase_step_updates_Q_and_state_roundtrip():
 def test_bad_option_combinations_are_refused():
     with pytest.raises(UserError, match="strong_feedback"):
         DFC(error_as_loss_grad=True)
-    with pytest.raises(UserError, match="unknown dfc option"):
+    with pytest.raises(UserError, match="unknown DFC option"):
         DFC(not_an_option=1)
+    with pytest.raises(UserError, match=r"^unknown DFC option\(s\) sigmaa \(did you mean sigma\?\)"):
+        DFC(sigmaa=0.1)
 
 
 @pytest.mark.parametrize("noise,error,inst,proactive,k_p", [
@@ -521,7 +527,7 @@ def test_ndi_diagnostics_vanish_when_the_simulation_reaches_the_linear_steady_st
     out = []
     for T in (4000, 20):
         rule.dyn = dataclasses.replace(rule.dyn, T=T)
-        r_t = cache.y - rule.o["target_stepsize"] * 4 * dL
+        r_t = cache.y - rule.o.target_stepsize * 4 * dL
         st = rule.run(cache, r_t, rule.dyn, Learning(fw=None), phase=0)
         g = ss_grads(np, net, st, x, "nonlinear_difference")
         out.append(rule.diagnose(net, cache, dL, r_t, g, st, feedback_input({"Q": rule.Q}, st.u)))

@@ -49,9 +49,10 @@ def test_apical_time_constant_fb_is_run_dfcs_alone_as_in_the_original(capsys):
 
     def opts(cmd, flags):
         return resolve(build_config(parse(cmd, flags), single_phase=cmd != "run_dfc")["rule_opts"])
-    assert opts("run_dfc", "--dt_di_fb=0.01 --apical_time_constant_fb=0.3")["apical_time_constant_fb"] == 0.3
-    assert opts("run_dfc", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
-    assert opts("run_dfc_single_phase", "--dt_di_fb=0.01")["apical_time_constant_fb"] == 0.01
+    both = "--dt_di_fb=0.01 --apical_time_constant_fb=0.3"
+    assert opts("run_dfc", both).apical_time_constant_fb == 0.3
+    assert opts("run_dfc", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
+    assert opts("run_dfc_single_phase", "--dt_di_fb=0.01").apical_time_constant_fb == 0.01
     with pytest.raises(SystemExit) as exc:
         main(["run_dfc_single_phase", "--apical_time_constant_fb=0.3", "--test"])
     err = capsys.readouterr().err
@@ -181,9 +182,9 @@ def test_noise_stream_and_highpass_start_flags_reach_the_rule():
                                                                "--highpass_start", "zero"]))
     assert (opts["rule_opts"]["noise_stream"], opts["rule_opts"]["highpass_start"]) == \
         ("numpy", "zero")
-    from helpers import numba_backend
-
     from simkit.nn import MLP
+
+    from helpers import numba_backend
     net = MLP(numba_backend(), [6, 5, 3], "tanh", "linear", rng=np.random.default_rng(0))
     cache = net.forward(np.ones((2, 6)))
     for start in ("zero", "first"):
@@ -250,8 +251,8 @@ def test_epoch_line_adds_the_feedback_phase_time_it_leaves_out(cmd, tmp_path, ca
 
 def test_run_interrupted_in_pre_training_resumes_after_its_last_pre_training_epoch(
         tmp_path, monkeypatch, capsys):
-    from simkit.training.rundir import load_arrays
     from simkit.rules.dfc import DFC
+    from simkit.training.rundir import load_arrays
     flags = ["run_dfc", "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
              "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
              "--inst_transmission", "--size_hidden=6", "--hidden_activation=tanh", "--epochs=1",
@@ -290,8 +291,8 @@ def test_checkpoint_inside_an_epoch_resumes_exactly(cmd, extra, tmp_path, monkey
     """Ctrl-C in the middle of epoch 2: the checkpoint taken after its second minibatch holds
     the rule's epoch state (noise counter, sums), and the resumed run neither repeats that
     epoch's sleep phase nor its first minibatches: it reaches the uninterrupted run's weights."""
-    from simkit.training.rundir import load_arrays
     from simkit.rules.dfc import DFC
+    from simkit.training.rundir import load_arrays
     flags = [cmd, "--dataset=student_teacher", "--dt_di=0.02", "--tmax_di=20",
              "--time_constant_ratio=0.2", "--k_p=2.0", "--proactive_controller",
              "--inst_transmission", "--size_hidden=6", "--hidden_activation=tanh", "--epochs=2",

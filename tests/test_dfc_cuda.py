@@ -5,16 +5,17 @@ import dataclasses
 import shutil
 import subprocess
 
-import emulator
 import numpy as np
 import pytest
-from helpers import numba_backend
-from test_dfc import parity_case
 
-from simkit.dynamics.controller import Learning, simulate_reference
+from simkit.dynamics.controller import Learning, controller_inputs, simulate_reference
 from simkit.dynamics.noise import LayerDraws, noise_source
 from simkit.kernels import dfc_cuda
 from simkit.kernels.dfc import simulate
+
+import emulator
+from helpers import numba_backend
+from test_dfc import parity_case
 
 needs_gxx = pytest.mark.skipif(not emulator.have_compiler(), reason="no g++ for the emulator")
 
@@ -233,17 +234,16 @@ def test_persistent_kernel_on_the_published_net(cluster):
     """784-256-256-256-10 (256 threads a block, 12.5 kB of shared memory), a few steps; as
     both samples on 8 blocks: slices of 32, 32, 32 and 2 units (the last 3 blocks own no output
     unit), 512 threads and 167 kB of shared memory a block."""
-    from helpers import numpy_backend
-
     from simkit.dynamics.controller import Dynamics
     from simkit.nn import MLP
+
+    from helpers import numpy_backend
     bk, rng = numpy_backend(), np.random.default_rng(2)
     net = MLP(bk, [784, 256, 256, 256, 10], "tanh", "linear", rng=rng)
     Q = [rng.normal(0, 0.1, size=(n, 10)) for n in net.sizes[1:]]
     x = rng.normal(size=(2, 784))
     cache = net.forward(x)
-    P = {"W": net.W, "b": net.b, "Q": Q, "phi": net.phi, "v_ff1": cache.a[1], "x": x,
-         "r_target": np.eye(10)[[3, 7]]}
+    P = controller_inputs(net, Q, cache, np.eye(10)[[3, 7]])
     dyn = Dynamics(dt=0.001, T=7, tau_v=0.009, tau_A=0.001, alpha=1e-5, k_p=2.0, noise="ou",
                    sigma=0.004, sigma_out=0.03, tau_noise=0.07, error="ce").check()
     learn = Learning("nonlinear_difference", "highpass", a_u=0.002)

@@ -3,14 +3,15 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
-from simkit.dynamics.controller import Learning, simulate_reference
+from simkit.dynamics.controller import Learning, controller_inputs, simulate_reference
 from simkit.kernels.dfc import simulate
 from simkit.nn import MLP
 from simkit.nn.losses import get_loss
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC, dynamics
+
+from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 GOLDEN = GOLDEN_DIR / "dfc"
 KEYS = ("dt_di", "tmax_di", "time_constant_ratio", "apical_time_constant", "alpha_di", "k_p",
@@ -71,8 +72,7 @@ def test_forward_phase_updates_match_original(case):
 
 def trajectories(net, rule, z, dyn, learn, target, noise=None):
     cache = net.forward(z["x"])
-    P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": cache.a[1],
-         "x": z["x"], "r_target": target}
+    P = controller_inputs(net, rule.Q, cache, target)
     tr = {f"{k}{l + 1}_traj": [] for k in ("v", "v_ff", "v_fb", "r") for l in range(3)}
     tr["u_traj"], tr["u_int_traj"] = [], []
 
@@ -123,8 +123,7 @@ def test_feedback_phase_matches_original(backend):
         for k, v in tr.items():
             close(v, z[k])
     else:
-        P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": cache.a[1],
-             "x": z["x"], "r_target": cache.y}
+        P = controller_inputs(net, rule.Q, cache, cache.y)
         st = simulate(bk, P, cache.a[1:], cache.h[1:], dyn, learn, golden_noise(z))
     scales = fbk.fb_scales([dyn.sigma, dyn.sigma, dyn.sigma_out], 3, False, dyn.tau_v, 0.8)
     for l in range(3):

@@ -1,17 +1,19 @@
-"""The original's DFC options that no published command uses: --low_pass_filter_u,
---use_jacobian_as_fb, --include_only_converged_samples (reference loop only)."""
+"""DFC's options: the record that holds them, the kernels' packing of them, and the original's
+options that no published command uses: --low_pass_filter_u, --use_jacobian_as_fb,
+--include_only_converged_samples (reference loop only)."""
 import dataclasses
 
 import numpy as np
 import pytest
-from helpers import numpy_backend
-from test_dfc import problem, small_net, weight_product_Q
 
-from simkit.dynamics.controller import Dynamics, Learning, simulate_reference
+from simkit.dynamics.controller import Dynamics, Learning, controller_inputs, simulate_reference
 from simkit.errors import UserError
 from simkit.rules import dfc_feedback as fbk
 from simkit.rules.dfc import DFC
 from simkit.rules.dfc_updates import ss_grads
+
+from helpers import numpy_backend
+from test_dfc import problem, small_net, weight_product_Q
 
 
 def run_ref(P, cache, dyn, learn=Learning(fw=None), noise=None):
@@ -52,10 +54,10 @@ def test_low_pass_keeps_the_linear_fixed_point_and_starts_at_the_first_u():
 
 
 def test_the_fast_twins_refuse_the_reference_only_options():
-    from helpers import numba_backend
-
     from simkit.kernels.dfc import simulate
     from simkit.kernels.dfc_fast import simulate_fast
+
+    from helpers import numba_backend
     net = small_net(numpy_backend())
     cache, P = problem(net.bk, net, weight_product_Q(net))
     dyn = Dynamics(dt=0.01, T=20, tau_v=0.05, tau_A=0.01, alpha=0.1, k_p=1.0).check()
@@ -104,8 +106,8 @@ def test_jacobian_feedback_on_tanh_settles_at_its_linearised_fixed_point_and_gn_
 
 def test_jacobian_feedback_freezes_feedback_learning_and_refuses_noise():
     rule = DFC(use_jacobian_as_fb=True, init_fb_epochs=3, extra_fb_epochs=2)
-    assert rule.o["freeze_fb_weights"] and rule.o["init_fb_epochs"] == 0 and not rule.train_fb
-    assert rule.o["extra_fb_epochs"] == 0
+    assert rule.o.freeze_fb_weights and rule.o.init_fb_epochs == 0 and not rule.train_fb
+    assert rule.o.extra_fb_epochs == 0
     single = DFC(use_jacobian_as_fb=True, single_phase=True, strong_feedback=True)
     assert single.dyn.noise == "none"                    # the single phase's noise is not forced
     with pytest.raises(UserError, match="noisy_dynamics"):
@@ -138,8 +140,7 @@ def test_only_converged_samples_give_the_converged_subsets_sums(noisy):
     assert rule.conv[0] == 3 and rule.conv[2] == 6          # the precondition: a mixed batch
     rule_diverged = rule.conv[1]
     sub = net.forward(cache.h[0][ok])
-    P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": sub.a[1], "x": sub.h[0],
-         "r_target": r_t[ok]}
+    P = controller_inputs(net, rule.Q, sub, r_t[ok])
     noise = None
     if noisy:
         full = rule.noise(6, sum(net.sizes[1:]), 0, rule.dyn.T - 1, counter=0)
@@ -158,7 +159,7 @@ def test_only_converged_samples_give_the_converged_subsets_sums(noisy):
 
 def test_without_the_flag_every_sample_counts_and_ss_updates_vanish_for_the_others():
     net, rule, cache, r_t, learn = mixed_batch(False)
-    keep = DFC(**dict(rule.o, include_only_converged_samples=False))
+    keep = DFC(**dict(rule.o.to_dict(), include_only_converged_samples=False))
     keep.setup(net, np.random.default_rng(0))
     a = keep.run(cache, r_t, keep.dyn, learn, phase=0)
     b = rule.run(cache, r_t, rule.dyn, learn, phase=0)
@@ -166,8 +167,45 @@ def test_without_the_flag_every_sample_counts_and_ss_updates_vanish_for_the_othe
     g = ss_grads(np, net, b, cache.h[0], "nonlinear_difference")   # DFC-SS on the reset state
     ok = np.array([True, False] * 3)
     sub = net.forward(cache.h[0][ok])
-    P = {"W": net.W, "b": net.b, "Q": rule.Q, "phi": net.phi, "v_ff1": sub.a[1], "x": sub.h[0],
-         "r_target": r_t[ok]}
+    P = controller_inputs(net, rule.Q, sub, r_t[ok])
     g_sub = ss_grads(np, net, run_ref(P, sub, rule.dyn), sub.h[0], "nonlinear_difference")
     for l in range(net.L):                                   # mean over the full batch of 6
         np.testing.assert_allclose(g[l][0], g_sub[l][0] * 3 / 6, rtol=1e-11, atol=1e-15)
+
+
+def test_options_are_a_documented_record_that_round_trips_through_json():
+    """Every DFC option is a field with its default, unit and strong_dfc flag; run.json's dict
+    reads back to the same options, and a misspelt key is one clear line."""
+    import json
+
+    from simkit.rules.dfc_options import DEFAULT, DFCOptions, resolve
+    for f in dataclasses.fields(DFCOptions):
+        assert {"unit", "doc", "flag"} <= set(f.metadata) and f.metadata["doc"], f.name
+    o = resolve({"sigma": 0.1, "strong_feedback": True, "lr_fb": [0.1, 0.2]})
+    assert isinstance(o, DFCOptions) and o.error_as_loss_grad and o.sigma_fb == 0.1
+    assert DFCOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.sigma = 0.2
+    with pytest.raises(UserError) as exc:
+        DFCOptions.from_dict({"tmax_dii": 3})
+    assert "\n" not in str(exc.value) and "tmax_di?" in str(exc.value)
+    assert DEFAULT.dt_di == 0.1 and DEFAULT.tmax_di == 10
+
+
+def test_kernel_arguments_are_packed_at_their_named_places():
+    """``coded`` writes each setting where the twins read it (``prm[DT]``, ``flg[FB]``, ...)."""
+    from simkit.kernels import dfc as kd
+    from simkit.nn.activations import get_activation
+    dyn = Dynamics(dt=0.1, T=5, tau_v=0.2, tau_A=0.3, alpha=0.01, k_p=2.0, proactive=False,
+                   inst_transmission=True, noise="ou", sigma=0.05, sigma_out=0.07,
+                   tau_noise=0.5, error="ce")
+    P = {"W": [None, None], "phi": [get_activation("tanh"), get_activation("linear")]}
+    prm, flg = kd.coded(dyn, Learning(fw="voltage_difference", fb="highpass", a_u=0.4), P, 3, 7)
+    assert (prm[kd.DT], prm[kd.TAU_V], prm[kd.TAU_A], prm[kd.ALPHA], prm[kd.K_P]) == \
+        (0.1, 0.2, 0.3, 0.01, 2.0)
+    assert (prm[kd.SIGMA], prm[kd.SIGMA_OUT], prm[kd.A_NOISE], prm[kd.A_U]) == \
+        (0.05, 0.07, 0.1 / 0.5, 0.4)
+    assert (flg[kd.BATCH], flg[kd.STEPS], flg[kd.PROACTIVE], flg[kd.INST_TRANSMISSION],
+            flg[kd.INST_SYSTEM], flg[kd.CE]) == (3, 7, 0, 1, 0, 1)
+    assert (flg[kd.NOISE], flg[kd.PHI_HIDDEN], flg[kd.PHI_OUT], flg[kd.FW], flg[kd.FB]) == \
+        (kd.NOISE_OU, kd.PHI_TANH, kd.PHI_LINEAR, kd.FW_VOLTAGE, kd.FB_HIGHPASS)

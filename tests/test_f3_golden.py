@@ -12,13 +12,14 @@ import math
 
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 from simkit.nn import MLP, get_loss
 from simkit.optim import Adam
 from simkit.rules import make_rule
 from simkit.rules.f3 import DelayedBuffer
 from simkit.rules.feedback import feedback_matrix
+
+from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 
 GOLDEN = GOLDEN_DIR / "f3"
 F3_CASES = ["f3_current_error", "f3_one_hot_target", "f3_delayed_error", "f3_delayed_loss",

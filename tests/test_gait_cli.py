@@ -4,11 +4,12 @@ import os
 
 import numpy as np
 import pytest
-from helpers import one_blas_thread  # noqa: F401 (autouse fixture)
 
 from simkit.cli import main as _main
 from simkit.commands import gait as gait_cmd
 from simkit.training.rundir import load_arrays
+
+from helpers import one_blas_thread  # noqa: F401 (autouse fixture)
 
 GAIT_CMD = ["gait", "--algorithm=GAIT", "--learning_rate=0.0001", "--orthogonal_init",
             "--orthogonal_reg=0.1", "--nb_layers=4", "--nb_epochs=100"]

@@ -9,11 +9,12 @@ and its matrices are the transposes of simkit's (out, in) ones: ``.T`` converts 
 """
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, numpy_backend, one_blas_thread  # noqa: F401 (autouse fixture)
 
 from simkit.nn.invertible import InvertibleNet, original_init, ortho_grad
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule, gait_targets, output_target, tp_targets
+
+from helpers import GOLDEN_DIR, numpy_backend, one_blas_thread  # noqa: F401 (autouse fixture)
 
 GOLDEN = GOLDEN_DIR / "gait"
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}

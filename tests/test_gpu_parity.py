@@ -23,9 +23,9 @@ def gpu():
 @pytest.mark.parametrize("noise,fw,fb", [("ou", "nonlinear_difference", "highpass"),
                                          ("none", "voltage_difference", "plain")])
 def test_dfc_controller_on_cupy_matches_the_reference(gpu, noise, fw, fb):
-    from test_dfc import parity_case
-
     from simkit.kernels.dfc_fast import simulate_fast
+
+    from test_dfc import parity_case
     net, cache, P, dyn, draws = parity_case(noise, "ce", True, True, 1.5)
     learn = Learning(fw, fb, a_u=0.3)
     ref = simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, draws)
@@ -53,11 +53,11 @@ def test_dfc_persistent_kernel_on_cupy_matches_the_reference(gpu, noise, fw, fb,
     if cluster and int(gpu.xp.cuda.Device().compute_capability) < 90:
         pytest.skip("thread-block clusters need sm_90")
     monkeypatch.setattr(dfc_cuda, "CLUSTER", cluster)
-    from helpers import numpy_backend
-    from test_dfc import parity_case
-
     from simkit.dynamics.noise import noise_source
     from simkit.kernels.dfc_cuda import simulate_cuda
+
+    from helpers import numpy_backend
+    from test_dfc import parity_case
     net, cache, P, dyn, draws = parity_case(noise, "ce", True, True, 1.5)
     learn = Learning(fw, fb, a_u=0.3)
     host = noise_source(numpy_backend(), [1, 2], 3, [6, 5, 4], dyn.T - 1) if stream else draws

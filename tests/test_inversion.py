@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 
 from simkit.backend import get_backend
-from simkit.dynamics.di import (DISolver, di_jacobian, euler_radius, sdi_jacobian, sdi_reference,
-                                spectral_abscissa)
+from simkit.dynamics.di import (
+    DISolver,
+    di_jacobian,
+    euler_radius,
+    sdi_jacobian,
+    sdi_reference,
+    spectral_abscissa,
+)
 from simkit.errors import NumericalError
 from simkit.rules import inversion as inv
 

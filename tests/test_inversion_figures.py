@@ -77,10 +77,10 @@ def test_models_in_parallel_processes_give_the_same_curves():
 def test_sdi_angle_reference_is_ndi_with_the_fixed_per_layer_feedback():
     """Fig. 3k as the original: the NDI reference of an SDI model chains Eq. 7 (h' once) with its
     fixed per-layer B (SDI-3: the SSA-optimised B1, B2, far from -W^T), on the updated weights."""
+    from simkit import inversion_model as inv
     from simkit.dynamics.di import DISolver
     from simkit.inversion_tasks import NONLINEAR_MODELS, make_diag
     from simkit.metrics import angle_deg
-    from simkit import inversion_model as inv
     from simkit.rules.inversion import ndi_operator
     bk, rng = get_backend("numpy", "float64"), np.random.default_rng(4)
     sizes, ssa = [6, 5, 4, 3], {"lr": 0.5, "maxiters": 2000, "miniters": 100}
@@ -180,6 +180,7 @@ def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
 
 def test_fork_map_keeps_the_order_and_uses_other_processes():
     import os
+
     from simkit.training.parallel import fork_map
     scale = 3                                           # a closure: nothing is pickled in
 
@@ -195,7 +196,9 @@ def test_fork_map_keeps_the_order_and_uses_other_processes():
 
 def test_fork_map_gives_each_worker_its_share_of_the_cores():
     import os
+
     from threadpoolctl import threadpool_info, threadpool_limits
+
     from simkit.training.parallel import fork_map
 
     def blas_threads(_):

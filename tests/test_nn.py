@@ -1,7 +1,6 @@
 """Activations, losses, initialisers and backprop: derivatives against finite differences."""
 import numpy as np
 import pytest
-from helpers import finite_difference, numpy_backend
 
 from simkit.errors import UserError
 from simkit.nn import MLP, get_activation, get_loss, soft_targets
@@ -10,6 +9,8 @@ from simkit.nn.activations import ACTIVATIONS, df_from_output
 from simkit.nn.losses import log_softmax, softmax
 from simkit.rules.bp import Backprop
 from simkit.rules.common import output_target
+
+from helpers import finite_difference, numpy_backend
 
 ACTS = list(ACTIVATIONS) + ["leaky_relu:0.1"]
 

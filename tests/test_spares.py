@@ -44,11 +44,11 @@ def test_take_and_give_from_threads_never_share_a_set():
 def test_fast_loop_reuses_its_chunk_buffers_and_gives_the_same_sums():
     """Two minibatches in a row: the second runs in the first's buffers (stale values in them
     must not leak into the results) and equals a run in fresh buffers."""
-    from test_dfc import parity_case
-
     from simkit.dynamics.controller import Learning
     from simkit.dynamics.noise import LayerDraws
     from simkit.kernels import dfc_fast
+
+    from test_dfc import parity_case
     net, cache, P, dyn, _ = parity_case("ou", "ce", True, True, 1.5)
     learn = Learning("nonlinear_difference", "highpass", a_u=0.3)
     xi = np.random.default_rng(9).normal(size=(dyn.T - 1, 3, 15))

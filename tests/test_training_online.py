@@ -7,10 +7,23 @@ import pytest
 
 from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
-from simkit.inversion_tasks import (NONLINEAR_MODELS, TaskConfig, _uniform_net, build_models,
-                                    mnist_task, optim_feedback, run_online, sse_eval)
-from simkit.training.online import (OnlineCheckpoint, loop_resume, loop_state, models_state,
-                                   restore_models)
+from simkit.inversion_tasks import (
+    NONLINEAR_MODELS,
+    TaskConfig,
+    _uniform_net,
+    build_models,
+    mnist_task,
+    optim_feedback,
+    run_online,
+    sse_eval,
+)
+from simkit.training.online import (
+    OnlineCheckpoint,
+    loop_resume,
+    loop_state,
+    models_state,
+    restore_models,
+)
 
 
 class Stop(Exception):

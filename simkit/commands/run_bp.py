@@ -23,8 +23,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from simkit.commands.runner import (add_checkpoint_option, execute, parse_number_or_list,
-                                    parse_sizes)
+from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list, parse_sizes
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
 

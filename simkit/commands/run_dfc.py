@@ -28,6 +28,7 @@ from simkit.commands.run_bp import add_dfc_common, dfc_config
 from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
 from simkit.errors import UserError
 from simkit.experiment import resolve_config
+from simkit.rules.dfc_options import DEFAULT, help_text
 
 PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-phase Strong-DFC"
 FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",
@@ -35,13 +36,11 @@ FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedbac
          "freeze_fb_weights_output", "scaling_fb_updates", "inst_system_dynamics",
          "proactive_controller", "inst_transmission", "inst_transmission_fb", "use_bp_updates",
          "low_pass_filter_u", "include_only_converged_samples", "use_jacobian_as_fb")
-FLOATS = {"weight_decay_fb": 0.01, "adam_beta1_fb": 0.99, "adam_beta2_fb": 0.99,
-          "tau_noise": 0.8, "target_stepsize": 0.001, "sigma_init": 0.0, "tau_f": 0.9,
-          "dt_di": 0.1, "time_constant_ratio": 0.2, "sigma": 0.08, "sigma_output": -1.0,
-          "alpha_di": 0.001, "k_p": 0.0, "apical_time_constant": -1.0, "dt_di_fb": -1.0,
-          "time_constant_ratio_fb": -1.0, "sigma_fb": -1.0, "sigma_output_fb": -1.0,
-          "alpha_di_fb": 0.5, "k_p_fb": -1.0, "epsilon_di": 0.5}
-INTS = {"init_fb_epochs": 1, "extra_fb_epochs": 0, "tmax_di": 10, "tmax_di_fb": -1}
+FLOATS = ("weight_decay_fb", "adam_beta1_fb", "adam_beta2_fb", "tau_noise", "target_stepsize",
+          "sigma_init", "tau_f", "dt_di", "time_constant_ratio", "sigma", "sigma_output",
+          "alpha_di", "k_p", "apical_time_constant", "dt_di_fb", "time_constant_ratio_fb",
+          "sigma_fb", "sigma_output_fb", "alpha_di_fb", "k_p_fb", "epsilon_di")
+INTS = ("init_fb_epochs", "extra_fb_epochs", "tmax_di", "tmax_di_fb")
 SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "save_lu_loss",
         "save_ratio_ff_fb", "save_condition_fb", "save_ndi_angle", "compare_with_ndi")
 
@@ -61,30 +60,32 @@ def add_dfc_options(p, single_phase=False):
     a("--learning_rule", default="nonlinear_difference",
       choices=("nonlinear_difference", "voltage_difference"))
     a("--normalize_lr", action="store_true", help="lr := lr / target_stepsize")
-    a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"))
+    a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"),
+      help="has no effect, as in the original (which stores it and never reads it)")
     a("--noise_stream", default="counter", choices=("counter", "numpy"),
       help="simkit: the normals of the noisy phases: counter (default, 5x faster) or numpy "
-           "(NumPy's generator, as simkit drew them before; runs that began so keep it)")
+           "(NumPy's generator)")
     a("--highpass_start", default="first", choices=("first", "zero"),
       help="simkit: where the single phase's low pass of u starts: first (default, the "
-           "original's: at the first control) or zero (simkit's before 2026-12-07; runs that "
-           "began so keep it)")
+           "original's: at the first control) or zero")
     for f in FLAGS:
-        a(f"--{f}", action="store_true")
-    for f, d in FLOATS.items():
-        a(f"--{f}", type=float, default=d)
-    for f, d in INTS.items():
-        a(f"--{f}", type=int, default=d)
+        a(f"--{f}", action="store_true", help=help_text(f))
+    for f in FLOATS:
+        a(f"--{f}", type=float, default=getattr(DEFAULT, f), help=help_text(f))
+    for f in INTS:
+        a(f"--{f}", type=int, default=getattr(DEFAULT, f), help=help_text(f))
     if single_phase:              # not an option of run_dfc_single_phase.py: the default (dt_di_fb)
-        p.set_defaults(apical_time_constant_fb=-1.0)
+        p.set_defaults(apical_time_constant_fb=DEFAULT.apical_time_constant_fb)
     else:
-        a("--apical_time_constant_fb", type=float, default=-1.0)
+        a("--apical_time_constant_fb", type=float, default=DEFAULT.apical_time_constant_fb,
+          help=help_text("apical_time_constant_fb"))
     for f in SAVE:
         a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
 
 
 def rule_options(args, cfg, single_phase=False) -> dict:
-    """The DFC rule's options from the parsed flags (the original's post-processing included)."""
+    """The DFC rule's options from the parsed flags, as run.json stores them (a dict of
+    :class:`~simkit.rules.dfc_options.DFCOptions` fields; the rule post-processes them)."""
     if args.compute_jacobian_at != "ss":            # stored by the original, read nowhere
         print(f"simkit: --compute_jacobian_at={args.compute_jacobian_at} has no effect, as in the "
               "original (which stores it and never reads it); the diagnostics take J at the "
@@ -131,7 +132,7 @@ def build_config(args, single_phase=False) -> dict:
 
 def limit_blas_threads():
     """One BLAS thread unless OMP/OPENBLAS_NUM_THREADS say otherwise: the controller's products
-    are small, and on a shared 2-core machine a second BLAS thread made them ~80x slower."""
+    are too small to share between threads, and a second BLAS thread slows them down."""
     if os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS"):
         return None
     try:

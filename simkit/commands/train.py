@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import ast
 
-from simkit.commands.runner import (add_checkpoint_option, default_out_dir, execute,
-                                    parse_number_or_list, parse_sizes)
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    default_out_dir,
+    execute,
+    parse_number_or_list,
+    parse_sizes,
+)
 from simkit.errors import UserError
 from simkit.experiment import DEFAULTS, resolve_config
 

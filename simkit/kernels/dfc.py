@@ -12,29 +12,30 @@ layer :math:`l`'s (B, n_l) block of ``v, v_ff, v_fb, r, n`` is ``flat[B o_l : B 
 the sums :math:`A_2..A_L`, ``A1`` is :math:`\sum_t\delta_1` (B, n_1), ``Ab`` the bias sums (N),
 ``C`` the feedback sums (N, n_L); ``xi`` (K, B N) holds step ``k``'s draws in the same layout.
 
-``prm`` = [dt, tau_v, tau_A, alpha, k_p, sigma, sigma_out, a_noise, a_u];
-``flg`` = [B, K, proactive, inst_transmission, inst_system, noise (0 none, 1 white, 2 OU),
-error (0 mse, 1 ce), phi_hidden, phi_out (0 linear, 1 tanh, 2 relu, 3 leaky 0.2, 4 sigmoid),
-fw (0 none, 1 nonlinear_difference, 2 voltage_difference), fb (0 none, 1 plain, 2 highpass)].
+The scalars travel in two arrays, read by the named indices below (:func:`coded` packs them):
+``prm`` (float64) ``[DT, TAU_V, TAU_A, ALPHA, K_P, SIGMA, SIGMA_OUT, A_NOISE, A_U]`` and ``flg``
+(int64) ``[BATCH, STEPS, PROACTIVE, INST_TRANSMISSION, INST_SYSTEM, NOISE, CE, PHI_HIDDEN,
+PHI_OUT, FW, FB]`` (the CUDA kernel adds ``STREAM``), whose values are the ``NOISE_*``,
+``PHI_*``, ``FW_*`` and ``FB_*`` codes.
 
 Twins: the Numba ``loop`` below calls one compiled helper, the PI controller of Eq. (4)
 (:func:`simkit.kernels.dfc_chunk.control`, shared with the chunk kernel); the activations are
-written inline, so it is longer than simkit's usual 50 lines. Its products are ``np.dot`` calls
-(BLAS). On CuPy the loop is :mod:`simkit.kernels.dfc_cuda`'s persistent kernel, with this
-module's flat state (:func:`flat_state`, :func:`coded`, :func:`state_of`); ``cuda=None`` here.
+written inline, so it is a documented kernel longer than simkit's usual 60 lines. Its products
+are ``np.dot`` calls (BLAS). On CuPy the loop is :mod:`simkit.kernels.dfc_cuda`'s persistent
+kernel, with this module's flat state (:func:`flat_state`, :func:`coded`, :func:`state_of`);
+``cuda=None`` here.
 
 Three ways to run the loop, all tested against ``controller_step`` (rtol 1e-12, fixed noise):
 
-* :func:`simulate` with the Numba twin: fastest for small nets (<= ~64 neurons: 0.013 vs
-  0.022 s for 500 steps of a 20-16-16-10 net), but Numba's scalar ``tanh`` is ~13x slower than
-  NumPy's SIMD one, so at 784-256-256-256-10 it loses (0.64 vs 0.25 s per minibatch of 32);
+* :func:`simulate` with the Numba twin: the fastest for small nets (up to ~64 neurons), but
+  Numba's scalar ``tanh`` is slower than NumPy's SIMD one, so it loses on the published
+  784-256-256-256-10 net;
 * :func:`simkit.kernels.dfc_fast.simulate_fast`: ``controller_step``'s arithmetic with reused
   buffers, :math:`\phi(W_1x+b_1)` once, and the forward sums as one product over (K*B) rows per
   chunk of K steps, taken on a helper thread; BLAS-bound; what the DFC rule uses on the CPU;
 * :func:`simkit.dynamics.controller.simulate_reference`: the readable loop (backend numpy).
 
-BLAS should run on one thread: the products are small (32 x 256 x 256), and on the shared
-2-core machine two OpenBLAS threads made them ~80x slower (13.7 ms vs 0.18 ms).
+BLAS should run on one thread: the products are small (32 x 256 x 256), too small to share.
 """
 from __future__ import annotations
 
@@ -43,15 +44,51 @@ import math
 import numpy as np
 
 from simkit.backend import Kernel
-from simkit.dynamics import controller as ctl
+from simkit.kernels import dfc_step as ctl
 from simkit.kernels.dfc_chunk import control
-from simkit.nn.activations import get_activation
 
-ACT_CODES = {"linear": 0, "tanh": 1, "relu": 2, "leaky_relu:0.2": 3, "sigmoid": 4}
-NOISE_CODES = {"none": 0, "white": 1, "ou": 2}
-FW_CODES = {None: 0, "nonlinear_difference": 1, "voltage_difference": 2}
-FB_CODES = {None: 0, "plain": 1, "highpass": 2}
-_ACTS = {0: "linear", 1: "tanh", 2: "relu", 3: "leaky_relu", 4: "sigmoid"}
+# Indices of ``prm`` (float64): the step, time constants, gains, noise amplitudes and factors.
+DT, TAU_V, TAU_A, ALPHA, K_P, SIGMA, SIGMA_OUT, A_NOISE, A_U = range(9)
+# Indices of ``flg`` (int64): batch size, steps of the chunk, the switches and the codes below;
+# STREAM (CUDA only): 1 when the kernel draws the counter stream itself.
+(BATCH, STEPS, PROACTIVE, INST_TRANSMISSION, INST_SYSTEM, NOISE, CE, PHI_HIDDEN, PHI_OUT, FW,
+ FB, STREAM) = range(12)
+NOISE_NONE, NOISE_WHITE, NOISE_OU = 0, 1, 2                    # flg[NOISE]
+PHI_LINEAR, PHI_TANH, PHI_RELU, PHI_LEAKY, PHI_SIGMOID = range(5)   # flg[PHI_HIDDEN], [PHI_OUT]
+FW_NONE, FW_NONLINEAR, FW_VOLTAGE = 0, 1, 2                    # flg[FW]: Eq. (5)'s delta
+FB_NONE, FB_PLAIN, FB_HIGHPASS = 0, 1, 2                       # flg[FB]: Eq. (13)'s u~
+
+ACT_CODES = {"linear": PHI_LINEAR, "tanh": PHI_TANH, "relu": PHI_RELU,
+             "leaky_relu:0.2": PHI_LEAKY, "sigmoid": PHI_SIGMOID}
+NOISE_CODES = {"none": NOISE_NONE, "white": NOISE_WHITE, "ou": NOISE_OU}
+FW_CODES = {None: FW_NONE, "nonlinear_difference": FW_NONLINEAR,
+            "voltage_difference": FW_VOLTAGE}
+FB_CODES = {None: FB_NONE, "plain": FB_PLAIN, "highpass": FB_HIGHPASS}
+
+
+class _Phi:
+    """The reference twin's :math:`\\phi` for an activation code, as the network's own
+    (:mod:`simkit.nn.activations`; the Numba and CUDA twins write it inline)."""
+
+    def __init__(self, code):
+        self.code = int(code)
+
+    def f(self, xp, a):
+        if self.code == PHI_TANH:
+            return xp.tanh(a)
+        if self.code == PHI_RELU:
+            return xp.maximum(a, 0.0)
+        if self.code == PHI_LEAKY:
+            return xp.where(a > 0, a, 0.2 * a)
+        if self.code == PHI_SIGMOID:
+            e = xp.exp(-xp.abs(a))
+            return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return a
+
+
+def _decode(codes, value):
+    """The name a code stands for (the inverse of one of the ``*_CODES`` dicts)."""
+    return next(k for k, c in codes.items() if c == value)
 
 
 def _blocks(xp, flat, sizes, B):
@@ -75,17 +112,17 @@ def controller_reference(xp, sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                          v, v_ff, v_fb, r, n, u, u_int, u_lp, A1, AW, Ab, C):
     """Readable definition: unpack, run ``controller_step`` K times, write the state back."""
     sizes = [int(s) for s in sizes]
-    B, K, L, nL = int(flg[0]), int(flg[1]), len(sizes) - 1, sizes[-1]
-    dyn = ctl.Dynamics(dt=float(prm[0]), T=2, tau_v=float(prm[1]), tau_A=float(prm[2]),
-                       alpha=float(prm[3]), k_p=float(prm[4]), proactive=bool(flg[2]),
-                       inst_transmission=bool(flg[3]), inst_system=bool(flg[4]),
-                       noise=[k for k, c in NOISE_CODES.items() if c == flg[5]][0],
-                       sigma=float(prm[5]), sigma_out=float(prm[6]),
-                       tau_noise=float(prm[0]) / float(prm[7]) if prm[7] else 1.0,
-                       error="ce" if flg[6] else "mse")
-    learn = ctl.Learning(fw=[k for k, c in FW_CODES.items() if c == flg[9]][0],
-                         fb=[k for k, c in FB_CODES.items() if c == flg[10]][0], a_u=float(prm[8]))
-    phi = [get_activation(_ACTS[int(flg[7])])] * (L - 1) + [get_activation(_ACTS[int(flg[8])])]
+    B, K, L, nL = int(flg[BATCH]), int(flg[STEPS]), len(sizes) - 1, sizes[-1]
+    dt, a_n = float(prm[DT]), float(prm[A_NOISE])
+    dyn = ctl.Dynamics(dt=dt, T=2, tau_v=float(prm[TAU_V]), tau_A=float(prm[TAU_A]),
+                       alpha=float(prm[ALPHA]), k_p=float(prm[K_P]), proactive=bool(flg[PROACTIVE]),
+                       inst_transmission=bool(flg[INST_TRANSMISSION]),
+                       inst_system=bool(flg[INST_SYSTEM]), noise=_decode(NOISE_CODES, flg[NOISE]),
+                       sigma=float(prm[SIGMA]), sigma_out=float(prm[SIGMA_OUT]),
+                       tau_noise=dt / a_n if a_n else 1.0, error="ce" if flg[CE] else "mse")
+    learn = ctl.Learning(fw=_decode(FW_CODES, flg[FW]), fb=_decode(FB_CODES, flg[FB]),
+                         a_u=float(prm[A_U]))
+    phi = [_Phi(flg[PHI_HIDDEN])] * (L - 1) + [_Phi(flg[PHI_OUT])]
     Ws = [None] + _mats(W, [(sizes[l + 1], sizes[l]) for l in range(1, L)])
     bs = _blocks(xp, b, sizes, 1)
     P = {"W": Ws, "b": [x[0] for x in bs], "Q": _mats(Q, [(s, nL) for s in sizes[1:]]),
@@ -101,7 +138,7 @@ def controller_reference(xp, sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                    C=_mats(C, [(s, nL) for s in sizes[1:]]))
     P["x"] = xp.zeros((B, sizes[0]), dtype=v.dtype)       # only the first layer's sum uses x
     for k in range(K):
-        xk = _blocks(xp, xi[k], sizes, B) if flg[5] else None
+        xk = _blocks(xp, xi[k], sizes, B) if flg[NOISE] != NOISE_NONE else None
         ctl.controller_step(xp, st, P, dyn, learn, xk)
     for k in names:
         for dst, src in zip(views[k], getattr(st, k)):
@@ -113,11 +150,15 @@ def controller_reference(xp, sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
 
 def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                     v, v_ff, v_fb, r, n, u, u_int, u_lp, A1, AW, Ab, C):
-    """Numba twin (see the module docstring for the layout)."""
-    B, K, L = flg[0], flg[1], sizes.size - 1
+    """Numba twin of :func:`controller_reference`: K Euler steps on the layer-blocked state
+    (the module docstring), per step Eq. (4) (:func:`~simkit.kernels.dfc_chunk.control`), the
+    feedback sums (Eq. (13)), then per layer Eqs. (1)-(2), the noise, :math:`r = \\phi(v)` and
+    Eq. (5)'s sums; one documented kernel, its activations written inline."""
+    B, K, L = flg[BATCH], flg[STEPS], sizes.size - 1
     nL = sizes[L]
-    dt, tau_v, tau_A, alpha, k_p = prm[0], prm[1], prm[2], prm[3], prm[4]
-    a_n, a_u = prm[7], prm[8]
+    dt, tau_v, tau_A, alpha, k_p = prm[DT], prm[TAU_V], prm[TAU_A], prm[ALPHA], prm[K_P]
+    a_n, a_u = prm[A_NOISE], prm[A_U]
+    highpass, fw = flg[FB] == FB_HIGHPASS, flg[FW]
     off = np.zeros(L + 1, np.int64)
     woff = np.zeros(L + 1, np.int64)
     for l in range(L):
@@ -132,19 +173,19 @@ def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
     rold = np.empty_like(r)
     for k in range(K):
         rL = r[B * off[L - 1]:B * N].reshape(B, nL)
-        control(rL, RT, U, UI, uo, e, dt, alpha, k_p, flg[6] == 1)      # Eq. (4)
+        control(rL, RT, U, UI, uo, e, dt, alpha, k_p, flg[CE] == 1)      # Eq. (4)
         for i in range(B):
             for j in range(nL):
-                if flg[10] == 2:
+                if highpass:
                     ULP[i, j] = a_u * U[i, j] + (1.0 - a_u) * ULP[i, j]
-                ufb[i, j] = U[i, j] - ULP[i, j] if flg[10] == 2 else U[i, j]
-        if flg[10] > 0:                                   # C_l += v_fb_l[t]^T u~[t+1]
+                ufb[i, j] = U[i, j] - ULP[i, j] if highpass else U[i, j]
+        if flg[FB] != FB_NONE:                                   # C_l += v_fb_l[t]^T u~[t+1]
             Cm = C.reshape(N, nL)
             for l in range(L):
                 vfb_l = v_fb[B * off[l]:B * off[l + 1]].reshape(B, off[l + 1] - off[l])
                 Cm[off[l]:off[l + 1], :] += np.dot(vfb_l.T, ufb)
-        uc = U if flg[2] == 1 else uo
-        if flg[3] == 0:
+        uc = U if flg[PROACTIVE] == 1 else uo
+        if flg[INST_TRANSMISSION] == 0:
             rold[:] = r
         for l in range(L):
             nl, s0, s1 = sizes[l + 1], B * off[l], B * off[l + 1]
@@ -152,7 +193,7 @@ def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
             if l == 0:
                 VFF[:, :] = v_ff1.reshape(B, nl)
             else:
-                src = r if flg[3] == 1 else rold
+                src = r if flg[INST_TRANSMISSION] == 1 else rold
                 rin = src[B * off[l - 1]:s0].reshape(B, sizes[l])
                 Wl = W[woff[l]:woff[l + 1]].reshape(nl, sizes[l])
                 VFF[:, :] = np.dot(rin, Wl.T)
@@ -160,34 +201,34 @@ def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                     for j in range(nl):
                         VFF[i, j] += b[off[l] + j]
             c = np.dot(uc, Q[off[l] * nL:off[l + 1] * nL].reshape(nl, nL).T)
-            act = flg[8] if l == L - 1 else flg[7]
-            sig = prm[6] if l == L - 1 else prm[5]
+            act = flg[PHI_OUT] if l == L - 1 else flg[PHI_HIDDEN]
+            sig = prm[SIGMA_OUT] if l == L - 1 else prm[SIGMA]
             VFB, V, R = v_fb[s0:s1].reshape(B, nl), v[s0:s1].reshape(B, nl), r[s0:s1].reshape(B, nl)
             NS = n[s0:s1].reshape(B, nl)
             D = np.empty_like(VFF)
             for i in range(B):
                 for j in range(nl):
                     fb = VFB[i, j] + (dt / tau_A) * (c[i, j] - VFB[i, j])
-                    if flg[5] == 1:
+                    if flg[NOISE] == NOISE_WHITE:
                         fb += sig * math.sqrt(dt) / tau_A * xi[k * B * N + s0 + i * nl + j]
-                    elif flg[5] == 2:
+                    elif flg[NOISE] == NOISE_OU:
                         NS[i, j] = (a_n / math.sqrt(dt)) * xi[k * B * N + s0 + i * nl + j] \
                             + (1.0 - a_n) * NS[i, j]
                         fb += sig * NS[i, j]
                     VFB[i, j] = fb
-                    if flg[4] == 1:
+                    if flg[INST_SYSTEM] == 1:
                         V[i, j] = fb + VFF[i, j]
                     else:
                         V[i, j] += (dt / tau_v) * (fb + VFF[i, j] - V[i, j])
                     for q in range(2):                    # q=0: r = phi(v); q=1: phi(v_ff)
                         a = V[i, j] if q == 0 else VFF[i, j]
-                        if act == 1:
+                        if act == PHI_TANH:
                             h = math.tanh(a)
-                        elif act == 2:
+                        elif act == PHI_RELU:
                             h = max(a, 0.0)
-                        elif act == 3:
+                        elif act == PHI_LEAKY:
                             h = a if a > 0 else 0.2 * a
-                        elif act == 4:
+                        elif act == PHI_SIGMOID:
                             h = 1.0 / (1.0 + math.exp(-a)) if a >= 0 else \
                                 math.exp(a) / (1.0 + math.exp(a))
                         else:
@@ -195,10 +236,10 @@ def controller_loop(sizes, W, b, Q, v_ff1, r_target, xi, prm, flg,
                         if q == 0:
                             R[i, j] = h
                         else:
-                            D[i, j] = R[i, j] - h if flg[9] == 1 else V[i, j] - VFF[i, j]
-                    if flg[9] > 0:
+                            D[i, j] = R[i, j] - h if fw == FW_NONLINEAR else V[i, j] - VFF[i, j]
+                    if fw != FW_NONE:
                         Ab[off[l] + j] += D[i, j]
-            if flg[9] > 0:
+            if fw != FW_NONE:
                 if l == 0:
                     A1 += D.reshape(B * nl)
                 else:
@@ -238,15 +279,20 @@ def flat_state(xp, P, v_ff0, r0, dyn, learn, dtype):
 
 
 def coded(dyn, learn, P, B, K):
-    """``prm`` and ``flg`` (the module docstring's codes) for a chunk of K steps."""
-    a_n = dyn.dt / dyn.tau_noise if dyn.noise == "ou" else 0.0
-    prm = np.array([dyn.dt, dyn.tau_v, dyn.tau_A, dyn.alpha, dyn.k_p, dyn.sigma, dyn.sigma_out,
-                    a_n, learn.a_u], dtype=np.float64)
-    L = len(P["W"])
-    act = [ACT_CODES[P["phi"][0].name] if L > 1 else 0, ACT_CODES[P["phi"][-1].name]]
-    flg = np.array([B, K, dyn.proactive, dyn.inst_transmission, dyn.inst_system,
-                    NOISE_CODES[dyn.noise], dyn.error == "ce", act[0], act[1],
-                    FW_CODES[learn.fw], FB_CODES[learn.fb]], dtype=np.int64)
+    """``prm`` and ``flg`` (indices and codes: the module's constants) for a chunk of K steps."""
+    prm = np.zeros(9, dtype=np.float64)
+    prm[[DT, TAU_V, TAU_A, ALPHA, K_P]] = dyn.dt, dyn.tau_v, dyn.tau_A, dyn.alpha, dyn.k_p
+    prm[SIGMA], prm[SIGMA_OUT] = dyn.sigma, dyn.sigma_out
+    prm[A_NOISE] = dyn.dt / dyn.tau_noise if dyn.noise == "ou" else 0.0
+    prm[A_U] = learn.a_u
+    flg = np.zeros(STREAM, dtype=np.int64)
+    flg[BATCH], flg[STEPS] = B, K
+    flg[[PROACTIVE, INST_TRANSMISSION, INST_SYSTEM]] = \
+        dyn.proactive, dyn.inst_transmission, dyn.inst_system
+    flg[NOISE], flg[CE] = NOISE_CODES[dyn.noise], dyn.error == "ce"
+    flg[PHI_HIDDEN] = ACT_CODES[P["phi"][0].name] if len(P["W"]) > 1 else PHI_LINEAR
+    flg[PHI_OUT] = ACT_CODES[P["phi"][-1].name]
+    flg[FW], flg[FB] = FW_CODES[learn.fw], FB_CODES[learn.fb]
     return prm, flg
 
 

@@ -19,10 +19,8 @@ constants from :func:`~simkit.kernels.dfc_fast._coefficients`) and the products 
 (BLAS, one thread). The rates go to the chunk's R buffers and the basal voltages to its VFF buffers
 (or the state's ``v_ff`` when nothing learns forward), Eq. (13)'s factors :math:`v_{fb}[t]`,
 :math:`u[t+1]` to its FB and U buffers; the sums over the chunk stay with ``simulate_fast``
-(products over K*B rows, on the helper thread). Measured side by side (``bench_dfc.py``, idle
-machine, float64): DFC forward epoch 324-329 s against 358-430 s with the Python step, two-phase
-Strong-DFC forward 223-225 against 243-248 s, single phase within the noise (397-451 against
-414-454 s); sleep phases keep the Python step, which was faster there (306-318 against 336-341 s).
+(products over K*B rows, on the helper thread). It speeds up the forward phases
+(``bench_dfc.py`` compares the two); the sleep phases keep the Python step, faster there.
 
 :func:`usable` says when the kernel applies (NumPy backend with Numba, tanh/linear layers, at
 least two layers, the noise as :class:`~simkit.dynamics.noise.LayerDraws`, not
@@ -80,7 +78,7 @@ def usable(xp, P, dyn, learn) -> bool:
     return (ENABLED and jit.ENABLED and xp is np and len(P["W"]) >= 2
             and all(phi.name in ACT for phi in P["phi"])
             and learn.fw != "voltage_difference" and not dyn.lp_u
-            and (learn.fw or not learn.fb))          # sleep phases: the Python step was faster
+            and (learn.fw or not learn.fb))          # sleep phases: the Python step is faster
 
 
 def run(F, P, dyn, learn, chunk, n, coefs):

@@ -42,28 +42,28 @@ Two ways to lay a minibatch on the GPU (``CLUSTER``):
   allows (batch 32: 3 samples a cluster, 11 clusters, 88 multiprocessors; ``PER_CLUSTER``
   overrides it).
 
-Which is faster is to be measured (``bench_dfc.py --path cuda [--cluster 8]``).
+``bench_dfc.py --path cuda [--cluster 8]`` compares the two.
 
 Testing without a GPU: the source also compiles as plain C++ against a small emulator of thread
 blocks and clusters (``tests/cuda_emu/``: threads and a barrier per block, a barrier per
 cluster, the blocks of a cluster run together and see each other's shared memory), which runs
 :func:`simulate_persistent` through it and compares with the readable loop; ``nvcc`` (when
-present) compiles both kernels for sm_90 through ptxas. Written on 2026-12-07 without access to
-a GPU: their speed on one is not measured yet.
+present) compiles both kernels for sm_90 through ptxas.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from simkit.dynamics.controller import NOISE_CHUNK, refuse_reference_only
-from simkit.kernels.dfc import coded, flat_state, state_of
+from simkit.kernels import dfc
+from simkit.kernels.dfc import STREAM, coded, flat_state, state_of
 from simkit.kernels.dfc_cuda_src import CLUSTER_SOURCE, SOURCE
+from simkit.kernels.dfc_step import NOISE_CHUNK, refuse_reference_only
 
 MAX_LAYERS = 16
 # Euler steps per launch when no host noise is read (the counter stream is computed inside, or no
 # noise): 50 (one noise chunk), or up to all T-1 (one launch and one product per layer for the
 # whole minibatch; (T-1) B N trajectory elements per buffer, 0.4 GB for the single phase in
-# float64). bench_dfc.py --steps-per-launch measures both; which is faster is to be measured.
+# float64). bench_dfc.py --steps-per-launch compares the two.
 STEPS_PER_LAUNCH = NOISE_CHUNK
 MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (opt-in)
 # Threads a block at most (__launch_bounds__: ptxas keeps the registers to 128 a thread, so a
@@ -71,7 +71,7 @@ MAX_SHARED = 227 * 1024            # an H100's dynamic shared memory per block (
 MAX_THREADS = 512
 # Blocks a sample: None, one (``dfc_steps``, any GPU); or a cluster of that many blocks
 # (``dfc_steps_cluster``, sm_90; at most 8, the portable cluster size), W in shared memory.
-# Which is faster is to be measured (bench_dfc.py --cluster 8).
+# bench_dfc.py --cluster 8 compares the two.
 CLUSTER = None
 PER_CLUSTER = None                 # samples a cluster; None: samples_per_cluster's choice
 
@@ -81,10 +81,24 @@ def source(dtype, cluster=None) -> str:
     also ``dfc_steps_cluster``, which needs sm_90."""
     real = {"float64": "double", "float32": "float"}[np.dtype(dtype).name]
     head = f"typedef {real} real;\n#define MAX_LAYERS {MAX_LAYERS}\n" \
-        f"#define MAX_THREADS {MAX_THREADS}\n"
+        f"#define MAX_THREADS {MAX_THREADS}\n" + argument_names()
     if cluster is None:
         return head + SOURCE
     return head + f"#define CLUSTER {int(cluster)}\n" + SOURCE + CLUSTER_SOURCE
+
+
+def argument_names() -> str:
+    """``#define`` lines naming :mod:`simkit.kernels.dfc`'s ``prm`` and ``flg`` indices
+    (``PRM_DT``, ``FLG_NOISE``, ...) and codes (``NOISE_WHITE``, ``PHI_TANH``, ...)."""
+    prm = ("DT", "TAU_V", "TAU_A", "ALPHA", "K_P", "SIGMA", "SIGMA_OUT", "A_NOISE", "A_U")
+    flg = ("BATCH", "STEPS", "PROACTIVE", "INST_TRANSMISSION", "INST_SYSTEM", "NOISE", "CE",
+           "PHI_HIDDEN", "PHI_OUT", "FW", "FB", "STREAM")
+    codes = [k for k, v in vars(dfc).items() if isinstance(v, int) and k not in flg and
+             k.startswith(("NOISE_", "PHI_", "FW_", "FB_"))]
+    lines = [f"#define PRM_{k} {getattr(dfc, k)}" for k in prm] + \
+        [f"#define FLG_{k} {getattr(dfc, k)}" for k in flg] + \
+        [f"#define {k} {getattr(dfc, k)}" for k in codes]
+    return "\n".join(lines) + "\n"
 
 
 def cupy_launcher(bk, dtype, cluster=None):
@@ -194,7 +208,9 @@ def simulate_persistent(xp, launch, P, v_ff0, r0, dyn, learn, noise=None, thread
     WT = F["pack"]([w.T for w in P["W"][1:]])
     QT = F["pack"]([q.T for q in P["Q"]])
     prm, flg = coded(dyn, learn, P, B, Kmax)
-    prm, flg = xp.asarray(prm), xp.asarray(np.append(flg, int(key is not None)))
+    flg = np.append(flg, 0)
+    flg[STREAM] = key is not None                    # draw the counter stream inside
+    prm, flg = xp.asarray(prm), xp.asarray(flg)
     sz = xp.asarray(np.asarray(sizes, dtype=np.int64))
     dense = lambda a: xp.ascontiguousarray(a, dtype=dtype)     # noqa: E731 (a kernel reads raw)
     v_ff1, r_target = dense(P["v_ff1"]), dense(P["r_target"])

@@ -2,7 +2,9 @@ r"""The CUDA text of :mod:`simkit.kernels.dfc_cuda`'s two kernels (read that mod
 first): ``SOURCE`` holds the device functions both use (the counter stream, phi, Eq. (4)'s
 controller, a unit's Eqs. (1)-(3)) and ``dfc_steps``, one block a sample; ``CLUSTER_SOURCE``
 holds ``dfc_steps_cluster``, S samples on a cluster of blocks (sm_90 only, so a text of its own).
-``real``, ``MAX_LAYERS``, ``MAX_THREADS`` and ``CLUSTER`` are #define'd before them by
+``real``, ``MAX_LAYERS``, ``MAX_THREADS``, ``CLUSTER`` and :mod:`simkit.kernels.dfc`'s
+argument indices (as ``PRM_DT``, ..., ``FLG_FB``) and codes (``NOISE_WHITE``, ...) are
+#define'd before them by
 :func:`simkit.kernels.dfc_cuda.source`; compiled by NVRTC (CuPy), nvcc, or g++ against the
 tests' emulator (``SIMKIT_EMULATE``).
 """
@@ -35,12 +37,12 @@ __device__ double stream_normal(u64 key, u64 e) {
     return (e & 1) ? R * sin(theta) : R * cos(theta);
 }
 
-// phi by code: 0 linear, 1 tanh, 2 relu, 3 leaky relu (0.2), 4 sigmoid
+// phi by code (PHI_*): linear, tanh, relu, leaky relu (0.2), sigmoid
 __device__ real phi_of(int code, real a) {
-    if (code == 1) return tanh(a);
-    if (code == 2) return a > (real)0 ? a : (real)0;
-    if (code == 3) return a > (real)0 ? a : (real)0.2 * a;
-    if (code == 4) return a >= (real)0 ? (real)1 / ((real)1 + exp(-a))
+    if (code == PHI_TANH) return tanh(a);
+    if (code == PHI_RELU) return a > (real)0 ? a : (real)0;
+    if (code == PHI_LEAKY) return a > (real)0 ? a : (real)0.2 * a;
+    if (code == PHI_SIGMOID) return a >= (real)0 ? (real)1 / ((real)1 + exp(-a))
                                        : exp(a) / ((real)1 + exp(a));
     return a;
 }
@@ -67,15 +69,17 @@ __device__ real dot_column(const real* __restrict__ WT, long long nl, long long 
     return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-struct Opts {                   // flg, decoded once (simkit.kernels.dfc's codes)
+struct Opts {                   // flg, decoded once (simkit.kernels.dfc's indices and codes)
     int proactive, inst_tr, inst_sys, noise, ce, phi_hidden, phi_out, fw, fb, stream;
 };
 
 __device__ Opts decode(const long long* flg) {
     Opts o;
-    o.proactive = (int)flg[2]; o.inst_tr = (int)flg[3]; o.inst_sys = (int)flg[4];
-    o.noise = (int)flg[5]; o.ce = (int)flg[6]; o.phi_hidden = (int)flg[7];
-    o.phi_out = (int)flg[8]; o.fw = (int)flg[9]; o.fb = (int)flg[10]; o.stream = (int)flg[11];
+    o.proactive = (int)flg[FLG_PROACTIVE]; o.inst_tr = (int)flg[FLG_INST_TRANSMISSION];
+    o.inst_sys = (int)flg[FLG_INST_SYSTEM]; o.noise = (int)flg[FLG_NOISE];
+    o.ce = (int)flg[FLG_CE]; o.phi_hidden = (int)flg[FLG_PHI_HIDDEN];
+    o.phi_out = (int)flg[FLG_PHI_OUT]; o.fw = (int)flg[FLG_FW]; o.fb = (int)flg[FLG_FB];
+    o.stream = (int)flg[FLG_STREAM];
     return o;
 }
 
@@ -83,7 +87,8 @@ __device__ Opts decode(const long long* flg) {
 // the u the layers receive to uc[j] and, where U_k is given, Eq. (13)'s u~[t+1] to U_k[j].
 __device__ void control(int j, const real* rL, int nL, const real* r_target, const double* prm,
                         const Opts& o, real* u, real* u_int, real* u_lp, real* uc, real* U_k) {
-    const real dt = prm[0], alpha = prm[3], k_p = prm[4], a_u = prm[8];
+    const real dt = prm[PRM_DT], alpha = prm[PRM_ALPHA], k_p = prm[PRM_K_P];
+    const real a_u = prm[PRM_A_U];
     const real e = r_target[j] - (o.ce ? softmax_at(rL, nL, j) : rL[j]);         // Eq. (6)
     const real u_prev = u[j];
     real u_new;
@@ -98,7 +103,7 @@ __device__ void control(int j, const real* rL, int nL, const real* r_target, con
     uc[j] = o.proactive ? u_new : u_prev;                       // proactive: the new u
     if (o.fb) {
         real uf = u_new;
-        if (o.fb == 2) {                                        // high-pass: u - u_lp
+        if (o.fb == FB_HIGHPASS) {                              // high-pass: u - u_lp
             u_lp[j] = a_u * u_new + ((real)1 - a_u) * u_lp[j];
             uf = u_new - u_lp[j];
         }
@@ -112,11 +117,12 @@ __device__ void control(int j, const real* rL, int nL, const real* r_target, con
 __device__ real unit_step(const Opts& o, const double* prm, int code, real sigma, long long s,
                           real vff, real c, real x, real* v, real* v_ff, real* v_fb, real* n,
                           real* D, real* R, long long g) {
-    const real dt = prm[0], tau_v = prm[1], tau_A = prm[2], a_n = prm[7];
+    const real dt = prm[PRM_DT], tau_v = prm[PRM_TAU_V], tau_A = prm[PRM_TAU_A];
+    const real a_n = prm[PRM_A_NOISE];
     real f = v_fb[s] + (dt / tau_A) * (c - v_fb[s]);           // Eq. (2)
-    if (o.noise == 1) {                                         // white
+    if (o.noise == NOISE_WHITE) {                               // white
         f += sigma * sqrt(dt) / tau_A * x;
-    } else if (o.noise == 2) {                                  // Ornstein-Uhlenbeck
+    } else if (o.noise == NOISE_OU) {                           // Ornstein-Uhlenbeck
         n[s] = (a_n / sqrt(dt)) * x + ((real)1 - a_n) * n[s];
         f += sigma * n[s];
     }
@@ -126,7 +132,7 @@ __device__ real unit_step(const Opts& o, const double* prm, int code, real sigma
     v_ff[s] = vff;
     const real rn = phi_of(code, vv);
     if (o.fw) {
-        D[g] = o.fw == 1 ? rn - phi_of(code, vff) : vv - vff;
+        D[g] = o.fw == FW_NONLINEAR ? rn - phi_of(code, vff) : vv - vff;
         R[g] = rn;
     }
     return rn;
@@ -151,8 +157,8 @@ __device__ void offsets(const long long* sizes, int L, long long* off, long long
 // sizes: n_0..n_L; WT: W_l^T (n_{l-1}, n_l) for l = 2..L, concatenated; QT: Q_l^T (n_L, n_l)
 // concatenated; state v, v_ff, v_fb, r, n layer-blocked (B n_l blocks, as simkit.kernels.dfc);
 // D, R, V: (K B, n_l) blocks per layer; U: (K B, n_L). prm and flg as simkit.kernels.dfc, with
-// flg[11] = 1: the noise from the counter stream `key` (else from xi). The read-only inputs
-// are __restrict__ (no buffer aliases another), so the compiler may use the read-only cache.
+// flg[FLG_STREAM] = 1: the noise from the counter stream `key` (else from xi). The read-only
+// inputs are __restrict__ (no buffer aliases another), so the compiler may use the read-only cache.
 extern "C" __global__ void __launch_bounds__(MAX_THREADS) dfc_steps(
         const long long* sizes, const int L, const int K, const long long t0,
         const real* __restrict__ WT, const real* __restrict__ b, const real* __restrict__ QT,
@@ -160,7 +166,7 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS) dfc_steps(
         const real* __restrict__ xi, const u64 key, const double* prm, const long long* flg,
         real* v, real* v_ff, real* v_fb, real* r, real* n, real* u, real* u_int, real* u_lp,
         real* D, real* R, real* V, real* U) {
-    const long long B = flg[0], i = blockIdx.x;
+    const long long B = flg[FLG_BATCH], i = blockIdx.x;
     const Opts o = decode(flg);
     const int tid = threadIdx.x, NT = blockDim.x;
     long long off[MAX_LAYERS + 1], woff[MAX_LAYERS + 1];
@@ -191,7 +197,7 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS) dfc_steps(
             const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
             const real* Ql = QT + nL * off[l];
             const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
-            const real sigma = l == L - 1 ? prm[6] : prm[5];
+            const real sigma = l == L - 1 ? prm[PRM_SIGMA_OUT] : prm[PRM_SIGMA];
             for (long long j = tid; j < nl; j += NT) {
                 const real vff = l == 0 ? v_ff1[i * nl + j]             // Eq. (1)
                     : dot_column(WT + woff[l], nl, j, r_in, nin) + b[off[l] + j];
@@ -242,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS) CLUSTER_DIMS dfc_steps
         const real* __restrict__ xi, const u64 key, const double* prm, const long long* flg,
         real* v, real* v_ff, real* v_fb, real* r, real* n, real* u, real* u_int, real* u_lp,
         real* D, real* R, real* V, real* U, const int S) {
-    const long long B = flg[0], i0 = (blockIdx.x / CLUSTER) * S;    // samples i0 .. i0+ns-1
+    const long long B = flg[FLG_BATCH], i0 = (blockIdx.x / CLUSTER) * S;    // samples i0 .. i0+ns-1
     const long long ns = B - i0 < S ? B - i0 : S;
     const unsigned rank = blockIdx.x % CLUSTER;
     const Opts o = decode(flg);
@@ -304,7 +310,7 @@ extern "C" __global__ void __launch_bounds__(MAX_THREADS) CLUSTER_DIMS dfc_steps
             const long long nl = sizes[l + 1], nin = sizes[l], c = cnt[l], sc = split * c;
             const real* r_in = (o.inst_tr ? rs : r_old) + (l > 0 ? off[l - 1] : 0);
             const int code = l == L - 1 ? o.phi_out : o.phi_hidden;
-            const real sigma = l == L - 1 ? prm[6] : prm[5];
+            const real sigma = l == L - 1 ? prm[PRM_SIGMA_OUT] : prm[PRM_SIGMA];
             if (l > 0) {               // Eq. (1): task (s, p, jj) sums inputs q = p, p + split, ..
                 for (long long t = tid; t < ns * sc; t += NT) {
                     const long long s = t / sc, jj = t % c;

@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from simkit.backend import jit
-from simkit.dynamics import controller as ctl
 from simkit.kernels import dfc_chunk
+from simkit.kernels import dfc_step as ctl
 from simkit.kernels.spares import Spares
 
 if jit.ENABLED:
@@ -48,9 +48,9 @@ class _Fast:
     def __init__(self, xp, P, v_ff0, r0, dyn, learn, K, chunk_fb=False):
         dtype, B = v_ff0[0].dtype, v_ff0[0].shape[0]
         self.st = ctl.start(xp, P, v_ff0, r0, dyn, learn, dtype)
-        # Eq. (13)'s sums go into the chunks too when Eq. (5)'s do (the single phase: 0.93-0.96 of
-        # the per-step time) or the chunk kernel runs (``chunk_fb``); alone (sleep phases in the
-        # Python step) per-step sums measured as fast, without buffers.
+        # Eq. (13)'s sums go into the chunks too when Eq. (5)'s do (the single phase) or the
+        # chunk kernel runs (``chunk_fb``); alone (sleep phases in the Python step) per-step
+        # sums are as fast, without buffers.
         self.xp, self.learn, self.phi = xp, learn.fw, P["phi"]
         self.fb = bool(learn.fb) and (bool(learn.fw) or chunk_fb)
         two = 2 if (learn.fw and xp is np) else 1
@@ -186,6 +186,14 @@ def _helper():
         from concurrent.futures import ThreadPoolExecutor
         _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simkit-dfc-sums")
     return _HELPER
+
+
+def close_helper():
+    """Shut the helper thread down (a later :func:`simulate_fast` starts a new one)."""
+    global _HELPER
+    if _HELPER is not None:
+        _HELPER.shutdown(wait=True)
+        _HELPER = None
 
 
 def _fast_layers(xp, F, P, dyn, u_c, xi):

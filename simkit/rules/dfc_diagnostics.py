@@ -27,8 +27,8 @@ def diagnose(xp, net, cache, dL_dy, r_t, g, st, fb_in, Q, dyn, o) -> dict:
     out = {"condition_2": fbk.condition_two(xp, J, Q)}
     g_bp = grads_from_deltas(net, cache, bp_deltas(net, cache, dL_dy))
     dv = fbk.gn_delta_v(xp, J, r_t - cache.y)
-    ssa = fbk.ssa_state(xp, net, cache, Q, r_t, dyn, J, jacobian_fb=o["use_jacobian_as_fb"])
-    g_ssa = ss_grads(xp, net, ssa, cache.h[0], o["learning_rule"])
+    ssa = fbk.ssa_state(xp, net, cache, Q, r_t, dyn, J, jacobian_fb=o.use_jacobian_as_fb)
+    g_ssa = ss_grads(xp, net, ssa, cache.h[0], o.learning_rule)
     gap = float(xp.linalg.norm(cache.y - ssa.r[-1]))
     out["dist_to_ndi"] = float(xp.linalg.norm(st.r[-1] - ssa.r[-1])) / max(gap, 1e-300)
     g_H = fbk.h_grads(xp, J, Q, st.u, dyn.alpha, cache.h)

@@ -89,14 +89,14 @@ def fb_scales(sigmas, L, scaling, tau_v, tau_noise) -> list:
 
 def make_fb_optimizer(bk, Q, o, lr):
     """An optimiser over ``[[Q_1], ..., [Q_L]]`` with the ``_fb`` options ``o``."""
-    name = o["optimizer_fb"].lower()
-    kw = {"lr": lr, "weight_decay": o["weight_decay_fb"]}
+    name = o.optimizer_fb.lower()
+    kw = {"lr": lr, "weight_decay": o.weight_decay_fb}
     if name == "sgd":
-        kw["momentum"] = o["momentum_fb"]
+        kw["momentum"] = o.momentum_fb
     elif name == "adam":
-        kw.update(beta1=o["adam_beta1_fb"], beta2=o["adam_beta2_fb"], eps=o["adam_epsilon_fb"])
+        kw.update(beta1=o.adam_beta1_fb, beta2=o.adam_beta2_fb, eps=o.adam_epsilon_fb)
     elif name == "rmsprop":
-        kw["eps"] = o["adam_epsilon_fb"]
+        kw["eps"] = o.adam_epsilon_fb
     return make_optimizer(name, bk, [[q] for q in Q], **kw)
 
 

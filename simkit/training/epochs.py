@@ -60,6 +60,8 @@ class Trainer(Loop):
         self.last = None             # (epoch, results, seconds) of the epoch to report
         if hasattr(rule, "checkpoint"):      # a rule's own long stages (DFC's pre-training)
             rule.checkpoint = self.save
+        if hasattr(rule, "log"):             # and its lines on them
+            rule.log = self.log
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, split) -> dict:

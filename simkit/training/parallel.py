@@ -52,6 +52,7 @@ def share_cores(n):
     """Cap this process's BLAS threads at ``cpu_count // n`` (at least 1), never raising them:
     a ``--threads`` the user gave stays an upper bound."""
     import os
+
     from threadpoolctl import threadpool_info, threadpool_limits
     per = max(1, (os.cpu_count() or 1) // n)
     now = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
