@@ -96,7 +96,7 @@ def test_forward_phase_trajectories_match_original(case):
     cache = net.forward(z["x"])
     loss = get_loss("ce")
     from simkit.rules.common import output_target
-    step = None if rule.o["strong_feedback"] else rule.o["target_stepsize"]
+    step = None if rule.o.strong_feedback else rule.o.target_stepsize
     target = output_target(np, cache.y, z["y"], step, loss.grad(np, cache.y, z["y"]))
     close(target, z["output_target"])
     tr, st, _, _ = trajectories(net, rule, z, rule.dyn, Learning(), target)
