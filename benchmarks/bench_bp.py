@@ -19,7 +19,7 @@ import numpy as np
 
 from simkit.backend import get_backend, limit_threads
 from simkit.errors import UserError
-from simkit.experiment import Split, build, resolve_config
+from simkit.training.config import Split, build, resolve_config
 from simkit.training.epochs import Trainer
 
 

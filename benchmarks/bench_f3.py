@@ -44,8 +44,8 @@ from simkit.backend import get_backend  # noqa: E402
 from simkit.cli import build_parser  # noqa: E402
 from simkit.commands.f3 import f3_config, prepare  # noqa: E402
 from simkit.errors import UserError  # noqa: E402
-from simkit.experiment import Split  # noqa: E402
 from simkit.nn import soft_targets  # noqa: E402
+from simkit.training.config import Split  # noqa: E402
 from simkit.training.epochs import Trainer  # noqa: E402
 
 MODES = {"bp": ["--mode", "bp"], "llo": ["--mode", "llo"],
@@ -65,7 +65,7 @@ def config(mode, backend):
 
 def random_prepare(bk, cfg):
     """Stand-in data of MNIST's shape when the real files are missing."""
-    from simkit.experiment import build
+    from simkit.training.config import build
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 60000)
     train = Split(bk.asarray(rng.normal(size=(60000, 784))), bk.asarray(soft_targets(y, 10)), y)

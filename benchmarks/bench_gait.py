@@ -26,10 +26,10 @@ import numpy as np
 
 from simkit.backend import get_backend
 from simkit.errors import UserError
-from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule
+from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 
 PUBLISHED = {"BP": (1e-4, 0.0), "GAIT": (1e-4, 0.1), "TP": (1e-5, 1000.0)}   # (lr, lambda)
 N, n, HIDDEN = 60, 784, 4

@@ -7,7 +7,7 @@ Prints one line per measurement. The per-sample MNIST update of the 1000 x 784 m
 memory-bound: per model and sample it reads W_0 for the forward pass and reads and writes it
 once in the fused update (``simkit.kernels.di.RANK1_UPDATE``), i.e. ~3 x 6.27 MB in float64;
 the fraction of the machine's bandwidth (measured here with a large array copy) is reported.
-With deferred updates (``simkit.deferred``, ``--defer 100`` in Fig. 4a) the same three passes
+With deferred updates (``simkit.tasks.deferred``, ``--defer 100`` in Fig. 4a) the same three passes
 serve a block of 100 samples, and the step is bound by the per-sample arithmetic instead.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def bench_di(bk, reps):
 
 def bench_mnist_step(bk, n, defer):
     """Seconds per sample of Fig. 4a's online loop, all five models, no evaluation."""
-    from simkit.inversion_model import TaskConfig, build_models
-    from simkit.inversion_tasks import MNIST_MODELS, run_online
+    from simkit.tasks.inversion import MNIST_MODELS, run_online
+    from simkit.tasks.inversion_model import TaskConfig, build_models
     rng = np.random.default_rng(0)
     W0 = [rng.uniform(-0.01, 0.01, (1000, 784)), rng.uniform(-0.01, 0.01, (10, 1000))]
     b0 = [np.zeros(1000), np.zeros(10)]
@@ -74,8 +74,8 @@ def bench_mnist_step(bk, n, defer):
 
 def bench_mnist_eval(bk, dtype):
     """Seconds for one model's forward pass over 10k test images in ``dtype``."""
-    from simkit.inversion_model import Model, ModelSpec, TaskConfig
-    from simkit.inversion_tasks import eval_forward
+    from simkit.tasks.inversion import eval_forward
+    from simkit.tasks.inversion_model import Model, ModelSpec, TaskConfig
     rng = np.random.default_rng(0)
     m = Model(ModelSpec("BP", "BP"), [bk.asarray(rng.uniform(-0.01, 0.01, s))
                                       for s in ((1000, 784), (10, 1000))],

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from simkit.cli import main as simkit_main
 from simkit.commands.dfc_published import PUBLISHED, method_of
 from simkit.errors import UserError
-from simkit.figure import (
+from simkit.tasks.figure import (
     add_full_options,
     figure_parser,
     published_runs,
@@ -62,12 +63,11 @@ def read_run(path: Path):
 
 def quick_runs(root: Path, backend=None) -> list:
     """The published commands with ``--test`` into ``root`` (see the module docstring)."""
-    from simkit.cli import main
     paths = []
     for label, pub in PUBLISHED.items():
         path = root / label.replace(" ", "_")
         extra = ["--backend", backend] if backend else []
-        if main([pub.command, *shlex.split(pub.flags), "--test", "--quiet", "--out_dir",
+        if simkit_main([pub.command, *shlex.split(pub.flags), "--test", "--quiet", "--out_dir",
                  str(path), *extra]) != 0:
             raise UserError(f"the quick run of {label} failed")
         paths.append(path)
@@ -78,7 +78,7 @@ def full_runs(args) -> list:
     """The published commands, 40 epochs each, run or continued in ``--full`` (module docstring)."""
     commands = {m: [PUBLISHED[m].command, *shlex.split(PUBLISHED[m].flags)] for m in args.methods}
     extra = ["--threads", str(args.threads)] + (["--backend", args.backend] if args.backend else [])
-    return published_runs(args.full, commands, "--resume", extra)
+    return published_runs(args.full, commands, "--resume", simkit_main, extra)
 
 
 def compute(args) -> dict:

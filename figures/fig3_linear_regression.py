@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.figure import figure_parser, run_figure, save_figure
-from simkit.inversion_tasks import diag_arrays, regression_task, style
+from simkit.tasks.figure import figure_parser, run_figure, save_figure
+from simkit.tasks.inversion import diag_arrays, regression_task, style
 
 NAME = "fig3_linear_regression"
 

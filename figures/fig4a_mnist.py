@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.figure import StepProgress, figure_parser, run_figure, save_figure
-from simkit.inversion_tasks import mnist_task, style
+from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.inversion import mnist_task, style
 
 NAME = "fig4a_mnist"
 
@@ -69,7 +69,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1, help="minibatch (1: the original's online SGD)")
     p.add_argument("--defer", type=int, default=100,
                    help="apply the first layer's online updates this many samples at a time, "
-                        "exactly (simkit/deferred.py); 1: one update per sample, as the original")
+                        "exactly (simkit/tasks/deferred.py); 1: one update per sample, as the original")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)

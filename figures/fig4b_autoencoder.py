@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.figure import StepProgress, figure_parser, run_figure, save_figure
-from simkit.inversion_tasks import autoencoder_task, style
+from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.inversion import autoencoder_task, style
 from simkit.training.parallel import fork_map
 
 NAME = "fig4b_autoencoder"

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from simkit.cli import main as simkit_main
 from simkit.errors import UserError
-from simkit.figure import (
+from simkit.tasks.figure import (
     add_full_options,
     figure_parser,
     published_runs,
@@ -123,7 +124,7 @@ def full_runs(args) -> list:
                     "--eval_every=0", "--eval_splits=test", "--checkpoint_every=250"]
                 for m in args.methods}
     extra = [f"--threads={args.threads}"] + ([f"--backend={args.backend}"] if args.backend else [])
-    return published_runs(args.full, commands, "--load", extra, rerun_finished=True)
+    return published_runs(args.full, commands, "--load", simkit_main, extra, rerun_finished=True)
 
 
 def compute(args) -> dict:

@@ -14,33 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simkit.commands.options import Parser, common_options
 from simkit.errors import UserError
 from simkit.training.signals import Terminated, sigterm_as_interrupt
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (what is wrong, and where to look) and exit status 2."""
-
-    def error(self, message):
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def common_options() -> argparse.ArgumentParser:
-    """Options every subcommand takes (kebab-case, simkit's own)."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("simkit options")
-    g.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default=None,
-                   help="array backend (default: SIMKIT_BACKEND, else auto: cupy > numba > numpy)")
-    g.add_argument("--data-dir", default=None,
-                   help="folder with the data sets (default: SIMKIT_DATA, else ./data)")
-    g.add_argument("--progress", action="store_true", default=None,
-                   help="show progress bars even when output is not a terminal")
-    g.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
-    g.add_argument("--threads", type=int, default=None,
-                   help="BLAS/Numba threads (default: all cores; 1 avoids oversubscription on a "
-                        "busy machine)")
-    return p
 
 
 def build_parser() -> Parser:

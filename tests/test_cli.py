@@ -173,14 +173,12 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
 def test_a_figure_script_stops_with_its_interrupted_run(tmp_path, monkeypatch, rc):
     """An interrupted run (Ctrl-C 130, SIGTERM 143) ends the figure script with that status, no
     later run starts; a failed one is a one-line error."""
-    import simkit.cli
     from simkit.errors import UserError
-    from simkit.figure import published_runs
+    from simkit.tasks.figure import published_runs
     calls = []
-    monkeypatch.setattr(simkit.cli, "main", lambda argv: calls.append(argv) or rc)
     commands = {"first": ["run_dfc"], "second": ["run_dfc"]}
     with pytest.raises(SystemExit if rc != 1 else UserError) as exc:
-        published_runs(tmp_path, commands, "--resume")
+        published_runs(tmp_path, commands, "--resume", lambda argv: calls.append(argv) or rc)
     assert len(calls) == 1
     if rc == 1:
         assert "the run of first" in str(exc.value) and "failed" in str(exc.value)

@@ -1,11 +1,11 @@
-"""Deferred first-layer updates (simkit/deferred.py) equal the per-sample online loop."""
+"""Deferred first-layer updates (simkit/tasks/deferred.py) equal the per-sample online loop."""
 import numpy as np
 import pytest
 
-from simkit.deferred import DeferredFirstLayer
 from simkit.errors import UserError
-from simkit.inversion_model import ModelSpec, TaskConfig, build_models
-from simkit.inversion_tasks import run_online, sse_eval
+from simkit.tasks.deferred import DeferredFirstLayer
+from simkit.tasks.inversion import run_online, sse_eval
+from simkit.tasks.inversion_model import ModelSpec, TaskConfig, build_models
 
 from helpers import numba_backend, numpy_backend
 

@@ -442,7 +442,7 @@ def test_fast_vectorised_loop_matches_reference(noise, error, inst, proactive, k
 
 
 def test_build_hands_the_rule_the_runs_training_split(tmp_path):
-    from simkit.experiment import build, load_splits, resolve_config
+    from simkit.training.config import build, load_splits, resolve_config
     cfg = resolve_config({"dataset": "student_teacher", "val_size": 10, "loss": "mse",
                           "hidden": [3], "rule": "dfc",
                           "rule_opts": {"fb_schedule": {"batch_size": 8}},
@@ -643,7 +643,7 @@ def test_surrogate_h_gradient_agrees_in_direction_with_resimulated_finite_differ
         r_t = cache.y + step * direction
         g = fbk.h_grads(np, fbk.jacobians(np, net, cache), rule.Q, H(r_t)[1], 0.3, cache.h)
         fd = [np.zeros_like(w) for w in net.W]
-        for l, i, j in ((l, *ij) for l in range(net.L) for ij in np.ndindex(*net.W[l].shape)):
+        for l, i, j in ((k, *ij) for k in range(net.L) for ij in np.ndindex(*net.W[k].shape)):
             w0 = net.W[l][i, j]
             net.W[l][i, j] = w0 + eps
             hp = H(r_t)[0]

@@ -190,7 +190,7 @@ def test_noise_stream_and_highpass_start_flags_reach_the_rule():
     for start in ("zero", "first"):
         rule, seen = DFC(single_phase=True, strong_feedback=True, highpass_start=start), []
         rule.setup(net, np.random.default_rng(0))
-        rule.run = lambda cache, r_t, dyn, learn, phase: seen.append(learn) or 1 / 0
+        rule.run = lambda cache, r_t, dyn, learn, phase, seen=seen: seen.append(learn) or 1 / 0
         with pytest.raises(ZeroDivisionError):
             rule.grads(net, cache, None, t=np.eye(3)[:2], loss=None)
         assert (seen[0].fb, seen[0].lp_start) == ("highpass", start)
@@ -213,7 +213,7 @@ def test_strong_feedback_error_follows_the_task():
 @needs_mnist
 def test_mnist_autoencoder_targets_are_the_standardised_inputs(tmp_path):
     from simkit.backend import get_backend
-    from simkit.experiment import load_splits, resolve_config
+    from simkit.training.config import load_splits, resolve_config
     cfg = resolve_config(build_config(parse("run_dfc", "--dataset=mnist_autoencoder --test")))
     assert cfg["loss"] == "mse" and cfg["autoencode"]
     splits, ds = load_splits(get_backend("numpy", announce=False), cfg)

@@ -16,7 +16,8 @@ from helpers import numpy_backend
 from test_dfc import problem, small_net, weight_product_Q
 
 
-def run_ref(P, cache, dyn, learn=Learning(fw=None), noise=None):
+def run_ref(P, cache, dyn, learn=None, noise=None):
+    learn = Learning(fw=None) if learn is None else learn
     return simulate_reference(np, P, cache.a[1:], cache.h[1:], dyn, learn, noise)
 
 

@@ -25,7 +25,7 @@ Measure (the README's): normwise relative error max|simkit - original| / max|ori
 
 What the fixtures record as the original has it (the README's quirks) and how it is met here:
 * Diagnostics (angles, abscissa) after the weight update, with the step's e and h': simkit's
-  :func:`simkit.inversion_tasks.make_diag` runs after the update too.
+  :func:`simkit.tasks.inversion.make_diag` runs after the update too.
 * The NDI reference of the angle panels uses each model's fixed per-layer B (quirk 3; these
   cases have no SDI model: tests/test_inversion_figures.py checks SDI's reference).
 * The original's SSA mutates its argument; simkit's :func:`simkit.dynamics.ssa.ssa_opt` returns a
@@ -50,10 +50,10 @@ from simkit.dynamics.di import (
     spectral_abscissa,
 )
 from simkit.dynamics.ssa import ssa_opt
-from simkit.inversion_model import TaskConfig, build_models, ndi_reference_delta, train_step
-from simkit.inversion_tasks import LINEAR_MODELS, run_online, sse_eval
 from simkit.metrics import angle_deg
 from simkit.rules.inversion import backprop_error, mat_angle
+from simkit.tasks.inversion import LINEAR_MODELS, run_online, sse_eval
+from simkit.tasks.inversion_model import TaskConfig, build_models, ndi_reference_delta, train_step
 
 from helpers import GOLDEN_DIR, numba_backend, numpy_backend
 

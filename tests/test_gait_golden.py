@@ -216,7 +216,7 @@ def test_two_optimiser_steps_784(g784, alg):
     step 1's 1e-13 round-off into ~1e-6 of step 2 (see the width-16 test): looser, said here."""
     z, a = g784, alg.lower()
     states, _ = run_two_steps(InvertibleNet.square(numpy_backend(), 784, 2, seed=1), z, alg)
-    for s, (d, W, b) in enumerate(states, start=1):
+    for s, (_, W, b) in enumerate(states, start=1):
         for l in range(L):
             rtol = {"BP": 1e-9, "GAIT": 1e-6 if l == 0 else 1e-8,
                     "TP": 1e-9 if s == 1 else 1e-5}[alg]

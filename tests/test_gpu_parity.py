@@ -122,7 +122,7 @@ def test_di_and_sdi_loops_on_cupy_match_numpy(gpu):
 
 
 def test_inversion_online_steps_on_cupy_match_numpy(gpu):
-    from simkit.inversion_tasks import regression_task
+    from simkit.tasks.inversion import regression_task
     kw = dict(nonlinear=True, n_train=30, diag_n=0, eval_every=5)
     ref = regression_task(get_backend("numpy", announce=False), 2, **kw)
     got = regression_task(gpu, 2, **kw)

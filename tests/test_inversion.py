@@ -179,7 +179,7 @@ def test_sdi_numpy_numba_parity(g):
 @pytest.mark.parametrize("dh_mode", ["paper", "code_2021"])
 def test_nonlinear_bp_errors_vs_finite_differences(dh_mode):
     """'paper' BP errors are -dL/da of 1/2|y*-y|^2; 'code_2021' multiplies h' in once more."""
-    from simkit.inversion_model import Model, ModelSpec, TaskConfig, forward, hidden_errors
+    from simkit.tasks.inversion_model import Model, ModelSpec, TaskConfig, forward, hidden_errors
     rng = np.random.default_rng(6)
     sizes = [5, 4, 3, 2]
     W = [rng.standard_normal((o, i)) for i, o in zip(sizes[:-1], sizes[1:])]

@@ -8,7 +8,7 @@ import pytest
 
 from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
-from simkit.inversion_tasks import LINEAR_MODELS, regression_task
+from simkit.tasks.inversion import LINEAR_MODELS, regression_task
 from simkit.training.rundir import load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_fig3_nonlinear_quick_short(tmp_path):
     assert r["nse"].shape == (60, 13) and (r["nse"][-1] < r["nse"][0]).all()
     assert max(r["diag"]["DI"][-1]["ndi1"], r["diag"]["DI"][-1]["ndi2"]) < 1.0
     res = {"names": np.array(r["names"]), "steps": r["steps"], "nse": r["nse"]}
-    from simkit.inversion_tasks import diag_arrays
+    from simkit.tasks.inversion import diag_arrays
     res.update(diag_arrays(r["diag"]))
     mod.plot(res, tmp_path)
     assert (tmp_path / f"{mod.NAME}.png").exists()
@@ -62,7 +62,7 @@ def test_fig3_nonlinear_quick_short(tmp_path):
 def test_models_in_parallel_processes_give_the_same_curves():
     """Each model has its own SSA stream, so splitting the models over processes changes nothing:
     errors, diagnostics and their order are those of one process (abscissae >= 0 would draw)."""
-    from simkit.inversion_tasks import NONLINEAR_MODELS, ONLINE_COST
+    from simkit.tasks.inversion import NONLINEAR_MODELS, ONLINE_COST
     from simkit.training.parallel import split_models
     groups = split_models(NONLINEAR_MODELS, 2, ONLINE_COST)
     assert sorted(sum(groups, [])) == list(range(13)) and len(groups) == 2
@@ -77,11 +77,11 @@ def test_models_in_parallel_processes_give_the_same_curves():
 def test_sdi_angle_reference_is_ndi_with_the_fixed_per_layer_feedback():
     """Fig. 3k as the original: the NDI reference of an SDI model chains Eq. 7 (h' once) with its
     fixed per-layer B (SDI-3: the SSA-optimised B1, B2, far from -W^T), on the updated weights."""
-    from simkit import inversion_model as inv
     from simkit.dynamics.di import DISolver
-    from simkit.inversion_tasks import NONLINEAR_MODELS, make_diag
     from simkit.metrics import angle_deg
     from simkit.rules.inversion import ndi_operator
+    from simkit.tasks import inversion_model as inv
+    from simkit.tasks.inversion import NONLINEAR_MODELS, make_diag
     bk, rng = get_backend("numpy", "float64"), np.random.default_rng(4)
     sizes, ssa = [6, 5, 4, 3], {"lr": 0.5, "maxiters": 2000, "miniters": 100}
     W0 = [rng.uniform(-0.01, 0.01, (o, i)) for i, o in itertools.pairwise(sizes)]
@@ -157,7 +157,7 @@ def test_step_progress_follows_the_loop_and_closes_at_the_end(monkeypatch):
         def close(self):
             self.closed = True
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    from simkit.figure import StepProgress
+    from simkit.tasks.figure import StepProgress
     p = StepProgress("fig", "best error")
     p(4, 10, [3.0, 2.5])
     bar = p.bar

@@ -7,7 +7,7 @@ import pytest
 
 from simkit.commands.runner import execute
 from simkit.errors import NumericalError, UserError
-from simkit.experiment import resolve_config
+from simkit.training.config import resolve_config
 from simkit.training.rundir import RunDir, load_arrays
 
 QUICK = {"dataset": "mnist5k", "hidden": [32], "epochs": 3, "batch_size": 100,

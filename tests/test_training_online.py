@@ -7,7 +7,7 @@ import pytest
 
 from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
-from simkit.inversion_tasks import (
+from simkit.tasks.inversion import (
     NONLINEAR_MODELS,
     TaskConfig,
     _uniform_net,

@@ -46,9 +46,9 @@ from simkit import data as simdata
 from simkit.backend import get_backend
 from simkit.commands.runner import format_summary, progress_setting, stored_run
 from simkit.errors import UserError
-from simkit.experiment import Split, build, resolve_config
 from simkit.nn import soft_targets
 from simkit.rules.bidirectional import FEEDBACK_LR
+from simkit.training.config import Split, build, resolve_config
 from simkit.training.epochs import Trainer
 from simkit.training.rundir import RunDir
 

@@ -43,9 +43,9 @@ import numpy as np
 from simkit.backend import get_backend
 from simkit.commands.runner import default_out_dir, format_summary, progress_setting, stored_run
 from simkit.errors import UserError
-from simkit.experiment import build, load_splits, resolve_config
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
 from simkit.rules.feedback import METHODS
+from simkit.training.config import build, load_splits, resolve_config
 from simkit.training.epochs import Trainer
 from simkit.training.rundir import RunDir, atomic_write_bytes
 

@@ -124,7 +124,7 @@ def config_from_args(args) -> dict:
 
 def config_from_flags(flags) -> dict:
     """The configuration ``simkit gait FLAGS`` would run (for scripts, e.g. the figures)."""
-    from simkit.cli import Parser, common_options
+    from simkit.commands.options import Parser, common_options
     parser = Parser(prog="simkit")
     register(parser.add_subparsers(dest="command", parser_class=Parser), common_options())
     return config_from_args(parser.parse_args(["gait", *flags]))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list, parse_sizes
 from simkit.errors import UserError
-from simkit.experiment import resolve_config
+from simkit.training.config import resolve_config
 
 PAPER_COMMAND = "strong_dfc run_bp.py (Meulemans et al. 2021/2022): the backprop baseline"
 DATASETS = {  # the original's name -> (simkit data set, standardisation)

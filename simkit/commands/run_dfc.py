@@ -27,8 +27,8 @@ from pathlib import Path
 from simkit.commands.run_bp import add_dfc_common, dfc_config
 from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
 from simkit.errors import UserError
-from simkit.experiment import resolve_config
 from simkit.rules.dfc_options import DEFAULT, help_text
+from simkit.training.config import resolve_config
 
 PAPER_COMMAND = "strong_dfc run_dfc.py (Meulemans et al. 2021/2022): DFC, two-phase Strong-DFC"
 FLAGS = ("ss", "ssa", "noisy_dynamics", "low_pass_filter_noise", "strong_feedback",

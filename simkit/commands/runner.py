@@ -8,7 +8,7 @@ from pathlib import Path
 
 from simkit.backend import get_backend
 from simkit.errors import UserError
-from simkit.experiment import build, load_splits, resolve_config
+from simkit.training.config import build, load_splits, resolve_config
 from simkit.training.epochs import Trainer
 from simkit.training.rundir import RunDir
 
@@ -116,7 +116,7 @@ def parse_number_or_list(text, what):
     try:
         vals = [float(v) for v in s.split(",") if v]
     except ValueError:
-        raise UserError(f"{what} must be a number or a list of numbers like [0.1,0.2], got {text!r}")
+        raise UserError(f"{what} must be a number or a list of numbers like [0.1,0.2], got {text!r}") from None
     if not vals:
         raise UserError(f"{what} is empty")
     return vals[0] if len(vals) == 1 else vals
@@ -128,7 +128,7 @@ def parse_sizes(text, what="size_hidden"):
     try:
         sizes = [int(v) for v in s.split(",") if v]
     except ValueError:
-        raise UserError(f"{what} must be comma-separated positive integers like 256,256, got {text!r}")
+        raise UserError(f"{what} must be comma-separated positive integers like 256,256, got {text!r}") from None
     if any(n < 1 for n in sizes):
         raise UserError(f"{what} must be positive integers, got {text!r}")
     return sizes

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from simkit.errors import UserError
-from simkit.experiment import DEFAULTS  # keys added since a run count as defaults
+from simkit.training.config import DEFAULTS  # keys added since a run count as defaults
 from simkit.training.rundir import RunDir
 
 IGNORED = ("seed", "data_dir", "backend")            # keys that do not make a different experiment

@@ -11,7 +11,7 @@ from simkit.commands.runner import (
     parse_sizes,
 )
 from simkit.errors import UserError
-from simkit.experiment import DEFAULTS, resolve_config
+from simkit.training.config import DEFAULTS, resolve_config
 
 # flag -> (config key, type, help)
 FLAGS = {

@@ -3,7 +3,7 @@
 One layer convention for every network in simkit: rows are samples and a layer's weight matrix
 ``W[l-1]`` (the papers' :math:`W_l`) has shape (out, in), so :math:`a_l = h_{l-1} W_l^\top + b_l`
 (PyTorch's layout, :mod:`simkit.nn.mlp`). The invertible networks (:mod:`simkit.nn.invertible`),
-the online models of dynamic inversion (:mod:`simkit.inversion_model`) and DFC's parameters
+the online models of dynamic inversion (:mod:`simkit.tasks.inversion_model`) and DFC's parameters
 follow it; activations and their derivatives come from :mod:`simkit.nn.activations`.
 """
 from simkit.nn.activations import ACTIVATIONS, Activation, get_activation

@@ -25,8 +25,8 @@ with :math:`h = 0` counting as positive.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from simkit.errors import UserError
 

@@ -30,8 +30,8 @@ Binary cross-entropy (``bce``), on probabilities :math:`y \in (0,1)` (after a si
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -299,7 +299,7 @@ class DFC:
         if self.data is None or "batch_size" not in fs:
             raise UserError("DFC feedback epochs need the training data and the option "
                             "fb_schedule={'batch_size': B}: build the rule with "
-                            "simkit.experiment.build (simkit run_dfc does)")
+                            "simkit.training.config.build (simkit run_dfc does)")
         return self.data, int(fs["batch_size"]), int(fs.get("max_batches", 0))
 
     def begin_epoch(self, epoch):

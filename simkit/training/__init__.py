@@ -10,6 +10,8 @@
 ``online.py``       schedule (c): Podlaski & Machens' online loop, sample by sample, paired
                     models, evaluations every k samples, checkpoints in the same format
 ``parallel.py``     paired models split over forked processes
+``config.py``       a run's configuration (every key documented) -> data, network, rule,
+                    optimiser
 ``rundir.py``       run directories (``run.json``, ``metrics.csv``, ``checkpoint.npz``), atomic
                     writes, state arrays
 ``signals.py``      SIGTERM stops a run as Ctrl-C does

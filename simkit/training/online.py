@@ -1,6 +1,6 @@
 """Schedule (c): online training, sample by sample, of paired models, evaluated every k steps.
 
-Podlaski & Machens' tasks (:mod:`simkit.inversion_tasks`) train several models side by side on
+Podlaski & Machens' tasks (:mod:`simkit.tasks.inversion`) train several models side by side on
 the same samples in the same order (paired curves) and evaluate them all every ``eval_every``
 steps (a step: one sample, or one minibatch of rows). :func:`online_loop` is that schedule: it
 cuts the steps into blocks that end at every evaluation (and, with ``defer`` > 1, every ``defer``

@@ -76,7 +76,7 @@ def load_arrays(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run or restore the file")
+        raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run or restore the file") from exc
 
 
 def state_arrays(**parts) -> dict:
@@ -147,7 +147,7 @@ class RunDir:
         try:
             return json.loads(self.run_json.read_text())
         except json.JSONDecodeError as exc:
-            raise UserError(f"{self.run_json} is corrupt ({exc}); start a new run")
+            raise UserError(f"{self.run_json} is corrupt ({exc}); start a new run") from exc
 
     def update_info(self, **fields):
         info = self.read_info()

@@ -132,15 +132,15 @@ def add_full_options(p: argparse.ArgumentParser, methods, what: str):
                                           + ", ".join(methods) + ")")
 
 
-def published_runs(root: Path, commands: dict, resume_flag: str, extra=(),
+def published_runs(root: Path, commands: dict, resume_flag: str, main, extra=(),
                    rerun_finished=False) -> list:
     """Run or continue each ``label -> argv`` of ``commands`` (a simkit command line) in
     ``root/label`` with ``--out_dir``, one after the other: a finished run is left as it is (or,
     with ``rerun_finished``, handed to the command with ``resume_flag`` too, for commands whose
     resume extends a finished run to a larger epoch count), an unfinished one (a ``run.json``
-    that is not ``finished``) continues with ``resume_flag``. Returns the run folders; a command
-    that fails stops with a one-line error."""
-    from simkit.cli import main
+    that is not ``finished``) continues with ``resume_flag``. ``main(argv) -> exit status`` runs
+    a command (:func:`simkit.cli.main`). Returns the run folders; a command that fails stops with
+    a one-line error."""
     from simkit.training.rundir import RunDir
     paths = []
     for label, argv in commands.items():

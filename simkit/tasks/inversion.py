@@ -29,7 +29,9 @@ import numpy as np
 
 from simkit.dynamics.di import DISolver
 from simkit.errors import UserError
-from simkit.inversion_model import (
+from simkit.nn.activations import df_from_output
+from simkit.rules.inversion import backprop_error
+from simkit.tasks.inversion_model import (
     ModelSpec,
     TaskConfig,
     activate,
@@ -41,8 +43,6 @@ from simkit.inversion_model import (
     optim_feedback,
     train_step,
 )
-from simkit.nn.activations import df_from_output
-from simkit.rules.inversion import backprop_error
 from simkit.training.online import TaskResume, online_loop
 
 # ----------------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
 
     The schedule is :func:`simkit.training.online.online_loop`; a block of steps is one sample
     (or minibatch) for every model in turn, or with ``defer`` > 1 (online SGD only) ``defer``
-    samples whose first-layer updates are applied together, exactly (:mod:`simkit.deferred`).
+    samples whose first-layer updates are applied together, exactly (:mod:`simkit.tasks.deferred`).
     ``rng``: the SSA re-stabilisation stream, one shared Generator or a list with one per model.
     ``on_eval(i, steps, evals)`` runs after every evaluation (``i``: the next step), and
     ``resume`` = (i, steps, evals) continues from there (the models and streams restored by the
@@ -142,7 +142,7 @@ def eval_forward(xp, m, cfg, X):
 
 def _deferred_block(bk, models, cfg, Xd, Yd, idx, first, di, rngs, out_act):
     """Online steps ``first ..`` on samples ``idx`` with deferred first-layer updates (Eq. D3)."""
-    from simkit.deferred import DeferredFirstLayer
+    from simkit.tasks.deferred import DeferredFirstLayer
     ix = bk.xp.asarray(idx)
     Xb, Tb = Xd[ix], Yd[ix]
     K = Xb @ Xb.T                                                 # x_i^T x_j
@@ -265,7 +265,7 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
 
     Test error (%) every ``eval_every`` samples; ``n_samples`` per epoch (None: all 60k).
     ``defer``: first-layer updates applied this many samples at a time, exactly
-    (:mod:`simkit.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
+    (:mod:`simkit.tasks.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
     forward pass's precision (float32 halves its cost; an argmax tie within 1e-7 could differ).
     ``ckpt``: a checkpoint file (:class:`simkit.training.online.TaskResume`), saved about once
     a minute.

@@ -84,7 +84,7 @@ def forward(xp, W, b, acts, x, a0=None):
 
     ``acts``: per-layer activations (objects, as :class:`TaskConfig` holds them). ``a0``: the
     first layer's product :math:`x W_1^\top` when the caller already has it (the deferred
-    first-layer updates of :func:`simkit.inversion_tasks.run_online`).
+    first-layer updates of :func:`simkit.tasks.inversion.run_online`).
     """
     hs = [x]
     for l, (Wl, bl) in enumerate(zip(W, b)):
