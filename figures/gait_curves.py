@@ -46,7 +46,8 @@ from simkit.tasks.figure import (
 )
 
 NAME = "gait_curves"
-REF_DIR = Path(os.environ.get("SIMKIT_RESEARCH", "/work/shared/research")) / "gait_tp_ref_curves"
+_RESEARCH = os.environ.get("SIMKIT_RESEARCH")          # folder holding gait_tp_ref_curves/
+REF_DIR = Path(_RESEARCH) / "gait_tp_ref_curves" if _RESEARCH else None
 PUBLISHED = {   # label -> run.py flags (README of nasiryahm/GAIT-prop)
     "BP": ["--algorithm=BP", "--learning_rate=0.0001", "--nb_layers=4"],
     "GAIT": ["--algorithm=GAIT", "--learning_rate=0.0001", "--orthogonal_init",
@@ -82,8 +83,9 @@ def read_run(path: Path):
 def read_reference(ref_dir: Path) -> dict:
     """The original's test curves by label (files named as run.py names its folders)."""
     out = {}
-    if not ref_dir.is_dir():
+    if ref_dir is None or not Path(ref_dir).is_dir():
         return out
+    ref_dir = Path(ref_dir)
     for f in sorted(ref_dir.glob("MNIST_*_test_acc.txt")):
         label = f.name.split("_")[1] + (" tower" if "TOWER" in f.name else "")
         acc = np.loadtxt(f)
@@ -137,7 +139,7 @@ def compute(args) -> dict:
     curves = [(label, "simkit" + (" (orig. GAIT form)" if cfg.get("gait_formulation") == "original"
                                   else ""), x, y) for label, x, y, cfg in runs]
     curves += [(label, "original code", x, y) for label, (x, y) in
-               read_reference(Path(args.ref_dir)).items()]
+               read_reference(args.ref_dir).items()]
     res = {"labels": np.array([c[0] for c in curves]), "sources": np.array([c[1] for c in curves]),
            "quick": np.asarray(bool(args.quick))}
     for i, (_, _, x, y) in enumerate(curves):
@@ -188,7 +190,8 @@ def summary(res) -> list:
 def main(argv=None):
     p = figure_parser(__doc__, NAME)
     p.add_argument("--runs", nargs="*", default=None, help="simkit gait run directories")
-    p.add_argument("--ref-dir", default=str(REF_DIR), help="the original's *_test_acc.txt curves")
+    p.add_argument("--ref-dir", default=REF_DIR, help="folder of the original's *_test_acc.txt "
+                   "curves (default: $SIMKIT_RESEARCH/gait_tp_ref_curves; none: no dashed lines)")
     p.add_argument("--quick", action="store_true", help="compute tiny runs first, then plot")
     add_full_options(p, PUBLISHED, "the published commands")
     p.add_argument("--epochs", type=int, default=100, help="with --full: epochs per run (100)")
