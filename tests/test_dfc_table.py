@@ -67,7 +67,6 @@ def test_full_starts_missing_runs_continues_unfinished_ones_and_keeps_finished_o
         tmp_path, monkeypatch, capsys):
     """--full: a run with no folder starts, a running one gets --resume, a finished one is not
     run again; each command is the published one verbatim plus --threads and --out_dir."""
-    import simkit.cli
     calls = []
 
     def fake_main(argv):
@@ -78,7 +77,7 @@ def test_full_starts_missing_runs_continues_unfinished_ones_and_keeps_finished_o
         RunDir(out).update_info(status="finished")
         return 0
 
-    monkeypatch.setattr(simkit.cli, "main", fake_main)
+    monkeypatch.setattr(fig, "simkit_main", fake_main)
     root = tmp_path / "runs"
     fake_run(root / "Strong-DFC", "run_dfc_single_phase", {"single_phase": True}, [0.9], [0.9])
     fake_run(root / "DFC", "run_dfc", {}, [0.97], [0.97], status="finished")
@@ -94,8 +93,7 @@ def test_full_starts_missing_runs_continues_unfinished_ones_and_keeps_finished_o
 
 
 def test_full_stops_with_one_line_when_a_run_fails(tmp_path, monkeypatch, capsys):
-    import simkit.cli
-    monkeypatch.setattr(simkit.cli, "main", lambda argv: 2)
+    monkeypatch.setattr(fig, "simkit_main", lambda argv: 2)
     with pytest.raises(SystemExit) as e:
         fig.main(["--full", str(tmp_path / "runs"), "--methods", "DFC", "--out",
                   str(tmp_path / "out")])

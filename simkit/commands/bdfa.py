@@ -44,7 +44,7 @@ import numpy as np
 
 from simkit import data as simdata
 from simkit.backend import get_backend
-from simkit.commands.runner import format_summary, progress_setting, stored_run
+from simkit.commands.runner import fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.nn import soft_targets
 from simkit.rules.bidirectional import FEEDBACK_LR
@@ -251,10 +251,7 @@ def execute_bdfa(cfg, flags, out_dir, args, resume=False) -> dict:
     trainer.start(resume, cfg, paper_command="bdfa", bdfa_flags=flags,
                   data={"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
                         "n_test": len(splits["test"])})
-    summary = trainer.fit()
-    if not quiet:
-        print(format_summary(summary, out_dir))
-    return summary
+    return fit_and_report(trainer, out_dir, quiet)
 
 
 def run(args) -> int:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.commands.runner import default_out_dir, format_summary, progress_setting, stored_run
+from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
 from simkit.rules.feedback import METHODS
@@ -331,12 +331,9 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     if flags["print_eval"] and results is not None:
         trainer.log_epoch = lambda e, res, sec: print(", ".join(
             f"{k}: {v}" for r in results.rows[-2:] for k, v in r.items()))
-    summary = trainer.fit()
-    if results is not None:
-        print(f"Saving results to {Path(csv_path).absolute()}")
-    if not quiet:
-        print(format_summary(summary, out_dir))
-    return summary
+    saving = None if results is None else \
+        (lambda: print(f"Saving results to {Path(csv_path).absolute()}"))
+    return fit_and_report(trainer, out_dir, quiet, after_fit=saving)
 
 
 def run(args) -> int:

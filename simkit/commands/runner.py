@@ -82,7 +82,15 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
                   **(extra_info or {}))
     if resume and not quiet:
         print(f"simkit: resuming {out_dir} after epoch {trainer.epoch}", file=sys.stderr)
+    return fit_and_report(trainer, out_dir, quiet)
+
+
+def fit_and_report(trainer, out_dir, quiet: bool, after_fit=None) -> dict:
+    """Run ``trainer.fit()``, then ``after_fit()`` (a command's own closing lines) and, unless
+    ``quiet``, the one-line summary; returns the summary."""
     summary = trainer.fit()
+    if after_fit is not None:
+        after_fit()
     if not quiet:
         print(format_summary(summary, out_dir))
     return summary
