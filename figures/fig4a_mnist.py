@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.figure import figure_parser, run_figure, save_figure
 from simkit.tasks.inversion import mnist_task, style
 
 NAME = "fig4a_mnist"
@@ -31,8 +31,7 @@ def compute(args) -> dict:
     t0 = time.perf_counter()
     r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
                    data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype,
-                   progress=StepProgress(NAME, "best test error"),
-                   ckpt=args.out / "resume.npz", **quick)
+                   progress=None, run=args.out / "run", **quick)
     return {"names": np.array(r["names"]), "samples": r["samples"],
             "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.figure import figure_parser, run_figure, save_figure
 from simkit.tasks.inversion import autoencoder_task, style
 from simkit.training.parallel import fork_map
 
@@ -37,9 +37,8 @@ def compute(args) -> dict:
     def run(k):
         init = args.inits[k]
         return autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir,
-                                eval_dtype=args.eval_dtype, ckpt=args.out / f"resume_{init}.npz",
-                                progress=StepProgress(f"{NAME} ({init})", "best test MSE",
-                                                      position=k), **kw)
+                                eval_dtype=args.eval_dtype, run=args.out / f"run_{init}",
+                                progress=None, position=k, **kw)
 
     workers = 1 if bk.name == "cupy" else args.workers
     out = {"inits": np.array(args.inits)}
