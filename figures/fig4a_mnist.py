@@ -8,7 +8,9 @@ test error every 1000 samples; all models share initial weights and sample order
     python figures/fig4a_mnist.py --quick                 # 200 samples, 1000 test images
 
 Needs MNIST in ``$SIMKIT_DATA/mnist`` (``simkit data fetch mnist``). Writes ``curves.npz``,
-``fig4a_mnist.png`` and ``.pdf`` into ``--out``.
+``fig4a_mnist.png`` and ``.pdf`` into ``--out``, and the training's run directory ``run/``
+(``run.json``, ``metrics.csv``, ``checkpoint.npz``, saved about once a minute): the same command
+continues an interrupted run there; other settings need another ``--out`` (or its removal).
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ Minibatches of 100 with batch-sum updates, eta 1e-6, weight decay 1e-10; per-pix
 The two initialisations are independent runs: on a CPU they go to separate processes
 (``--workers``, default the CPU count; each gets at most CPU count / workers BLAS threads).
 
-Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``.
+Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``
+and a run directory per initialisation, ``run_normal/`` and ``run_orthogonal/``: the same command
+continues an interrupted run there; other settings need another ``--out`` (or its removal).
 """
 from __future__ import annotations
 

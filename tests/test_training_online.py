@@ -126,7 +126,8 @@ def test_non_finite_weights_fail_the_run_and_keep_its_checkpoint(tmp_path,
     assert int(run.load_checkpoint()["meta.step"]) == 7          # the last good evaluation
 
 
-def test_a_run_directory_of_other_settings_is_refused_and_a_finished_one_reused(tmp_path):
+def test_a_run_directory_of_other_settings_is_refused_and_a_finished_one_reused(tmp_path,
+                                                                               capsys):
     bk = get_backend("numpy", "float64")
     models, cfg, X, Y, rngs = _setup(bk)
     ref = _run(bk, models, cfg, X, Y, rngs, run=tmp_path, config=CONFIG)
@@ -138,6 +139,7 @@ def test_a_run_directory_of_other_settings_is_refused_and_a_finished_one_reused(
     again = _run(bk, models, cfg, X, Y, rngs, run=tmp_path, config=CONFIG,
                  on_batch=_stop_at(1, AssertionError))            # nothing left to train
     np.testing.assert_array_equal(again[1], ref[1])
+    assert "reusing the finished run" in capsys.readouterr().err
 
 
 def _has_mnist():

@@ -119,8 +119,7 @@ def online_steps(bk, models, cfg, X, Y, rngs, *, batch=1, di=None, out_act="line
 
 
 def checked(bk, models, eval_fn):
-    """``evaluate()`` for the loop: ``eval_fn(models)`` once every model is finite
-    (:func:`~simkit.tasks.inversion_model.check_finite` raises otherwise)."""
+    """``evaluate()`` for the loop: ``eval_fn(models)`` once every model is finite (or raise)."""
     def evaluate():
         for m in models:
             check_finite(bk, m)
@@ -356,10 +355,9 @@ def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_ev
                 for m in models]
     n_ep = -(-n_batches * batch // len(xtr))                      # reshuffled every epoch
     order = np.concatenate([s_order.permutation(len(xtr)) for _ in range(n_ep)])[:n_batches * batch]
-    config = {"task": "fig4b", "seed": seed, "init": init, "n_batches": n_batches,
-              "batch": batch, "eval_every": eval_every, "n_test": n_test,
-              "eval_dtype": str(eval_dtype), "dtype": np.dtype(bk.dtype).name,
-              "models": [s.name for s in specs]}
+    config = {"task": "fig4b", "seed": seed, "init": init, "n_batches": n_batches, "batch": batch,
+              "eval_every": eval_every, "n_test": n_test, "eval_dtype": str(eval_dtype),
+              "dtype": np.dtype(bk.dtype).name, "models": [s.name for s in specs]}
     st, ev, _ = run_online(bk, models, cfg, xtr, xtr, order, mse, batch=batch,
                            eval_every=eval_every, metric=("test", "mse"), run=run, config=config,
                            progress=progress, position=position)

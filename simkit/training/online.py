@@ -21,7 +21,8 @@ per model); each model's state as ``m{k}.*`` (its ``W``, ``b``, ``B`` lists, ``B
 ``abscissa``) with the SSA streams' states as ``rng{k}``. At an evaluation no deferred update is
 pending (blocks end there), so the saved weights are those of the per-sample loop, and a resumed
 run reaches the curves of an uninterrupted one. :meth:`OnlineTrainer.fit_in` continues the run in
-a folder that was started with the same settings and refuses one started with others.
+a folder that was started with the same settings (a finished run's curves are read back, not
+recomputed) and refuses one started with others.
 """
 from __future__ import annotations
 
@@ -58,16 +59,20 @@ class OnlineTrainer(Loop):
 
     def fit_in(self, path, config: dict) -> dict:
         """:meth:`fit` in the run directory ``path`` (None: none), created for ``config`` or
-        continued where it holds a run of the same ``config``; another ``config`` is refused."""
+        continued where it holds a run of the same ``config`` (a finished one gives its curves
+        without training); another ``config`` is refused."""
         if path is not None:
             self.run = RunDir(path)
-            same = self.run.exists()
-            if same and self.run.read_info().get("config") != json.loads(json.dumps(config)):
+            info = self.run.read_info() if self.run.exists() else None
+            if info is not None and info.get("config") != json.loads(json.dumps(config)):
                 raise UserError(f"{path} holds a run with other settings; choose another --out "
                                 "or delete that folder")
-            if same:
+            if info is not None and info.get("status") == "finished":
+                print(f"simkit: reusing the finished run in {path} (delete it to train again)",
+                      file=sys.stderr)
+            elif info is not None:
                 print(f"simkit: continuing the run in {path}", file=sys.stderr)
-            self.start(same, config)
+            self.start(info is not None, config)
         return self.fit()
 
     # ------------------------------------------------------------------------------ the schedule
