@@ -165,6 +165,19 @@ def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
     assert not np.array_equal(one["normal__test_mse"], one["orthogonal__test_mse"])
 
 
+def test_an_interrupted_figure_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    from simkit.training.signals import Terminated
+    mod = _script("fig4b_autoencoder")
+
+    def stopped(args):
+        raise Terminated
+    monkeypatch.setattr(mod, "compute", stopped)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 143 and "continuing any training run" in err and "Traceback" not in err
+
+
 def test_fork_map_keeps_the_order_and_uses_other_processes():
     import os
 

@@ -58,13 +58,19 @@ def _positive(text):
 def run_figure(args, name: str, compute, plot, summary=None):
     """Compute (unless ``--plot-only``), save, print ``summary(results)`` lines, and plot.
 
-    Bad input (missing data, a bad option value) prints one line and exits with status 2.
+    Bad input (missing data, a bad option value) prints one line and exits with status 2; Ctrl-C
+    or SIGTERM says how to continue and exits with 130 or 143.
     """
+    from simkit.training.signals import Terminated
     try:
         return _run(args, name, compute, plot, summary)
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        print(f"{name}: interrupted; the same command starts again, continuing any training "
+              f"run kept in {args.out}", file=sys.stderr)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 def _run(args, name, compute, plot, summary):
