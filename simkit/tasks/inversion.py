@@ -129,7 +129,7 @@ def checked(bk, models, eval_fn):
 
 def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
                rng=None, out_act="linear", diag_n=0, defer=1, metric=("train", "sse"),
-               run=None, config=None, progress=False, position=0, on_batch=None):
+               run=None, config=None, progress=False, position=None, on_batch=None):
     """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
 
     One pass of the online schedule (:class:`simkit.training.online.OnlineTrainer`) of the steps
@@ -324,7 +324,7 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
 
 def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_every=10,
                      specs=None, data_dir=None, n_test=None, progress=False, eval_dtype="float32",
-                     run=None, position=0):
+                     run=None, position=None):
     """Fig. 4b: 784-500-250-30-250-500-784 autoencoder, batch-sum updates, eta 1e-6, decay 1e-10.
 
     ``eval_dtype``: the test forward pass's precision (float32 halves the cost, which is most of

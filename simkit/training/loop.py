@@ -97,7 +97,7 @@ class Loop:
             raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {batch}: the run "
                                  f"diverged; lower {self.lr_hint} (last good checkpoint kept)")
 
-    def bar(self, total: int, initial: int, desc: str, unit="batch", position=0):
+    def bar(self, total: int, initial: int, desc: str, unit="batch", position=None):
         """A progress bar over an epoch's minibatches (or other ``unit``), or None (no tqdm, or
         ``progress`` False); ``position``: its terminal line where several processes draw one."""
         if tqdm is None or self.progress is False:

@@ -47,7 +47,7 @@ class OnlineTrainer(Loop):
 
     def __init__(self, bk, models, rngs, n_steps, train_block, evaluate, *, names, n_epochs=1,
                  eval_every=1, defer=1, metric=("train", "error"), progress=False,
-                 on_batch=None, desc="online", position=0):
+                 on_batch=None, desc="online", position=None):
         super().__init__(bk, None, None, None, log=None, progress=progress, on_batch=on_batch)
         self.models, self.rngs, self.names = models, list(rngs), list(names)
         self.n_steps, self.train_block, self.evaluate = n_steps, train_block, evaluate
