@@ -8,7 +8,9 @@ test error every 1000 samples; all models share initial weights and sample order
     python figures/fig4a_mnist.py --quick                 # 200 samples, 1000 test images
 
 Needs MNIST in ``$SIMKIT_DATA/mnist`` (``simkit data fetch mnist``). Writes ``curves.npz``,
-``fig4a_mnist.png`` and ``.pdf`` into ``--out``.
+``fig4a_mnist.png`` and ``.pdf`` into ``--out``, and the training's run directory ``run/``
+(``run.json``, ``metrics.csv``, ``checkpoint.npz``, saved about once a minute): the same command
+continues an interrupted run there; other settings need another ``--out`` (or its removal).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.figure import figure_parser, run_figure, save_figure
 from simkit.tasks.inversion import mnist_task, style
 
 NAME = "fig4a_mnist"
@@ -31,8 +33,7 @@ def compute(args) -> dict:
     t0 = time.perf_counter()
     r = mnist_task(bk, args.seed, epochs=1 if args.quick else args.epochs, batch=args.batch,
                    data_dir=args.data_dir, defer=args.defer, eval_dtype=args.eval_dtype,
-                   progress=StepProgress(NAME, "best test error"),
-                   ckpt=args.out / "resume.npz", **quick)
+                   progress=None, run=args.out / "run", **quick)
     return {"names": np.array(r["names"]), "samples": r["samples"],
             "test_error": r["test_error"], "seconds": time.perf_counter() - t0}
 

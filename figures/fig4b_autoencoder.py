@@ -11,7 +11,9 @@ Minibatches of 100 with batch-sum updates, eta 1e-6, weight decay 1e-10; per-pix
 The two initialisations are independent runs: on a CPU they go to separate processes
 (``--workers``, default the CPU count; each gets at most CPU count / workers BLAS threads).
 
-Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``.
+Needs MNIST in ``$SIMKIT_DATA/mnist``. Writes ``curves.npz``, ``fig4b_autoencoder.png``/``.pdf``
+and a run directory per initialisation, ``run_normal/`` and ``run_orthogonal/``: the same command
+continues an interrupted run there; other settings need another ``--out`` (or its removal).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.tasks.figure import StepProgress, figure_parser, run_figure, save_figure
+from simkit.tasks.figure import figure_parser, run_figure, save_figure
 from simkit.tasks.inversion import autoencoder_task, style
 from simkit.training.parallel import fork_map
 
@@ -37,9 +39,8 @@ def compute(args) -> dict:
     def run(k):
         init = args.inits[k]
         return autoencoder_task(bk, args.seed, init=init, data_dir=args.data_dir,
-                                eval_dtype=args.eval_dtype, ckpt=args.out / f"resume_{init}.npz",
-                                progress=StepProgress(f"{NAME} ({init})", "best test MSE",
-                                                      position=k), **kw)
+                                eval_dtype=args.eval_dtype, run=args.out / f"run_{init}",
+                                progress=None, position=k, **kw)
 
     workers = 1 if bk.name == "cupy" else args.workers
     out = {"inits": np.array(args.inits)}

@@ -9,7 +9,7 @@ import pytest
 from simkit.backend import get_backend
 from simkit.data import resolve_data_dir
 from simkit.tasks.inversion import LINEAR_MODELS, regression_task
-from simkit.training.rundir import load_arrays
+from simkit.training.rundir import RunDir, load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,6 +126,18 @@ def test_fig4a_quick(tmp_path):
 
 
 @pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
+def test_fig4a_run_directory_of_other_settings_is_a_one_line_error(tmp_path, capsys):
+    mod = _script("fig4a_mnist")
+    mod.main(["--quick", "--out", str(tmp_path), "--backend", "numpy"])
+    assert RunDir(tmp_path / "run").read_info()["status"] == "finished"
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--quick", "--seed", "1", "--out", str(tmp_path), "--backend", "numpy"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "other settings; choose another --out" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
 def test_fig4b_quick(tmp_path):
     mod = _script("fig4b_autoencoder")
     mod.main(["--quick", "--inits", "normal", "--out", str(tmp_path), "--backend", "numba"])
@@ -141,31 +153,6 @@ def test_bad_worker_count_is_a_one_line_usage_error(capsys):
     assert exc.value.code == 2 and "--workers" in err and ">= 1" in err and "Traceback" not in err
 
 
-def test_step_progress_follows_the_loop_and_closes_at_the_end(monkeypatch):
-    import tqdm.auto
-
-    class Bar:                                             # records what the bar is told
-        def __init__(self, total, **kw):
-            self.total, self.n, self.postfix, self.closed = total, 0, "", False
-
-        def update(self, k):
-            self.n += k
-
-        def set_postfix_str(self, text, refresh=True):
-            self.postfix = text
-
-        def close(self):
-            self.closed = True
-    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    from simkit.tasks.figure import StepProgress
-    p = StepProgress("fig", "best error")
-    p(4, 10, [3.0, 2.5])
-    bar = p.bar
-    assert bar.total == 10 and bar.n == 5 and bar.postfix == "best error 2.5"
-    p(9, 10, [3.0, 2.0])
-    assert bar.n == 10 and bar.closed and p.bar is None        # closed at the last step
-
-
 @pytest.mark.skipif(not _has_mnist(), reason="MNIST not in $SIMKIT_DATA")
 def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
     mod = _script("fig4b_autoencoder")
@@ -176,6 +163,19 @@ def test_fig4b_inits_in_two_processes_give_the_one_process_curves(tmp_path):
     for k in ("normal__test_mse", "orthogonal__test_mse", "normal__examples"):
         np.testing.assert_array_equal(one[k], two[k])
     assert not np.array_equal(one["normal__test_mse"], one["orthogonal__test_mse"])
+
+
+def test_an_interrupted_figure_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    from simkit.training.signals import Terminated
+    mod = _script("fig4b_autoencoder")
+
+    def stopped(args):
+        raise Terminated
+    monkeypatch.setattr(mod, "compute", stopped)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 143 and "continuing any training run" in err and "Traceback" not in err
 
 
 def test_fork_map_keeps_the_order_and_uses_other_processes():

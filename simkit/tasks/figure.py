@@ -49,26 +49,6 @@ def figure_parser(doc: str, name: str, eval_dtype: bool = False,
     return p
 
 
-class StepProgress:
-    """A progress bar (tqdm, on stderr) over a figure's online steps, fed as ``run_online``'s
-    ``progress(i, n_steps, evals)`` callback: steps, rate, time left, the best model's value.
-    ``position``: the terminal line of this bar when several processes draw one each."""
-
-    def __init__(self, desc: str, metric: str = "best", position: int = 0):
-        self.desc, self.metric, self.position, self.bar = desc, metric, position, None
-
-    def __call__(self, i: int, n: int, evals):
-        from tqdm.auto import tqdm
-        if self.bar is None:
-            self.bar = tqdm(total=n, desc=self.desc, unit="step", mininterval=2.0, leave=False,
-                            position=self.position, file=sys.stderr)
-        self.bar.update(i + 1 - self.bar.n)
-        self.bar.set_postfix_str(f"{self.metric} {min(evals):.4g}", refresh=False)
-        if i + 1 >= n:                   # the end of a task loop (an epoch in Fig. 4a)
-            self.bar.close()
-            self.bar = None
-
-
 def _positive(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
@@ -78,13 +58,19 @@ def _positive(text):
 def run_figure(args, name: str, compute, plot, summary=None):
     """Compute (unless ``--plot-only``), save, print ``summary(results)`` lines, and plot.
 
-    Bad input (missing data, a bad option value) prints one line and exits with status 2.
+    Bad input (missing data, a bad option value) prints one line and exits with status 2; Ctrl-C
+    or SIGTERM says how to continue and exits with 130 or 143.
     """
+    from simkit.training.signals import Terminated
     try:
         return _run(args, name, compute, plot, summary)
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        print(f"{name}: interrupted; the same command starts again, continuing any training "
+              f"run kept in {args.out}", file=sys.stderr)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 def _run(args, name, compute, plot, summary):

@@ -43,7 +43,7 @@ from simkit.tasks.inversion_model import (
     optim_feedback,
     train_step,
 )
-from simkit.training.online import TaskResume, online_loop
+from simkit.training.online import OnlineTrainer
 
 # ----------------------------------------------------------------------------------------------
 # The online loop and the four tasks
@@ -90,30 +90,21 @@ def make_diag(bk, cfg, store):
     return diag
 
 
-def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
-               rng=None, out_act="linear", diag_n=0, progress=None, defer=1, resume=None,
-               on_eval=None):
-    """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
-
-    The schedule is :func:`simkit.training.online.online_loop`; a block of steps is one sample
-    (or minibatch) for every model in turn, or with ``defer`` > 1 (online SGD only) ``defer``
-    samples whose first-layer updates are applied together, exactly (:mod:`simkit.tasks.deferred`).
-    ``rng``: the SSA re-stabilisation stream, one shared Generator or a list with one per model.
-    ``on_eval(i, steps, evals)`` runs after every evaluation (``i``: the next step), and
-    ``resume`` = (i, steps, evals) continues from there (the models and streams restored by the
-    caller, :class:`simkit.training.online.TaskResume`).
-    Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
-    """
+def online_steps(bk, models, cfg, X, Y, rngs, *, batch=1, di=None, out_act="linear", diag_n=0,
+                 defer=1):
+    """``(train_block, diagnostics)``: ``train_block(order, i, j)`` trains steps ``i .. j-1`` of
+    ``order``, one sample (or minibatch) for every model in turn, or with ``defer`` > 1 (online
+    SGD only) samples whose first-layer updates are applied together, exactly
+    (:mod:`simkit.tasks.deferred`); ``diagnostics`` fills as :func:`make_diag` says."""
     if defer > 1 and (batch != 1 or diag_n or cfg.norm_delW):
         raise UserError("deferred first-layer updates need batch 1, no diagnostics and no "
                         "norm_delW; use defer=1")
     Xd, Yd = bk.asarray(X), bk.asarray(Y)
-    rngs = list(rng) if isinstance(rng, (list, tuple)) else [rng] * len(models)
     di = di or DISolver(bk)
     store = {}
     diag = make_diag(bk, cfg, store) if diag_n else None
 
-    def train_block(i, j):
+    def train_block(order, i, j):
         idx = np.asarray(order[i * batch:j * batch])
         if defer > 1:
             _deferred_block(bk, models, cfg, Xd, Yd, idx, i, di, rngs, out_act)
@@ -124,14 +115,39 @@ def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, 
                                     update_weights=not (cfg.skip_first and i == 0))
             if i < diag_n:
                 diag(m, hs, deltas[-1], deltas)               # deltas[-1] = e (never clipped)
+    return train_block, store
 
+
+def checked(bk, models, eval_fn):
+    """``evaluate()`` for the loop: ``eval_fn(models)`` once every model is finite (or raise)."""
     def evaluate():
         for m in models:
             check_finite(bk, m)
         return eval_fn(models)
-    steps, evals = online_loop(len(order) // batch, train_block, evaluate, eval_every=eval_every,
-                               defer=defer, resume=resume, on_eval=on_eval, progress=progress)
-    return np.array(steps), np.array(evals), store
+    return evaluate
+
+
+def run_online(bk, models, cfg, X, Y, order, eval_fn, *, batch=1, eval_every=1, di=None,
+               rng=None, out_act="linear", diag_n=0, defer=1, metric=("train", "sse"),
+               run=None, config=None, progress=False, position=None, on_batch=None):
+    """Train every model on the same samples in ``order``; evaluate every ``eval_every`` steps.
+
+    One pass of the online schedule (:class:`simkit.training.online.OnlineTrainer`) of the steps
+    of :func:`online_steps`. ``rng``: the SSA re-stabilisation stream, one shared Generator or a
+    list with one per model. ``run``: a run directory for the settings ``config`` (None: none),
+    continued where it holds the same settings; ``progress``, ``on_batch``: the loop's.
+    Returns (steps, evals (n_evals, n_models), diagnostics {model: [rows]}).
+    """
+    rngs = list(rng) if isinstance(rng, (list, tuple)) else [rng] * len(models)
+    block, store = online_steps(bk, models, cfg, X, Y, rngs, batch=batch, di=di, out_act=out_act,
+                                diag_n=diag_n, defer=defer)
+    loop = OnlineTrainer(bk, models, rngs, len(order) // batch,
+                         lambda epoch, i, j: block(order, i, j), checked(bk, models, eval_fn),
+                         names=[m.spec.name for m in models], eval_every=eval_every, defer=defer,
+                         metric=metric, progress=progress, position=position, on_batch=on_batch,
+                         desc="online" if run is None else str(run))
+    loop.fit_in(run, config)
+    return np.array(loop.steps), np.array(loop.evals), store
 
 
 def eval_forward(xp, m, cfg, X):
@@ -259,16 +275,16 @@ def _mnist(data_dir=None, zscore=True):
 
 
 def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, specs=None,
-               data_dir=None, n_test=None, progress=None, defer=100, eval_dtype="float32",
-               ckpt=None):
+               data_dir=None, n_test=None, progress=False, defer=100, eval_dtype="float32",
+               run=None, on_batch=None):
     """Fig. 4a: 784-1000-10 tanh/softmax, online SGD, eta 1e-3, decay 1e-6 per sample.
 
     Test error (%) every ``eval_every`` samples; ``n_samples`` per epoch (None: all 60k).
     ``defer``: first-layer updates applied this many samples at a time, exactly
     (:mod:`simkit.tasks.deferred`; 1 = one per sample, as the original). ``eval_dtype``: the test
     forward pass's precision (float32 halves its cost; an argmax tie within 1e-7 could differ).
-    ``ckpt``: a checkpoint file (:class:`simkit.training.online.TaskResume`), saved about once
-    a minute.
+    ``run``: a run directory (:class:`simkit.training.online.OnlineTrainer`: saved about once a
+    minute, continued by the same call); ``progress``, ``on_batch``: the loop's.
     """
     xp = bk.xp
     ds, xtr, xte = _mnist(data_dir)
@@ -279,7 +295,6 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
     W0, b0 = _uniform_net(s_init, [784, 1000, 10], bias=False)
     cfg = TaskConfig(["tanh", "softmax"], eta=1e-3, w_decay=1e-6)
     models = build_models(bk, specs, W0, b0, s_fb)
-    Y = np.eye(10)[ds.y_train]
     if batch != 1:
         defer = 1
     Xte = bk.asarray(xte[:n_test]).astype(eval_dtype)
@@ -288,32 +303,33 @@ def mnist_task(bk, seed=0, n_samples=2000, epochs=1, eval_every=1000, batch=1, s
     def test_error(models):
         out = [eval_forward(xp, m, cfg, Xte) for m in models]
         return [100.0 * float((o.argmax(axis=1) != yte).mean()) for o in out]
-    key = f"fig4a {seed} {n_samples} {epochs} {eval_every} {batch} {defer} {eval_dtype} " \
-          f"{n_test} {np.dtype(bk.dtype).name} {[s.name for s in specs]}"
-    ck = TaskResume(bk, models, None, ckpt, key, len(specs))
-    steps, errs = ck.done("samples"), ck.done("errors")
-    for ep in range(epochs):
-        order = s_order.permutation(len(xtr))[:n_samples]            # drawn every epoch
-        if ep < ck.epoch:
-            continue
-        st, ev, _ = run_online(bk, models, cfg, xtr, Y, order, test_error, batch=batch,
-                               eval_every=max(1, eval_every // batch), out_act="softmax",
-                               progress=progress, defer=defer, resume=ck.resume(ep),
-                               on_eval=ck.saver(ep, samples=steps, errors=errs))
-        steps.append((st + 1) * batch + ep * len(order))
-        errs.append(ev)
-    ck.finish()
-    return {"names": [s.name for s in specs], "samples": np.concatenate(steps),
-            "test_error": np.concatenate(errs)}
+    orders = [s_order.permutation(len(xtr))[:n_samples] for _ in range(epochs)]  # one an epoch
+    block, _ = online_steps(bk, models, cfg, xtr, np.eye(10)[ds.y_train], [None] * len(models),
+                            batch=batch, out_act="softmax", defer=defer)
+    loop = OnlineTrainer(bk, models, [None] * len(models), len(orders[0]) // batch,
+                         lambda epoch, i, j: block(orders[epoch - 1], i, j),
+                         checked(bk, models, test_error), names=[s.name for s in specs],
+                         n_epochs=epochs, eval_every=max(1, eval_every // batch), defer=defer,
+                         metric=("test", "error_pct"), progress=progress, on_batch=on_batch,
+                         desc="fig4a")
+    loop.fit_in(run, {"task": "fig4a", "seed": seed, "n_samples": n_samples, "epochs": epochs,
+                      "eval_every": eval_every, "batch": batch, "defer": defer,
+                      "eval_dtype": str(eval_dtype), "n_test": n_test,
+                      "dtype": np.dtype(bk.dtype).name, "models": [s.name for s in specs]})
+    units, steps = np.array(loop.units), np.array(loop.steps)
+    return {"names": [s.name for s in specs],
+            "samples": (steps + 1) * batch + (units - 1) * len(orders[0]),
+            "test_error": np.array(loop.evals)}
 
 
 def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_every=10,
-                     specs=None, data_dir=None, n_test=None, progress=None, eval_dtype="float32",
-                     ckpt=None):
+                     specs=None, data_dir=None, n_test=None, progress=False, eval_dtype="float32",
+                     run=None, position=None):
     """Fig. 4b: 784-500-250-30-250-500-784 autoencoder, batch-sum updates, eta 1e-6, decay 1e-10.
 
     ``eval_dtype``: the test forward pass's precision (float32 halves the cost, which is most of
-    the figure's; the MSE then carries ~1e-7 relative round-off). ``ckpt``: a resume file.
+    the figure's; the MSE then carries ~1e-7 relative round-off). ``run``: a run directory, as
+    :func:`mnist_task`'s; ``progress`` and ``position`` (its line): the loop's progress bar.
     """
     from simkit.nn.init import orthogonal
     xp = bk.xp
@@ -339,13 +355,12 @@ def autoencoder_task(bk, seed=0, init="normal", n_batches=30, batch=100, eval_ev
                 for m in models]
     n_ep = -(-n_batches * batch // len(xtr))                      # reshuffled every epoch
     order = np.concatenate([s_order.permutation(len(xtr)) for _ in range(n_ep)])[:n_batches * batch]
-    key = f"fig4b {seed} {init} {n_batches} {batch} {eval_every} {n_test} {eval_dtype} " \
-          f"{np.dtype(bk.dtype).name} {[s.name for s in specs]}"
-    ck = TaskResume(bk, models, None, ckpt, key, len(specs))
+    config = {"task": "fig4b", "seed": seed, "init": init, "n_batches": n_batches, "batch": batch,
+              "eval_every": eval_every, "n_test": n_test, "eval_dtype": str(eval_dtype),
+              "dtype": np.dtype(bk.dtype).name, "models": [s.name for s in specs]}
     st, ev, _ = run_online(bk, models, cfg, xtr, xtr, order, mse, batch=batch,
-                           eval_every=eval_every, progress=progress, resume=ck.resume(0),
-                           on_eval=ck.saver(0))
-    ck.finish()
+                           eval_every=eval_every, metric=("test", "mse"), run=run, config=config,
+                           progress=progress, position=position)
     return {"names": [s.name for s in specs], "examples": (st + 1) * batch, "test_mse": ev}
 
 

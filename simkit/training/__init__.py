@@ -8,7 +8,7 @@
 ``fixed_order.py``  schedule (b): GAIT-prop's fixed-order batches with evaluations every k
                     updates (:class:`GaitTrainer`)
 ``online.py``       schedule (c): Podlaski & Machens' online loop, sample by sample, paired
-                    models, evaluations every k samples, checkpoints in the same format
+                    models, evaluations every k samples (:class:`OnlineTrainer`)
 ``parallel.py``     paired models split over forked processes
 ``config.py``       a run's configuration (every key documented) -> data, network, rule,
                     optimiser

@@ -16,8 +16,10 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
   ``checkpoint.npz`` and ``run.json``, each written atomically.
 * **checkpoint.npz** -- one format for every schedule, read with ``allow_pickle=False``: the
   loop's position as ``meta.*`` arrays (``meta.epoch``, finished epochs, and whatever the schedule
-  needs to go on inside an epoch) and its records, beside the state of the network, optimiser and
-  rule as ``net.*``, ``opt.*``, ``rule.*`` (their ``state_dict()``).
+  needs to go on inside an epoch) and its records, beside what is trained
+  (:meth:`Loop.state_arrays`): the state of the network, optimiser and rule as ``net.*``,
+  ``opt.*``, ``rule.*`` (their ``state_dict()``), or a schedule's own (the online schedule's
+  paired models, ``m{k}.*``).
 * **resume** -- loads that file and hands the schedule its ``meta.*`` arrays
   (:meth:`Loop.restore`); a schedule that can stop inside an epoch resumes there, to the same
   weights an uninterrupted run reaches.
@@ -26,8 +28,8 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
 
 The schedules: :class:`~simkit.training.epochs.Trainer` (shuffled minibatch epochs),
 :class:`~simkit.training.fixed_order.GaitTrainer` (fixed-order batches, evaluations every k
-updates) and :mod:`simkit.training.online` (sample by sample, paired models, evaluations every k
-samples), which keeps its position in the same ``meta.*`` format.
+updates) and :class:`~simkit.training.online.OnlineTrainer` (sample by sample, paired models,
+evaluations every k samples).
 """
 from __future__ import annotations
 
@@ -95,13 +97,14 @@ class Loop:
             raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {batch}: the run "
                                  f"diverged; lower {self.lr_hint} (last good checkpoint kept)")
 
-    def bar(self, total: int, initial: int, desc: str):
-        """A progress bar over an epoch's minibatches, or None (no tqdm, or ``progress`` False)."""
+    def bar(self, total: int, initial: int, desc: str, unit="batch", position=None):
+        """A progress bar over an epoch's minibatches (or other ``unit``), or None (no tqdm, or
+        ``progress`` False); ``position``: its terminal line where several processes draw one."""
         if tqdm is None or self.progress is False:
             return None
-        return tqdm(total=total, initial=initial, desc=desc, leave=False, unit="batch",
+        return tqdm(total=total, initial=initial, desc=desc, leave=False, unit=unit,
                     disable=None if self.progress is None else False, file=sys.stderr,
-                    mininterval=0.5)
+                    mininterval=0.5, position=position)
 
     # ------------------------------------------------------------------------------ checkpoints
     def save(self, status="running", partial=None):
@@ -112,8 +115,7 @@ class Loop:
             return
         self.run.write_metrics(self.metric_rows())
         self.write_outputs()
-        self.run.save_checkpoint({**self.position(partial),
-                                  **state_arrays(net=self.net, opt=self.opt, rule=self.rule)})
+        self.run.save_checkpoint({**self.position(partial), **self.state_arrays()})
         self.run.update_info(status=status, summary=self.summary())
 
     def start(self, resume: bool, config: dict, **info) -> bool:
@@ -130,7 +132,7 @@ class Loop:
         arrays = self.run.load_checkpoint()
         if arrays is None:
             return False
-        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
+        self.load_state(arrays)
         self.restore(arrays)
         return True
 
@@ -170,6 +172,15 @@ class Loop:
     def restore(self, arrays: dict):
         """The inverse of :meth:`position`."""
         raise NotImplementedError
+
+    def state_arrays(self) -> dict:
+        """What is trained, as ``checkpoint.npz`` arrays: the network's, optimiser's and rule's
+        ``state_dict()`` as ``net.*``, ``opt.*``, ``rule.*``."""
+        return state_arrays(net=self.net, opt=self.opt, rule=self.rule)
+
+    def load_state(self, arrays: dict):
+        """The inverse of :meth:`state_arrays`, in place."""
+        load_state_arrays(arrays, net=self.net, opt=self.opt, rule=self.rule)
 
     def write_outputs(self):
         """The schedule's own files, written at every save."""

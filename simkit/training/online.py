@@ -2,91 +2,149 @@
 
 Podlaski & Machens' tasks (:mod:`simkit.tasks.inversion`) train several models side by side on
 the same samples in the same order (paired curves) and evaluate them all every ``eval_every``
-steps (a step: one sample, or one minibatch of rows). :func:`online_loop` is that schedule: it
-cuts the steps into blocks that end at every evaluation (and, with ``defer`` > 1, every ``defer``
-steps between), hands each block to the task's ``train_block(i, j)`` (steps ``i .. j-1``), and
-after each evaluation calls ``progress`` and ``on_eval``; ``resume`` continues from a position
-saved there.
+steps (a step: one sample, or one minibatch of rows). :class:`OnlineTrainer` is that schedule on
+the shared :class:`~simkit.training.loop.Loop`: an epoch (a unit of the loop) is one pass of
+``n_steps`` steps (Fig. 4a: an epoch over the data; Figs. 3 and 4b: the whole run). It cuts the
+steps into blocks that end at every evaluation (and, with ``defer`` > 1, every ``defer`` steps
+between) and hands each block to the task's ``train_block(epoch, i, j)`` (steps ``i .. j-1``).
+Steps ``k`` with ``k % eval_every == 0`` and an epoch's last step are evaluated; there is no
+evaluation before training.
 
-Checkpoints have the loop's format (:mod:`simkit.training.loop`): an ``.npz`` read with
-``allow_pickle=False``, the position as ``meta.*`` arrays (``meta.key``: the settings it belongs
-to, ``meta.epoch``, ``meta.step``: the next step, ``meta.steps``/``meta.evals``: the curve so far),
-the finished epochs' curves as ``done.*``, and each model's state as ``m{k}.*`` (its ``W``, ``b``,
-``B`` lists, ``B_sdi`` and ``abscissa``) with the SSA streams' states as ``rng{k}``. At an
-evaluation no deferred update is pending (blocks end there), so the saved weights are those of the
-per-sample loop. A task saves at most once a minute (:class:`TaskResume`); a run restarted with
-the same settings continues from the last save to the same curves, and a finished task removes
-its file. A file written for other settings is left alone and the run starts afresh, saying so.
+The loop owns the rest: the run directory (``run.json`` whose configuration is the task's
+settings, ``metrics.csv`` with one row per evaluation and model, ``checkpoint.npz``), saves (at
+the start, after every epoch, and after an evaluation when :attr:`OnlineTrainer.save_every_s`
+have passed since the last), exact resume inside an epoch, Ctrl-C and SIGTERM, the status, and
+a progress bar per epoch. The checkpoint's keys: the position ``meta.epoch`` (finished epochs),
+``meta.step`` (the next step of the epoch under way) and every evaluation so far,
+``meta.units`` (its epoch), ``meta.steps`` (its step), ``meta.evals`` (one row of values, a column
+per model); each model's state as ``m{k}.*`` (its ``W``, ``b``, ``B`` lists, ``B_sdi`` and
+``abscissa``) with the SSA streams' states as ``rng{k}``. At an evaluation no deferred update is
+pending (blocks end there), so the saved weights are those of the per-sample loop, and a resumed
+run reaches the curves of an uninterrupted one. :meth:`OnlineTrainer.fit_in` continues the run in
+a folder that was started with the same settings (a finished run's curves are read back, not
+recomputed) and refuses one started with others.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from simkit.training.rundir import load_arrays, save_arrays
+from simkit.errors import UserError
+from simkit.training.loop import Loop
+from simkit.training.rundir import RunDir
 
 
-def online_loop(n_steps: int, train_block, evaluate, *, eval_every=1, defer=1, resume=None,
-                on_eval=None, progress=None):
-    """Train steps ``0 .. n_steps-1`` in blocks; evaluate after every ``eval_every``-th step.
+class OnlineTrainer(Loop):
+    """Paired ``models`` (each with its SSA stream in ``rngs``, or None) trained online (module
+    docstring). ``evaluate()`` returns one value per model, recorded in ``metrics.csv`` as
+    ``metric = (split, name)`` with the model's name from ``names`` as its ``layer``.
+    ``on_batch(epoch, i)`` runs after every block (``i``: the next step), after its save."""
 
-    ``train_block(i, j)`` trains steps ``i .. j-1``; ``evaluate()`` returns one row of values (one
-    per model). Steps ``k`` with ``k % eval_every == 0`` and the last step are evaluated.
-    ``progress(k, n_steps, row)`` and ``on_eval(i, steps, evals)`` (``i``: the next step) run
-    after every evaluation; ``resume = (i, steps, evals)`` continues from there.
-    Returns ``(steps, evals)``, lists.
-    """
-    steps, evals, i = [], [], 0
-    if resume is not None:
-        i, steps, evals = resume
-    while i < n_steps:
-        last_eval = min(-(-i // eval_every) * eval_every, n_steps - 1)   # next evaluated step
-        j = min(i + max(defer, 1), last_eval + 1)
-        train_block(i, j)
-        i = j
-        if i - 1 == last_eval:
-            steps.append(i - 1)
-            evals.append(evaluate())
-            if progress:
-                progress(i - 1, n_steps, evals[-1])
-            if on_eval:
-                on_eval(i, steps, evals)
-    return steps, evals
+    save_every_s = 60.0                   # the least time between two saves inside an epoch
 
+    def __init__(self, bk, models, rngs, n_steps, train_block, evaluate, *, names, n_epochs=1,
+                 eval_every=1, defer=1, metric=("train", "error"), progress=False,
+                 on_batch=None, desc="online", position=None):
+        super().__init__(bk, None, None, None, log=None, progress=progress, on_batch=on_batch)
+        self.models, self.rngs, self.names = models, list(rngs), list(names)
+        self.n_steps, self.train_block, self.evaluate = n_steps, train_block, evaluate
+        self.n_epochs, self.eval_every, self.defer = n_epochs, eval_every, max(defer, 1)
+        self.split, self.metric = metric
+        self.desc, self.bar_line = desc, position
+        self.step = 0                                    # next step of the epoch under way
+        self.units, self.steps, self.evals = [], [], []  # every evaluation: epoch, step, values
 
-class OnlineCheckpoint:
-    """One task's checkpoint file ``path`` for the settings ``key``."""
+    def fit_in(self, path, config: dict) -> dict:
+        """:meth:`fit` in the run directory ``path`` (None: none), created for ``config`` or
+        continued where it holds a run of the same ``config`` (a finished one gives its curves
+        without training); another ``config`` is refused."""
+        if path is not None:
+            self.run = RunDir(path)
+            info = self.run.read_info() if self.run.exists() else None
+            if info is not None and info.get("config") != json.loads(json.dumps(config)):
+                raise UserError(f"{path} holds a run with other settings; choose another --out "
+                                "or delete that folder")
+            if info is not None and info.get("status") == "finished":
+                print(f"simkit: reusing the finished run in {path} (delete it to train again)",
+                      file=sys.stderr)
+            elif info is not None:
+                print(f"simkit: continuing the run in {path}", file=sys.stderr)
+            self.start(info is not None, config)
+        return self.fit()
 
-    def __init__(self, path, key: str, every_s: float = 60.0):
-        self.path, self.key, self.every_s = Path(path), str(key), float(every_s)
-        self.last = time.monotonic()
+    # ------------------------------------------------------------------------------ the schedule
+    def train_unit(self, epoch: int):
+        n, i = self.n_steps, self.step
+        bar = self.bar(n, i, f"{self.desc} epoch {epoch}" if self.n_epochs > 1 else self.desc,
+                       unit="step", position=self.bar_line)
+        while i < n:
+            last = min(-(-i // self.eval_every) * self.eval_every, n - 1)  # next evaluated step
+            j = min(i + self.defer, last + 1)
+            self.train_block(epoch, i, j)
+            i = self.step = j
+            if bar is not None:
+                bar.update(j - bar.n)
+            if i - 1 == last:
+                self.record(epoch, i - 1, bar)
+            if self.on_batch is not None:
+                self.on_batch(epoch, i)
+        if bar is not None:
+            bar.close()
+        self.epoch, self.step = epoch, 0
 
-    def load(self) -> dict | None:
-        """The saved arrays, or None (no file, or one for other settings)."""
-        if not self.path.exists():
-            return None
-        arrays = load_arrays(self.path)
-        if str(arrays.get("meta.key", "")) != self.key:
-            print(f"simkit: {self.path} was saved for other settings; starting afresh",
-                  file=sys.stderr)
-            return None
-        print(f"simkit: resuming from {self.path}", file=sys.stderr)
-        return arrays
+    def record(self, epoch: int, k: int, bar):
+        """Evaluate after step ``k``; save when :attr:`save_every_s` have passed."""
+        self.units.append(epoch)
+        self.steps.append(k)
+        self.evals.append(self.evaluate())
+        if bar is not None:
+            bar.set_postfix_str(f"best {self.split} {self.metric} {min(self.evals[-1]):.4g}",
+                                refresh=False)
+        if self.step < self.n_steps and time.perf_counter() - self.saved_at >= self.save_every_s:
+            self.save()
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= self.every_s
+    # ------------------------------------------------------------------------------ loop hooks
+    def started(self) -> bool:
+        return self.epoch > 0 or self.step > 0
 
-    def save(self, arrays: dict):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        save_arrays(self.path, {"meta.key": np.array(self.key), **arrays})
-        self.last = time.monotonic()
+    def evaluate_initial(self):
+        """None: the online schedule's first evaluation follows the first step."""
 
-    def clear(self):
-        self.path.unlink(missing_ok=True)
+    def summary(self) -> dict:
+        out = {"epochs_done": self.epoch, "step": self.step, "evaluations": len(self.evals)}
+        if self.evals:
+            out[f"{self.split}_{self.metric}_last"] = dict(zip(self.names, map(float,
+                                                                            self.evals[-1])))
+        return out
+
+    def metric_rows(self) -> list[dict]:
+        rows = []
+        for e, k, values in zip(self.units, self.steps, self.evals):
+            epoch = f"{e - 1 + (k + 1) / self.n_steps:.8g}"
+            rows += [{"epoch": epoch, "split": self.split, "metric": self.metric, "layer": name,
+                      "value": repr(float(v))} for name, v in zip(self.names, values)]
+        return rows
+
+    def position(self, partial=None) -> dict:
+        return {"meta.epoch": np.asarray(self.epoch), "meta.step": np.asarray(self.step),
+                "meta.units": np.asarray(self.units, dtype=np.int64),
+                "meta.steps": np.asarray(self.steps, dtype=np.int64),
+                "meta.evals": np.asarray(self.evals, dtype=float).reshape(-1, len(self.models))}
+
+    def restore(self, arrays: dict):
+        self.epoch, self.step = int(arrays["meta.epoch"]), int(arrays["meta.step"])
+        self.units = [int(e) for e in arrays["meta.units"]]
+        self.steps = [int(k) for k in arrays["meta.steps"]]
+        self.evals = [list(r) for r in arrays["meta.evals"]]
+
+    def state_arrays(self) -> dict:
+        return models_state(self.bk, self.models, self.rngs)
+
+    def load_state(self, arrays: dict):
+        restore_models(self.bk, self.models, self.rngs, arrays)
 
 
 def models_state(bk, models, rngs=None) -> dict:
@@ -120,54 +178,3 @@ def restore_models(bk, models, rngs, arrays: dict):
     for k, r in enumerate(rngs or []):
         if r is not None:
             r.bit_generator.state = json.loads(str(arrays[f"rng{k}"]))
-
-
-def loop_state(i: int, steps, evals, n_models: int) -> dict:
-    """The loop's position: the next step and the curve so far."""
-    return {"meta.step": np.asarray(i), "meta.steps": np.asarray(steps, dtype=np.int64),
-            "meta.evals": np.asarray(evals, dtype=float).reshape(-1, n_models)}
-
-
-def loop_resume(arrays: dict):
-    """``(i, steps, evals)`` for :func:`online_loop`'s ``resume``."""
-    return (int(arrays["meta.step"]), list(arrays["meta.steps"]),
-            [list(r) for r in arrays["meta.evals"]])
-
-
-class TaskResume:
-    """A task's use of its checkpoint: restore at the start, save after evaluations, remove at
-    the end (``path`` None: none of it). ``done`` lists are the finished epochs' curves."""
-
-    def __init__(self, bk, models, rngs, path, key, n_models):
-        self.bk, self.models, self.rngs, self.n = bk, models, rngs, n_models
-        self.file = OnlineCheckpoint(path, key) if path else None
-        self.state = self.file.load() if self.file else None
-        if self.state is not None:
-            restore_models(bk, models, rngs, self.state)
-        self.epoch = int(self.state["meta.epoch"]) if self.state is not None else 0
-
-    def done(self, name) -> list:
-        a = None if self.state is None else self.state.get(f"done.{name}")
-        return [] if a is None or not len(a) else [a]
-
-    def resume(self, epoch):
-        return loop_resume(self.state) if self.state is not None and epoch == self.epoch \
-            else None
-
-    def saver(self, epoch, **done):
-        """``on_eval`` for the loop: save when a minute has passed since the last save."""
-        if self.file is None:
-            return None
-
-        def save(i, steps, evals):
-            if self.file.due():
-                finished = {f"done.{k}": np.concatenate(v) if v else np.zeros(0)
-                            for k, v in done.items()}
-                self.file.save({"meta.epoch": np.asarray(epoch), **finished,
-                                **loop_state(i, steps, evals, self.n),
-                                **models_state(self.bk, self.models, self.rngs)})
-        return save
-
-    def finish(self):
-        if self.file is not None:
-            self.file.clear()

@@ -70,11 +70,15 @@ def run_models_parallel(run, bk, models, *args, workers=1, cost=None, **kw):
     Needs one SSA stream per model (``rng`` a list), so that a model's curve does not depend on
     which others share its process: the results are those of ``workers=1``, column for column.
     The parent's models are left at their initial weights. CuPy, ``workers`` 1 and systems
-    without ``fork`` (Windows) run in-process.
+    without ``fork`` (Windows) run in-process. Split groups run without a run directory (a
+    ``run`` keyword must be None): their loops keep no checkpoint, and an interrupted run starts
+    again.
     """
     groups = split_models([m.spec for m in models], workers, cost)
     if len(groups) < 2 or bk.name == "cupy":
         return run(bk, models, *args, **kw)
+    if kw.get("run") is not None:
+        raise ValueError("models split over processes run without a run directory; pass run=None")
 
     def run_group(idx):
         return run(bk, [models[k] for k in idx], *args,
