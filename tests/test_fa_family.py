@@ -291,7 +291,8 @@ def mnist_train_subset(n=60000):
 
 
 def one_blas_thread():
-    """Two BLAS threads on a shared 2-core machine can run 20x slower than one; pin one."""
+    """One BLAS thread for the MNIST test (a context): when other processes keep the cores
+    busy, a second BLAS thread waiting for one can make it 20x slower."""
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(1)

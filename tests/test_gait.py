@@ -29,18 +29,14 @@ from simkit.rules.gait import (
 from simkit.training.fixed_order import GaitTrainer, Schedule, Split
 from simkit.training.rundir import RunDir, load_arrays
 
-from helpers import finite_difference, numba_backend, numpy_backend
+from helpers import (
+    finite_difference,
+    numba_backend,
+    numpy_backend,
+    one_blas_thread,  # noqa: F401 (autouse fixture)
+)
 
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """One BLAS thread: on a shared 2-core box two threads that wait for a busy core make the
-    784-wide products up to 100x slower; one is at most 2x slower when the box is idle."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def batch(n, N=12, seed=0, C=10):
