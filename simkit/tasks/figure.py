@@ -147,9 +147,11 @@ def published_runs(root: Path, commands: dict, resume_flag: str, main, extra=(),
 
 
 def save_figure(fig, out: Path, name: str):
-    """Lay out, save as PNG and PDF in ``out``, and close a matplotlib figure."""
+    """Lay out (``tight_layout``, unless the figure has its own layout engine, e.g.
+    ``layout="constrained"``), save as PNG and PDF in ``out``, and close a matplotlib figure."""
     import matplotlib.pyplot as plt
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{name}.{ext}", dpi=120)
