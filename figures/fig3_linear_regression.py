@@ -44,22 +44,29 @@ def plot(res: dict, out: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = [str(n) for n in res["names"]]
-    fig, ax = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig, ax = plt.subplots(2, 3, figsize=(15, 7.5), layout="constrained")
     for k, (panel, key) in enumerate([("a", "a"), ("b", "b")]):
         for j, n in enumerate(names):
             ax[0, k].semilogy(res[f"steps_{key}"], res[f"nse_{key}"][:, j], **style(n))
-        ax[0, k].set(title=f"{panel}: {'normalised updates' if key == 'b' else 'online SGD'}",
+        ax[0, k].set(title=f"{panel}: training error, "
+                           f"{'normalised updates' if key == 'b' else 'online SGD'}",
                      xlabel="examples", ylabel="error (NSE)")
-    ax[0, 0].legend(fontsize=7, ncol=2)
+    fig.legend(*ax[0, 0].get_legend_handles_labels(), loc="outside right center",
+               title="model", fontsize=9)
     di = [n for n in names if n.startswith("DI")]
-    panels = [(ax[0, 2], "abscissa", "c: max Re eig (DI loop)"), (ax[1, 0], "B1", "d: B vs -W^T (deg)"),
-              (ax[1, 1], "ndi1", "e: DI vs NDI (deg)"), (ax[1, 2], "pbp1", "f: DI vs PBP (deg)")]
-    for a, key, title in panels:
+    panels = [(ax[0, 2], "abscissa", "c: stability of the DI loop", r"max Re $\lambda$ (1/$\tau$)"),
+              (ax[1, 0], "B1", "d: B vs $-W^T$", "angle (deg)"),
+              (ax[1, 1], "ndi1", "e: DI error vs NDI", "angle (deg)"),
+              (ax[1, 2], "pbp1", "f: DI error vs PBP", "angle (deg)")]
+    for a, key, title, ylabel in panels:
+        n_diag = 0
         for n in di:
             y = res.get(f"{n}__{key}")
             if y is not None:
                 a.plot(np.asarray(y).reshape(len(y), -1)[:, 0], **style(n))
-        a.set(title=title, xlabel="examples")
+                n_diag = len(y)
+        a.set(title=title, ylabel=ylabel, xlabel=f"examples (first {n_diag} only)")
+    ax[0, 2].axhline(0, color="k", ls="--", lw=1)          # the stability bound, as the original
     save_figure(fig, out, NAME)
 
 

@@ -1,9 +1,11 @@
 """Podlaski & Machens 2020, Fig. 3g-k: nonlinear regression 30-20-10-10 (tanh) with BP, FA,
 PBP, NDI, DI and SDI.
 
-g: normalised training error (NSE); h: |max Re eig| of the DI loops (layer 1 solid, 2 dashed)
-and of the SDI loop; i: B angles to -W^T; j: DI error angles to NDI (delta_1 solid, delta_2
-dashed); k: SDI error angles to NDI (h-k over the first 500 examples).
+g: normalised training error (NSE); h: max Re eig of the DI loops (layer 1 solid, 2 dashed)
+and of the SDI loop (dotted), drawn as the paper does: |max Re eig| on a log axis turned
+upside down and labelled with the negative values (-10^k), so that up is towards 0; i: B
+angles to -W^T; j: DI error angles to NDI (delta_1 solid, delta_2 dashed); k: SDI error angles
+to NDI (delta_1 dotted, delta_2 dashed) (h-k over the first 500 examples).
 As the original, h-k are computed after each example's weight update (updated W; the errors,
 e and h' of the step), and the NDI reference of j and k is Eq. 7 with h' once, chained from e
 with each model's fixed per-layer B: -W_init^T for SDI and SDI-2, the SSA-optimised B1, B2 for
@@ -45,6 +47,9 @@ def compute(args) -> dict:
 
 
 def _lines(a, res, names, key, col=None, **extra):
+    """Plot column ``col`` of each model's diagnostic ``key`` (|.| for the abscissa); returns
+    how many examples the diagnostics cover (0: none)."""
+    n_diag = 0
     for n in names:
         y = res.get(f"{n}__{key}")
         if y is None:
@@ -53,6 +58,24 @@ def _lines(a, res, names, key, col=None, **extra):
         y = y[:, col] if col is not None and y.shape[1] > col else y[:, 0]
         kw = dict(style(n), **extra)
         a.plot(np.abs(y) if key == "abscissa" else y, **kw)
+        n_diag = len(y)
+    return n_diag
+
+
+def _negative_log_axis(a):
+    r"""Panel h as the paper draws it: :math:`|\lambda_{max}|` on a log axis turned upside down,
+    labelled with the negative values it stands for, so that up is towards 0 (less stable)."""
+    from matplotlib.ticker import NullFormatter
+    ys = np.concatenate([np.abs(line.get_ydata()) for line in a.get_lines()] or [[]])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    if len(ys) == 0:
+        return
+    a.set_yscale("log")
+    lo = int(np.floor(np.log10(ys.min()) - 0.1))          # a margin: no curve on the frame
+    hi = int(np.ceil(np.log10(ys.max()) + 0.1))
+    a.set_ylim(10.0 ** hi, 10.0 ** lo)                     # upside down: -10^lo at the top
+    a.set_yticks(10.0 ** np.arange(lo, hi + 1), [f"$-10^{{{k}}}$" for k in range(lo, hi + 1)])
+    a.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot(res: dict, out: Path):
@@ -62,25 +85,31 @@ def plot(res: dict, out: Path):
     names = [str(n) for n in res["names"]]
     di = [n for n in names if n.startswith("DI")]
     sdi = [n for n in names if n.startswith("SDI")]
-    fig, ax = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig, ax = plt.subplots(2, 3, figsize=(14, 7.5), layout="constrained")
     for j, n in enumerate(names):
         ax[0, 0].semilogy(res["steps"], res["nse"][:, j], **style(n))
     ax[0, 0].set(title="g: training error", xlabel="examples", ylabel="error (NSE)")
-    ax[0, 0].legend(fontsize=7, ncol=2)
-    _lines(ax[0, 1], res, di + sdi, "abscissa", 0)
+    _lines(ax[0, 1], res, di, "abscissa", 0)
     _lines(ax[0, 1], res, di, "abscissa", 1, ls="--", label=None)
-    ax[0, 1].set(title="h: |max Re eig| (layer 1 solid, 2 dashed)", yscale="log", xlabel="examples")
-    ax[0, 1].invert_yaxis()
+    n_diag = _lines(ax[0, 1], res, sdi, "abscissa", 0)
+    _negative_log_axis(ax[0, 1])
     _lines(ax[0, 2], res, di, "B1")
     _lines(ax[0, 2], res, di, "B2", ls="--", label=None)
-    ax[0, 2].set(title="i: B vs -W^T (deg)", xlabel="examples")
     _lines(ax[1, 0], res, di, "ndi1")
     _lines(ax[1, 0], res, di, "ndi2", ls="--", label=None)
-    ax[1, 0].set(title="j: DI vs NDI (deg)", xlabel="examples")
     _lines(ax[1, 1], res, sdi, "ndi1")
     _lines(ax[1, 1], res, sdi, "ndi2", ls="--", label=None)
-    ax[1, 1].set(title="k: SDI vs NDI (deg)", xlabel="examples")
+    for a, title, ylabel in [
+            (ax[0, 1], "h: stability of the DI loops\n(layer 1 solid, 2 dashed; SDI loop dotted)",
+             "max Re $\\lambda$ (1/$\\tau$)\n(log scale of $|\\lambda|$, upside down as in the paper)"),
+            (ax[0, 2], "i: B vs $-W^T$ (layer 1 solid, 2 dashed)", "angle (deg)"),
+            (ax[1, 0], r"j: DI error vs NDI ($\delta_1$ solid, $\delta_2$ dashed)", "angle (deg)"),
+            (ax[1, 1], r"k: SDI error vs NDI ($\delta_1$ dotted, $\delta_2$ dashed)",
+             "angle (deg)")]:
+        a.set(title=title, ylabel=ylabel, xlabel=f"examples (first {n_diag} only)")
     ax[1, 2].axis("off")
+    ax[1, 2].legend(*ax[0, 0].get_legend_handles_labels(), loc="center", ncol=2,
+                    title="model (g-k)", fontsize=9)
     save_figure(fig, out, NAME)
 
 

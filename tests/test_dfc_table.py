@@ -48,6 +48,30 @@ def test_table_takes_test_accuracy_at_the_best_validation_epoch(tmp_path, capsys
     assert list(again["methods"]) == ["DFC", "Strong-DFC"]
 
 
+def test_one_epoch_plot_has_integer_ticks_markers_and_a_title_inside_the_figure(tmp_path,
+                                                                                monkeypatch):
+    drawn = []
+    monkeypatch.setattr(fig, "save_figure", lambda f, out, name: drawn.append(f))
+    res = {"methods": np.array(list(PUBLISHED)), "status": np.array(["finished"] * 3),
+           "folders": np.array([m.replace(" ", "_") for m in PUBLISHED]),
+           "quick": np.asarray(True)}
+    for i in range(3):
+        res[f"epoch_{i}"], res[f"test_{i}"], res[f"val_{i}"] = \
+            np.array([1]), np.array([0.1 + i / 100]), np.array([0.1])
+    fig.plot(res, tmp_path)
+    (f,) = drawn
+    f.canvas.draw()
+    ax = f.axes[0]
+    assert ax.get_xlim() == (0.5, 1.5)
+    assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1]          # integer epochs
+    simkit = [line for line in ax.get_lines() if line.get_label().endswith(": simkit")]
+    assert len(simkit) == 3 and all(line.get_marker() == "o" for line in simkit)
+    box, title = f.bbox, ax.title.get_window_extent()
+    assert box.x0 <= title.x0 and title.x1 <= box.x1 and title.y1 <= box.y1
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1                       # beside the data
+
+
 def test_a_folder_that_is_not_a_dfc_run_is_a_one_line_error(tmp_path, capsys):
     r = RunDir(tmp_path / "bp")
     r.create({"config": {"rule": "bp"}, "paper_command": "run_bp"})

@@ -59,6 +59,37 @@ def test_fig3_nonlinear_quick_short(tmp_path):
     assert (tmp_path / f"{mod.NAME}.png").exists()
 
 
+def _drawn_axes(mod, res, tmp_path, monkeypatch):
+    """The axes ``mod.plot`` draws (the figure is kept instead of saved)."""
+    drawn = []
+    monkeypatch.setattr(mod, "save_figure", lambda f, out, name: drawn.append(f))
+    mod.plot(res, tmp_path)
+    (f,) = drawn
+    f.canvas.draw()
+    return [a for a in f.axes if a.axison]
+
+
+def test_fig3_panels_label_both_axes_and_say_only_the_first_examples_are_shown(
+        tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    steps, nse = np.arange(30), np.geomspace(1, 1e-2, 30)[:, None] * np.ones(3)
+    for name, layers in [("fig3_linear_regression", 1), ("fig3_nonlinear_regression", 2)]:
+        mod = _script(name)
+        res = {"names": np.array(["BP", "DI", "SDI"]), "steps": steps, "nse": nse,
+               "steps_a": steps, "nse_a": nse, "steps_b": steps, "nse_b": nse}
+        for n in ("DI", "SDI"):
+            res[f"{n}__abscissa"] = -rng.uniform(1e-3, 1e-1, (10, layers if n == "DI" else 1))
+            for key in ("B1", "B2", "ndi1", "ndi2", "pbp1"):
+                res[f"{n}__{key}"] = rng.uniform(0, 90, 10)
+        axes = _drawn_axes(mod, res, tmp_path, monkeypatch)
+        assert len(axes) == (6 if layers == 1 else 5)
+        assert all(a.get_xlabel() and a.get_ylabel() for a in axes)
+        assert sum("first 10 only" in a.get_xlabel() for a in axes) == 4      # c-f, h-k
+    h = axes[1]                                            # |max Re eig| upside down, as the paper
+    assert h.get_ylim()[0] > h.get_ylim()[1] and "upside down" in h.get_ylabel()
+    assert all(t.get_text().startswith("$-10^") for t in h.get_yticklabels())
+
+
 def test_models_in_parallel_processes_give_the_same_curves():
     """Each model has its own SSA stream, so splitting the models over processes changes nothing:
     errors, diagnostics and their order are those of one process (abscissae >= 0 would draw)."""
