@@ -33,7 +33,7 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument("--divergence-factor", dest="divergence_factor", type=float, default=None,
                    metavar="F",
                    help="stop a training run (status failed, last good checkpoint kept) when a "
-                        "loss exceeds F times its value before training (default 100; <= 0: "
+                        "loss exceeds F times its value before training (default 10; <= 0: "
                         "off); also accepted with --resume")
     g.add_argument("--no-divergence-check", dest="divergence_factor", action="store_const",
                    const=0.0, help="no such bound (NaN or infinite losses still stop the run)")

@@ -60,7 +60,7 @@ DEFAULTS = {
     "backend": None,              # None: --backend / SIMKIT_BACKEND / auto
     "dtype": "float64",
     "min_acc": 0.0,               # > 0: stop after epoch 4 if its train accuracy is below this
-    "divergence_factor": 100.0,   # stop (failed) when a loss exceeds this times its epoch-0 value
+    "divergence_factor": 10.0,    # stop (failed) when a loss exceeds this times its epoch-0 value
     #                               (at least 1); <= 0: no bound (NaN/inf losses still stop)
 }
 

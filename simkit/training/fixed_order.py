@@ -25,7 +25,7 @@ Files in the run directory (all written atomically at every checkpoint, see
     final parameters per layer ``l = 0..L-1`` in the original's row layout.
 
 Divergence: every evaluation's losses are checked (:meth:`Loop.check_divergence`): a loss above
-``divergence_factor`` (default 100) times that split's loss before training (at least 1) stops the
+``divergence_factor`` (default 10) times that split's loss before training (at least 1) stops the
 run with a :class:`~simkit.errors.NumericalError`, before a checkpoint of the diverged weights.
 
 Resume: the batch order depends on nothing, so a checkpoint at any batch boundary (end of each

@@ -28,7 +28,12 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
   epoch's mean train loss, the evaluations' losses) are not finite or exceed
   ``divergence_factor`` times their value before training (:meth:`Loop.start_losses`), taken as
   at least :data:`LOSS_FLOOR`: no checkpoint of a diverged run is written. A blow-up that stays
-  finite (a learning rate of 1e9: losses of 1e10, accuracy at chance) ends as a NaN does.
+  finite (a learning rate of 1e9: losses of 1e10, accuracy at chance) ends as a NaN does. The
+  default factor is 10, not more: a binary cross-entropy is clamped at 100 per output (as
+  PyTorch's), so from its start of ln 2 it can rise at most 145-fold (F³ at a learning rate of 1e9
+  reaches 65-fold); normal runs stay near or below 1 (their losses fall from the start). The
+  floor keeps a regression whose loss starts near 0 from stopping on noise. The bound is
+  checked on epoch means and evaluations, not on single minibatches, which are noisier.
   Weights that go non-finite show there too: every evaluation is a forward pass with them.
 * **progress** -- :meth:`Loop.bar`, a tqdm bar per epoch on a terminal (or with ``--progress``),
   else plain lines at most every :attr:`Loop.progress_every` seconds
@@ -56,9 +61,9 @@ try:
 except ImportError:  # tqdm is a dependency, but the loop must not need it
     tqdm = None
 
-DIVERGENCE_FACTOR = 100.0   # a loss above this times its value before training: diverged
-LOSS_FLOOR = 1.0            # the least value before training the bound is relative to (a
-#                             regression's MSE may start near 0; CE starts at ln C >= 0.69)
+DIVERGENCE_FACTOR = 10.0    # a loss above this times its value before training: diverged
+LOSS_FLOOR = 1.0            # the least start value the bound is relative to (an MSE may start
+#                             near 0; a cross-entropy starts near ln C)
 
 
 class Loop:
