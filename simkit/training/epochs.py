@@ -23,7 +23,9 @@ A NaN or inf loss stops the run with :class:`~simkit.errors.NumericalError`, kee
 good checkpoint; so does a blow-up that stays finite: the epoch's mean train loss (checked at the
 epoch's end, before its evaluations, and before a checkpoint inside it) or an evaluation's loss
 above ``divergence_factor`` (default 10) times that split's loss at epoch 0 (at least 1, for a
-regression's small MSE). Normal runs stay far below: their losses fall from epoch 0 on. ``min_acc`` > 0 (strong_dfc's ``--min_acc``, for hyper-parameter searches) stops a
+regression's small MSE). Normal runs stay far below: their losses fall from epoch 0 on. Inside an
+epoch the check sees minibatch losses, each computed before its update: a checkpoint there may
+hold the weights of one update more than the losses checked. ``min_acc`` > 0 (strong_dfc's ``--min_acc``, for hyper-parameter searches) stops a
 classification run after epoch 4 when that epoch's train accuracy is below it: status
 ``stopped``, and a resumed run stays stopped. The original compares the accuracy of epoch 4's
 last minibatch; simkit the epoch's mean (no published number uses the option).
