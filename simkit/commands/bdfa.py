@@ -44,6 +44,7 @@ import numpy as np
 
 from simkit import data as simdata
 from simkit.backend import get_backend
+from simkit.commands.options import apply_divergence_flag
 from simkit.commands.runner import fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.nn import soft_targets
@@ -239,6 +240,7 @@ def prepare(bk, cfg, flags):
 
 def execute_bdfa(cfg, flags, out_dir, args, resume=False) -> dict:
     run = RunDir(out_dir)
+    apply_divergence_flag(cfg, args)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds, net, rule, opt, loss, streams = prepare(bk, cfg, flags)
     quiet = bool(getattr(args, "quiet", False))

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
+from simkit.commands.options import apply_divergence_flag
 from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
@@ -311,6 +312,7 @@ def prepare(bk, cfg):
 
 def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     run = RunDir(out_dir)
+    apply_divergence_flag(cfg, args)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds, net, rule, opt, loss, streams = prepare(bk, cfg)
     in_run = run.path / "f3_results.csv"

@@ -41,6 +41,7 @@ from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
 from simkit.rules.gait import InvertibleRule
 from simkit.training.fixed_order import GaitTrainer, Schedule, Split
+from simkit.training.loop import DIVERGENCE_FACTOR
 from simkit.training.rundir import RunDir
 
 PAPER_COMMAND = ("GAIT-prop run.py (Ahmad, van Gerven & Ambrogioni 2020): BP, GAIT-prop or TP "
@@ -49,7 +50,8 @@ DATASETS = {"MNIST": "mnist", "FMNIST": "fashion_mnist", "KMNIST": "kmnist"}
 TOWER = (500, 200, 10)          # run.py's hard-coded tower after the input-wide first layer
 ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
 # what --load takes from the command line; everything else comes from the run's run.json
-RESUME_OVERRIDES = ("nb_epochs", "eval_every", "checkpoint_every", "backend", "data_dir", "device")
+RESUME_OVERRIDES = ("nb_epochs", "eval_every", "checkpoint_every", "backend", "data_dir", "device",
+                    "divergence_factor")
 
 
 def register(sub, parent):
@@ -118,6 +120,8 @@ def config_from_args(args) -> dict:
         "distinct_output_seed": args.distinct_output_seed, "batch_size": args.batch_size,
         "max_batches": args.max_batches, "eval_every": args.eval_every, "eval_splits": list(splits),
         "checkpoint_every": args.checkpoint_every, "device": args.device,
+        "divergence_factor": DIVERGENCE_FACTOR if getattr(args, "divergence_factor", None) is None
+        else args.divergence_factor,
         "backend": args.backend, "data_dir": args.data_dir, "dtype": "float64",
     }
 
@@ -198,7 +202,8 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
         bk.xp.cuda.Device(int(cfg["device"])).use()
     net, rule, opt, splits, schedule = build(cfg, bk, data)
     trainer = GaitTrainer(bk, net, rule, opt, splits, schedule, run=run, log=log,
-                          progress=progress, on_batch=on_batch)
+                          progress=progress, on_batch=on_batch,
+                          divergence_factor=cfg.get("divergence_factor"))
     if args is not None:
         flags = [a for a in sys.argv[2:] if a != "--load"]
         args.resume_hint = f"simkit gait {' '.join(map(shlex.quote, flags))} --load"

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from simkit.backend import get_backend
+from simkit.commands.options import apply_divergence_flag
 from simkit.errors import UserError
 from simkit.training.config import build, load_splits, resolve_config
 from simkit.training.epochs import Trainer
@@ -62,6 +63,7 @@ def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra
         cfg = resolve_config(info["config"])
         if args is not None and getattr(args, "backend", None):
             cfg["backend"] = args.backend
+    apply_divergence_flag(cfg, args)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds = load_splits(bk, cfg)
     net, rule, opt, loss, streams = build(bk, cfg, ds, n_train=len(splits["train"]),

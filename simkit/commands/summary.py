@@ -20,7 +20,7 @@ from simkit.errors import UserError
 from simkit.training.config import DEFAULTS  # keys added since a run count as defaults
 from simkit.training.rundir import RunDir
 
-IGNORED = ("seed", "data_dir", "backend")            # keys that do not make a different experiment
+IGNORED = ("seed", "data_dir", "backend", "divergence_factor")   # not a different experiment
 HIGHER_IS_BETTER = ("acc", "auroc", "f1")
 
 

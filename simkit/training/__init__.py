@@ -2,7 +2,9 @@
 
 ``loop.py``         :class:`~simkit.training.loop.Loop`, what every schedule shares: the run's
                     lifecycle (status in ``run.json``), metrics, progress bars, ``checkpoint.npz``
-                    and exact resume, NaN stops, stop reasons, the rule's ``close()``
+                    and exact resume, NaN and divergence stops, stop reasons, the rule's
+                    ``close()``
+``progress.py``     plain progress lines where no bar is drawn (no terminal), rate-limited
 ``epochs.py``       schedule (a): shuffled minibatch epochs (:class:`Trainer`), checkpoints also
                     inside an epoch, ``--min_acc``
 ``fixed_order.py``  schedule (b): GAIT-prop's fixed-order batches with evaluations every k

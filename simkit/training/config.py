@@ -60,6 +60,8 @@ DEFAULTS = {
     "backend": None,              # None: --backend / SIMKIT_BACKEND / auto
     "dtype": "float64",
     "min_acc": 0.0,               # > 0: stop after epoch 4 if its train accuracy is below this
+    "divergence_factor": 10.0,    # stop (failed) when a loss exceeds this times its epoch-0 value
+    #                               (at least 1); <= 0: no bound (NaN/inf losses still stop)
 }
 
 
@@ -73,6 +75,10 @@ def resolve_config(overrides: dict) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if int(cfg[key]) < 1:
             raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if not isinstance(cfg["divergence_factor"], (int, float)) or \
+            isinstance(cfg["divergence_factor"], bool):
+        raise UserError(f"divergence_factor must be a number (<= 0: no check), "
+                        f"got {cfg['divergence_factor']!r}")
     if int(cfg["val_size"]) < 0:
         raise UserError(f"val_size must be >= 0, got {cfg['val_size']!r}")
     return cfg

@@ -20,7 +20,12 @@ keep more state than this set ``mid_epoch_checkpoints = False``.
 A rule with a ``checkpoint`` attribute gets :meth:`Trainer.save` there, to call after stages of
 its own that are epochs too (DFC's feedback pre-training epochs, 20 of them before epoch 1).
 A NaN or inf loss stops the run with :class:`~simkit.errors.NumericalError`, keeping the last
-good checkpoint. ``min_acc`` > 0 (strong_dfc's ``--min_acc``, for hyper-parameter searches) stops a
+good checkpoint; so does a blow-up that stays finite: the epoch's mean train loss (checked at the
+epoch's end, before its evaluations, and before a checkpoint inside it) or an evaluation's loss
+above ``divergence_factor`` (default 10) times that split's loss at epoch 0 (at least 1, for a
+regression's small MSE). Normal runs stay far below: their losses fall from epoch 0 on. Inside an
+epoch the check sees minibatch losses, each computed before its update: a checkpoint there may
+hold the weights of one update more than the losses checked. ``min_acc`` > 0 (strong_dfc's ``--min_acc``, for hyper-parameter searches) stops a
 classification run after epoch 4 when that epoch's train accuracy is below it: status
 ``stopped``, and a resumed run stays stopped. The original compares the accuracy of epoch 4's
 last minibatch; simkit the epoch's mean (no published number uses the option).
@@ -53,6 +58,7 @@ class Trainer(Loop):
                          on_batch=on_batch)
         self.cfg, self.loss, self.splits, self.shuffle_seed = cfg, loss, splits, shuffle_seed
         self.n_epochs = int(cfg["epochs"])
+        self.divergence_factor = float(cfg.get("divergence_factor", self.divergence_factor))
         self.checkpoint_seconds = checkpoint_seconds if self.mid_epoch_checkpoints else None
         self.partial = None          # (epoch, next batch, loss sum, correct, seconds) to go on from
         self.rows: list[dict] = []
@@ -133,6 +139,8 @@ class Trainer(Loop):
             if self.checkpoint_seconds is not None and k + 1 < len(batches) and \
                     time.perf_counter() - self.saved_at >= self.checkpoint_seconds:
                 self.bk.synchronize()
+                self.check_divergence({"train": loss_sum / min(n, (k + 1) * bs)},
+                                      f"in epoch {epoch} (mean of {k + 1} batches)")
                 self.save(partial=(epoch, k + 1, loss_sum, correct, time.perf_counter() - t0))
             if self.on_batch is not None:
                 self.on_batch(epoch, k)
@@ -158,13 +166,20 @@ class Trainer(Loop):
         with np.errstate(over="ignore", invalid="ignore"):   # a NaN loss is reported
             train_metrics = self.train_epoch(e)
         seconds = self.epoch_time
+        self.check_divergence({"train": train_metrics["loss"]}, f"in epoch {e}")
         results = self.evaluate_all(e, train_metrics)
+        self.check_divergence({split: m["loss"] for split, m in results.items()},
+                              f"after epoch {e}")
         self.epoch = e
         self.epoch_seconds.append(seconds)
         self.last = (e, results, seconds)
 
     def report(self):
         self.log_epoch(*self.last)
+
+    def start_losses(self) -> dict:
+        return {r["split"]: float(r["value"]) for r in self.rows
+                if int(r["epoch"]) == 0 and r["metric"] == "loss" and not r["layer"]}
 
     def stop_reason(self):
         """``min_acc``: the reason to stop when epoch 4's train accuracy is below it, else None."""

@@ -24,6 +24,10 @@ Files in the run directory (all written atomically at every checkpoint, see
 ``<l>Lweights.npy``, ``<l>Lbiases.npy``
     final parameters per layer ``l = 0..L-1`` in the original's row layout.
 
+Divergence: every evaluation's losses are checked (:meth:`Loop.check_divergence`): a loss above
+``divergence_factor`` (default 10) times that split's loss before training (at least 1) stops the
+run with a :class:`~simkit.errors.NumericalError`, before a checkpoint of the diverged weights.
+
 Resume: the batch order depends on nothing, so a checkpoint at any batch boundary (end of each
 epoch, plus every ``checkpoint_every`` batches) resumes to the same weights an uninterrupted run
 reaches, and the curves recorded before it are kept.
@@ -73,9 +77,11 @@ class GaitTrainer(Loop):
     lr_hint = "--learning_rate"
 
     def __init__(self, bk, net, rule, opt, splits, schedule, *, run=None, log=print,
-                 progress=None, on_batch=None):
+                 progress=None, on_batch=None, divergence_factor=None):
         super().__init__(bk, net, rule, opt, run=run, log=log, progress=progress,
                          on_batch=on_batch)
+        if divergence_factor is not None:
+            self.divergence_factor = float(divergence_factor)
         self.splits, self.s, self.n_epochs = splits, schedule, schedule.nb_epochs
         self.batch = 0                      # next batch of the current epoch
         self.points: list[dict] = []        # every evaluation: updates, kind, split -> metrics
@@ -111,6 +117,8 @@ class GaitTrainer(Loop):
                 point[name] = self.evaluate(self.splits[name])
             self.points.append(point)
             self._partial[1] += time.perf_counter() - t0
+            self.check_divergence({name: point[name]["loss"] for name in self.s.eval_splits},
+                                  f"after {self.updates} updates")
         point["curve" if curve else "epoch_end"] = True
         return point
 
@@ -180,6 +188,10 @@ class GaitTrainer(Loop):
         if train_s is not None:
             parts.append(f"train {train_s:.1f} s, eval {eval_s:.1f} s")
         self.log("  ".join(parts))
+
+    def start_losses(self) -> dict:
+        return {name: self.points[0][name]["loss"] for name in self.s.eval_splits} \
+            if self.points else {}
 
     # ------------------------------------------------------------------------------ results
     def summary(self) -> dict:

@@ -23,8 +23,21 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
 * **resume** -- loads that file and hands the schedule its ``meta.*`` arrays
   (:meth:`Loop.restore`); a schedule that can stop inside an epoch resumes there, to the same
   weights an uninterrupted run reaches.
-* **non-finite stop** -- :meth:`Loop.check_loss` raises on a NaN or infinite loss.
-* **progress** -- :meth:`Loop.bar`, a tqdm bar per epoch (None: only on a terminal).
+* **non-finite stop** -- :meth:`Loop.check_loss` raises on a NaN or infinite minibatch loss.
+* **divergence stop** -- :meth:`Loop.check_divergence` raises before a save whose losses (the
+  epoch's mean train loss, the evaluations' losses) are not finite or exceed
+  ``divergence_factor`` times their value before training (:meth:`Loop.start_losses`), taken as
+  at least :data:`LOSS_FLOOR`: no checkpoint of a diverged run is written. A blow-up that stays
+  finite (a learning rate of 1e9: losses of 1e10, accuracy at chance) ends as a NaN does. The
+  default factor is 10, not more: a binary cross-entropy is clamped at 100 per output (as
+  PyTorch's), so from its start of ln 2 it can rise at most 145-fold (F³ at a learning rate of 1e9
+  reaches 65-fold); normal runs stay near or below 1 (their losses fall from the start). The
+  floor keeps a regression whose loss starts near 0 from stopping on noise. The bound is
+  checked on epoch means and evaluations, not on single minibatches, which are noisier.
+  Weights that go non-finite show there too: every evaluation is a forward pass with them.
+* **progress** -- :meth:`Loop.bar`, a tqdm bar per epoch on a terminal (or with ``--progress``),
+  else plain lines at most every :attr:`Loop.progress_every` seconds
+  (:class:`~simkit.training.progress.PlainProgress`); nothing with ``progress`` False.
 
 The schedules: :class:`~simkit.training.epochs.Trainer` (shuffled minibatch epochs),
 :class:`~simkit.training.fixed_order.GaitTrainer` (fixed-order batches, evaluations every k
@@ -39,6 +52,7 @@ import time
 
 from simkit.backend import versions
 from simkit.errors import NumericalError
+from simkit.training.progress import PROGRESS_EVERY, PlainProgress
 from simkit.training.rundir import load_state_arrays, recording_status, state_arrays
 from simkit.training.signals import sigterm_as_interrupt
 
@@ -47,11 +61,17 @@ try:
 except ImportError:  # tqdm is a dependency, but the loop must not need it
     tqdm = None
 
+DIVERGENCE_FACTOR = 10.0    # a loss above this times its value before training: diverged
+LOSS_FLOOR = 1.0            # the least start value the bound is relative to (an MSE may start
+#                             near 0; a cross-entropy starts near ln C)
+
 
 class Loop:
     """The shared loop (module docstring); a schedule overrides the hooks below ``fit``."""
 
     lr_hint = "the learning rate"        # what a diverged run should lower
+    divergence_factor = DIVERGENCE_FACTOR   # <= 0: no bound (non-finite losses still stop)
+    progress_every = PROGRESS_EVERY      # seconds between plain progress lines
 
     def __init__(self, bk, net, rule, opt, *, run=None, log=print, progress=None, on_batch=None):
         self.bk, self.net, self.rule, self.opt = bk, net, rule, opt
@@ -97,14 +117,39 @@ class Loop:
             raise NumericalError(f"loss became {loss} in epoch {epoch}, batch {batch}: the run "
                                  f"diverged; lower {self.lr_hint} (last good checkpoint kept)")
 
+    def check_divergence(self, losses: dict, where: str):
+        """Stop the run with a :class:`NumericalError` when a loss in ``losses`` (split -> value)
+        is not finite or exceeds :attr:`divergence_factor` times ``max(its value before
+        training, LOSS_FLOOR)``. Called before saves, so the last checkpoint stays a good one."""
+        for split, value in losses.items():
+            if not math.isfinite(value):
+                raise NumericalError(f"{split} loss became {value} {where}: the run diverged; "
+                                     f"lower {self.lr_hint} (last good checkpoint kept)")
+        if not self.divergence_factor > 0:
+            return
+        start = self.start_losses()
+        for split, value in losses.items():
+            if split in start and value > self.divergence_factor * max(start[split], LOSS_FLOOR):
+                raise NumericalError(
+                    f"{split} loss {value:.4g} {where} is over {self.divergence_factor:g} times "
+                    f"its value before training ({start[split]:.4g}): the run diverged; lower "
+                    f"{self.lr_hint} (last good checkpoint kept; --divergence-factor sets the "
+                    "bound, --no-divergence-check turns it off)")
+
     def bar(self, total: int, initial: int, desc: str, unit="batch", position=None):
-        """A progress bar over an epoch's minibatches (or other ``unit``), or None (no tqdm, or
-        ``progress`` False); ``position``: its terminal line where several processes draw one."""
-        if tqdm is None or self.progress is False:
+        """A progress bar over an epoch's minibatches (or other ``unit``): tqdm's on a terminal
+        or with ``progress`` True, else :class:`PlainProgress` lines; None with ``progress``
+        False. ``position``: the bar's terminal line where several processes draw one."""
+        if self.progress is False:
             return None
-        return tqdm(total=total, initial=initial, desc=desc, leave=False, unit=unit,
-                    disable=None if self.progress is None else False, file=sys.stderr,
-                    mininterval=0.5, position=position)
+        if tqdm is not None:
+            bar = tqdm(total=total, initial=initial, desc=desc, leave=False, unit=unit,
+                       disable=None if self.progress is None else False, file=sys.stderr,
+                       mininterval=0.5, position=position)
+            if not bar.disable:
+                return bar
+            bar.close()
+        return PlainProgress(total, initial, desc, unit, self.progress_every)
 
     # ------------------------------------------------------------------------------ checkpoints
     def save(self, status="running", partial=None):
@@ -153,6 +198,10 @@ class Loop:
 
     def report(self):
         """Log the epoch just finished."""
+
+    def start_losses(self) -> dict:
+        """The losses before training (split -> value) that :meth:`check_divergence` bounds by."""
+        return {}
 
     def stop_reason(self) -> str | None:
         """Why the run should stop before its last epoch, or None."""
