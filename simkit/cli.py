@@ -7,11 +7,13 @@
 ``simkit data``      ``fetch NAME`` / ``check``
 
 Bad input prints one line, ``simkit: error: ...``, and exits with status 2. Ctrl-C exits with
-status 130 after saying how to resume.
+status 130 (SIGTERM: 143) after saying how to resume. Output into a pipe that closes early
+(``simkit list rules | head -1``) ends quietly with status 141 (128 + SIGPIPE), as Unix tools do.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from simkit.commands.options import Parser, common_options
@@ -75,6 +77,17 @@ def main(argv=None) -> int:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout has gone: send what is left to devnull (so that Python's own flush
+    at exit does not fail again) and exit with 141 = 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":
