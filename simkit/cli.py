@@ -54,12 +54,27 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
+    parsed = []                       # the parsed arguments, for the resume hint
+    try:
+        with sigterm_as_interrupt():
+            return _run(argv, parsed)
+    except KeyboardInterrupt as exc:
+        hint = getattr(parsed[0], "resume_hint", None) if parsed else None
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _run(argv, parsed: list) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except UserError as exc:          # raised by a flag's own type check
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
+    parsed.append(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -67,18 +82,10 @@ def main(argv=None) -> int:
         if getattr(args, "threads", None) is not None:
             from simkit.backend import limit_threads
             limit_threads(args.threads)
-        with sigterm_as_interrupt():
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except UserError as exc:
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        hint = getattr(args, "resume_hint", None)
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    except BrokenPipeError:
-        return _closed_pipe()
 
 
 def _closed_pipe() -> int:
