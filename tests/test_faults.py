@@ -106,6 +106,11 @@ def trained(path) -> dict:
     return out
 
 
+def finished(path) -> bool:
+    run = RunDir(path)
+    return run.exists() and run.read_info()["status"] == "finished"
+
+
 def faulty_run(path, rng, log, counts):
     """One run stopped by a random fault, then stopped again at random on resume, and resumed
     until it finishes."""
@@ -114,7 +119,7 @@ def faulty_run(path, rng, log, counts):
         argv = TRAIN + ["--out-dir", str(path)] if not (path / "run.json").exists() else \
             ["train", "--resume", str(path), "--quiet"]
         status, sent = run_child(argv, log, fault)
-        if sent and status in (0, -fault[2]) and RunDir(path).read_info()["status"] == "finished":
+        if sent and status in (0, -fault[2]) and finished(path):
             counts["finished first"] += 1       # the timer fired as the finished run exited
             return
         if sent:

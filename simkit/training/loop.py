@@ -134,20 +134,25 @@ class Loop:
             return self.resume()
         self.run.create({"config": config, "backend": self.bk.describe(), "versions": versions(),
                          **info})
+        self.remove_temporaries()        # a killed process's, started in this folder before
         return False
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
-        stale = self.run.remove_temporaries()
-        if stale and self.log is not None:
-            self.log(f"removed {len(stale)} temporary file(s) of an unfinished write: "
-                     + ", ".join(stale))
+        self.remove_temporaries()
         arrays = self.run.load_checkpoint()
         if arrays is None:
             return False
         self.load_state(arrays)
         self.restore(arrays)
         return True
+
+    def remove_temporaries(self):
+        """Remove (and name) the temporary files of a killed process's unfinished writes."""
+        stale = self.run.remove_temporaries()
+        if stale and self.log is not None:
+            self.log(f"removed {len(stale)} temporary file(s) of an unfinished write: "
+                     + ", ".join(stale))
 
     # ------------------------------------------------------------------------------ schedule hooks
     n_epochs = 0                          # epochs to train
