@@ -6,9 +6,10 @@ Each run is ``simkit.cli.main`` in a forked child of this process (no interprete
 imports: a few hundred runs take a minute or two). A fault is one of
 
 * ``timer``: the parent sends the signal at a random moment after the child entered ``main``;
-* ``write_array`` / ``fsync`` / ``replace``: the child sends it to itself from within its k-th
-  call of that function, i.e. inside ``np.savez``, before a temporary file is renamed, or just
-  after, in the middle of a save.
+* ``zip_close`` / ``fsync`` / ``replace``: the child sends it to itself from within its k-th
+  call of that function: inside ``np.savez`` (as zipfile closes an array's entry, where an
+  exception breaks the archive), before a temporary file is renamed, or just after it, in the
+  middle of a save.
 
 A run is stopped again on resume at random, and resumed (``simkit train --resume DIR``) until it
 finishes. The default suite tries 30 runs; ``-m slow`` (``.ci/run``) 240.
@@ -33,14 +34,14 @@ TRAIN = ["train", "--dataset", "linear_regression", "--hidden", "8", "--epochs",
          "--batch-size", "400", "--backend", "numpy", "--threads", "1", "--quiet",
          "--checkpoint-minutes", "1e-9"]                  # a save after every minibatch
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-SITES = ("timer", "write_array", "fsync", "replace")
+SITES = ("timer", "zip_close", "fsync", "replace")
 STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
 
 
 def _signal_inside(site: str, k: int, sig: int):
     """Make the k-th call of ``site`` send ``sig`` to this process from within the call."""
-    import numpy.lib.format as npy_format
-    owner = npy_format if site == "write_array" else os
+    import zipfile
+    owner = zipfile._ZipWriteFile if site == "zip_close" else os
     original, calls = getattr(owner, site), [0]
 
     def hooked(*a, **kw):
