@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -41,8 +42,8 @@ STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKI
 def _signal_inside(site: str, k: int, sig: int):
     """Make the k-th call of ``site`` send ``sig`` to this process from within the call."""
     import zipfile
-    owner = zipfile._ZipWriteFile if site == "zip_close" else os
-    original, calls = getattr(owner, site), [0]
+    owner, name = (zipfile._ZipWriteFile, "close") if site == "zip_close" else (os, site)
+    original, calls = getattr(owner, name), [0]
 
     def hooked(*a, **kw):
         calls[0] += 1
@@ -52,7 +53,7 @@ def _signal_inside(site: str, k: int, sig: int):
         if calls[0] == k and site == "replace":
             os.kill(os.getpid(), sig)
         return out
-    setattr(owner, site, hooked)
+    setattr(owner, name, hooked)
 
 
 def run_child(argv, log, fault=None):
@@ -76,6 +77,8 @@ def run_child(argv, log, fault=None):
             os.write(ready_w, b"x")
             code = main(argv)
             sys.stdout.flush()
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(code)
     os.close(ready_w)
