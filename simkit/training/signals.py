@@ -46,7 +46,9 @@ def _on_signal(signum, frame):
 
 
 def check_signal():
-    """A safe point: raise the recorded signal, if any."""
+    """A safe point: raise the recorded signal, if any (main thread only)."""
+    if not _in_main_thread():
+        return
     signum, _Held.pending = _Held.pending, None
     if signum is not None:
         raise _exception(signum)
