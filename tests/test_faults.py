@@ -98,7 +98,7 @@ def run_child(argv, log, fault=None):
 
 def random_fault(rng):
     site, sig = SITES[rng.integers(len(SITES))], SIGNALS[rng.integers(len(SIGNALS))]
-    return (site, float(rng.uniform(0.0, 0.4)), sig) if site == "timer" else \
+    return (site, float(rng.uniform(0.0, 0.3)), sig) if site == "timer" else \
         (site, int(rng.integers(1, 13)), sig)
 
 
