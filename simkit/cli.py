@@ -7,11 +7,13 @@
 ``simkit data``      ``fetch NAME`` / ``check``
 
 Bad input prints one line, ``simkit: error: ...``, and exits with status 2. Ctrl-C exits with
-status 130 after saying how to resume.
+status 130 (SIGTERM: 143) after saying how to resume. Output into a pipe that closes early
+(``simkit list rules | head -1``) ends quietly with status 141 (128 + SIGPIPE), as Unix tools do.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from simkit.commands.options import Parser, common_options
@@ -52,12 +54,27 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
+    parsed = []                       # the parsed arguments, for the resume hint
+    try:
+        with sigterm_as_interrupt():
+            return _run(argv, parsed)
+    except KeyboardInterrupt as exc:
+        hint = getattr(parsed[0], "resume_hint", None) if parsed else None
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _run(argv, parsed: list) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except UserError as exc:          # raised by a flag's own type check
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
+    parsed.append(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -65,16 +82,19 @@ def main(argv=None) -> int:
         if getattr(args, "threads", None) is not None:
             from simkit.backend import limit_threads
             limit_threads(args.threads)
-        with sigterm_as_interrupt():
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except UserError as exc:
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        hint = getattr(args, "resume_hint", None)
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"\nsimkit: {what}" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout has gone: send what is left to devnull (so that Python's own flush
+    at exit does not fail again) and exit with 141 = 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

@@ -220,3 +220,23 @@ def test_version_is_the_package_version(capsys):
     import simkit
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.strip() == f"simkit {simkit.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["list", "rules"], ["info"],
+                                  ["train", "--dataset", "linear_regression", "--hidden", "8",
+                                   "--epochs", "3", "--backend", "numpy", "--threads", "1"]],
+                         ids=["list", "info", "train"])
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path, argv):
+    """``simkit ... | head -1``: output into a pipe whose reader has gone ends the command with
+    128 + SIGPIPE, as Unix tools do, without a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)                                # the reader is gone before the first line
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH")]))}
+    extra = ["--out-dir", str(tmp_path / "run")] if argv[0] == "train" else []
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simkit", *argv, *extra], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr

@@ -38,6 +38,7 @@ import numpy as np
 
 from simkit.optim import clip_grads
 from simkit.training.loop import Loop
+from simkit.training.signals import check_signal
 
 MIN_ACC_EPOCH = 4                    # the epoch strong_dfc's --min_acc looks at
 
@@ -144,6 +145,7 @@ class Trainer(Loop):
                 self.save(partial=(epoch, k + 1, loss_sum, correct, time.perf_counter() - t0))
             if self.on_batch is not None:
                 self.on_batch(epoch, k)
+            check_signal()
         if bar is not None:
             bar.close()
         self.bk.synchronize()

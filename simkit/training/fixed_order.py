@@ -43,6 +43,7 @@ import numpy as np
 from simkit.rules.gait import output_target
 from simkit.training.loop import Loop
 from simkit.training.rundir import atomic_write_bytes
+from simkit.training.signals import check_signal
 
 CURVE_FILES = {("train", "acc"): "training_acc.txt", ("train", "loss"): "training_loss.txt",
                ("test", "acc"): "test_acc.txt", ("test", "loss"): "test_loss.txt"}
@@ -155,6 +156,7 @@ class GaitTrainer(Loop):
             if self.s.checkpoint_every and self.batch % self.s.checkpoint_every == 0 \
                     and self.batch < nb:
                 self.save()
+            check_signal()
         if bar is not None:
             bar.close()
 

@@ -8,7 +8,8 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
 * **fit** -- an evaluation before training (skipped by a resumed run), then epochs until the
   schedule's epoch count or a :meth:`Loop.stop_reason`; after every epoch a save and a report.
   The run ends ``finished`` or ``stopped`` (with the reason); a Ctrl-C or a SIGTERM
-  (:mod:`~simkit.training.signals`) marks it ``interrupted``, a
+  (:mod:`~simkit.training.signals`), acted on at the next safe point (after a minibatch or step,
+  never inside a save), marks it ``interrupted``, a
   :class:`~simkit.errors.NumericalError` ``failed``
   (:func:`~simkit.training.rundir.recording_status`); the last checkpoint is kept. The rule's
   ``close()``, where it has one, runs at the end whatever happened.
@@ -20,7 +21,8 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
   (:meth:`Loop.state_arrays`): the state of the network, optimiser and rule as ``net.*``,
   ``opt.*``, ``rule.*`` (their ``state_dict()``), or a schedule's own (the online schedule's
   paired models, ``m{k}.*``).
-* **resume** -- loads that file and hands the schedule its ``meta.*`` arrays
+* **resume** -- removes the temporary files of a killed process's writes (saying so), loads
+  that file and hands the schedule its ``meta.*`` arrays
   (:meth:`Loop.restore`); a schedule that can stop inside an epoch resumes there, to the same
   weights an uninterrupted run reaches.
 * **non-finite stop** -- :meth:`Loop.check_loss` raises on a NaN or infinite minibatch loss.
@@ -54,7 +56,12 @@ from simkit.backend import versions
 from simkit.errors import NumericalError
 from simkit.training.progress import PROGRESS_EVERY, PlainProgress
 from simkit.training.rundir import load_state_arrays, recording_status, state_arrays
-from simkit.training.signals import sigterm_as_interrupt
+from simkit.training.signals import (
+    check_signal,
+    deferred_signals,
+    safe_points,
+    sigterm_as_interrupt,
+)
 
 try:
     from tqdm.auto import tqdm
@@ -83,13 +90,14 @@ class Loop:
     def fit(self) -> dict:
         """Train to :attr:`n_epochs` (or a stop reason); returns the summary."""
         try:
-            with sigterm_as_interrupt(), recording_status(self.run):
+            with sigterm_as_interrupt(), recording_status(self.run), safe_points():
                 if not self.started():
                     self.evaluate_initial()
                     self.save()
                 while self.epoch < self.n_epochs and self.stop_reason() is None:
                     self.train_unit(self.epoch + 1)
                     self.save()
+                    check_signal()
                     self.report()
             return self.finish()
         finally:
@@ -158,10 +166,11 @@ class Loop:
         self.saved_at = time.perf_counter()
         if self.run is None:
             return
-        self.run.write_metrics(self.metric_rows())
-        self.write_outputs()
-        self.run.save_checkpoint({**self.position(partial), **self.state_arrays()})
-        self.run.update_info(status=status, summary=self.summary())
+        with deferred_signals():             # all four files, or (on SIGKILL) the old ones
+            self.run.write_metrics(self.metric_rows())
+            self.write_outputs()
+            self.run.save_checkpoint({**self.position(partial), **self.state_arrays()})
+            self.run.update_info(status=status, summary=self.summary())
 
     def start(self, resume: bool, config: dict, **info) -> bool:
         """Open the run directory: continue its run (True when it has a checkpoint), or create
@@ -170,16 +179,25 @@ class Loop:
             return self.resume()
         self.run.create({"config": config, "backend": self.bk.describe(), "versions": versions(),
                          **info})
+        self.remove_temporaries()        # a killed process's, started in this folder before
         return False
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
+        self.remove_temporaries()
         arrays = self.run.load_checkpoint()
         if arrays is None:
             return False
         self.load_state(arrays)
         self.restore(arrays)
         return True
+
+    def remove_temporaries(self):
+        """Remove (and name) the temporary files of a killed process's unfinished writes."""
+        stale = self.run.remove_temporaries()
+        if stale and self.log is not None:
+            self.log(f"removed {len(stale)} temporary file(s) of an unfinished write: "
+                     + ", ".join(stale))
 
     # ------------------------------------------------------------------------------ schedule hooks
     n_epochs = 0                          # epochs to train

@@ -35,6 +35,7 @@ import numpy as np
 from simkit.errors import UserError
 from simkit.training.loop import Loop
 from simkit.training.rundir import RunDir
+from simkit.training.signals import check_signal
 
 
 class OnlineTrainer(Loop):
@@ -91,6 +92,7 @@ class OnlineTrainer(Loop):
                 self.record(epoch, i - 1, bar)
             if self.on_batch is not None:
                 self.on_batch(epoch, i)
+            check_signal()
         if bar is not None:
             bar.close()
         self.epoch, self.step = epoch, 0

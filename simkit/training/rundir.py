@@ -13,7 +13,10 @@ A run directory holds
                     read with ``allow_pickle=False`` (its keys: :mod:`simkit.training.loop`)
 
 Each file is written to a temporary name in the same folder and renamed over the old one
-(``os.replace``), so a crash or Ctrl-C leaves either the old or the new file, never half of one.
+(``os.replace``), with stop signals held until the write has finished
+(:func:`~simkit.training.signals.deferred_signals`), so a crash or Ctrl-C leaves either the old or
+the new file, never half of one; the temporary file a killed process leaves (``.NAME.*.tmp``) is
+removed when the run is resumed (:meth:`RunDir.remove_temporaries`).
 """
 from __future__ import annotations
 
@@ -32,25 +35,28 @@ from pathlib import Path
 import numpy as np
 
 from simkit.errors import NumericalError, UserError
+from simkit.training.signals import deferred_signals
 
 METRIC_FIELDS = ("epoch", "split", "metric", "layer", "value")
+TMP_SUFFIX = ".tmp"                      # atomic writes' temporary files: .NAME.XXXX.tmp
 
 
 def atomic_write_bytes(path: Path, data: bytes):
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename (signals held)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; use the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with deferred_signals():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; use the usual mode
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def _umask() -> int:
@@ -65,9 +71,10 @@ def atomic_write_json(path: Path, obj):
 
 def save_arrays(path: Path, arrays: dict):
     """Atomically save a dict of host arrays as an uncompressed ``.npz``."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
+    with deferred_signals():                 # a signal inside np.savez breaks the zip
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        atomic_write_bytes(path, buf.getvalue())
 
 
 def load_arrays(path: Path) -> dict:
@@ -170,6 +177,14 @@ class RunDir:
 
     def save_checkpoint(self, arrays: dict):
         save_arrays(self.checkpoint, arrays)
+
+    def remove_temporaries(self) -> list[str]:
+        """Remove the temporary files of writes a killed process left (call it holding the
+        run); returns their names."""
+        stale = sorted(p for p in self.path.glob(f".*{TMP_SUFFIX}") if p.is_file())
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return [p.name for p in stale]
 
     def load_checkpoint(self) -> dict | None:
         return load_arrays(self.checkpoint) if self.checkpoint.exists() else None
