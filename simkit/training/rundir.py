@@ -101,17 +101,20 @@ def load_state_arrays(arrays: dict, **parts):
 
 @contextmanager
 def recording_status(run):
-    """Mark ``run`` (a :class:`RunDir` or None) ``interrupted`` on Ctrl-C and ``failed`` (with the
-    reason) on a :class:`~simkit.errors.NumericalError` raised inside the block; re-raise."""
+    """Record in ``run`` (a :class:`RunDir` or None) how the block ended, then re-raise: a Ctrl-C,
+    a SIGTERM or a closed output pipe mark it ``interrupted``; any other exception (a
+    :class:`~simkit.errors.NumericalError`, a refusal, a crash) ``failed``, with the reason. A run
+    never stays ``running`` after its process has left the block."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         if run is not None:
             run.update_info(status="interrupted")
         raise
-    except NumericalError as exc:
+    except Exception as exc:
         if run is not None:
-            run.update_info(status="failed", reason=str(exc))
+            reason = str(exc) if isinstance(exc, NumericalError) else f"{type(exc).__name__}: {exc}"
+            run.update_info(status="failed", reason=reason)
         raise
 
 
