@@ -13,6 +13,18 @@ from simkit.commands.runner import (
 from simkit.errors import UserError
 from simkit.training.config import DEFAULTS, resolve_config
 
+CLIP_MODES = ("per_layer", "global")
+#: Rules that need a network or a schedule of their own: ``simkit train`` refuses them before it
+#: writes anything, naming the command that runs them.
+OWN_COMMAND = {
+    "gait": ("invertible networks", "simkit gait --algorithm GAIT"),
+    "tp": ("invertible networks", "simkit gait --algorithm TP"),
+    "inv_bp": ("invertible networks", "simkit gait --algorithm BP"),
+    "dfc": ("its feedback (sleep) phases and controller dynamics",
+            "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single_phase "
+            "(Strong-DFC)"),
+}
+
 # flag -> (config key, type, help)
 FLAGS = {
     "--rule": ("rule", str, "learning rule (see simkit list)"),
@@ -31,7 +43,7 @@ FLAGS = {
     "--eps": ("eps", lambda s: parse_number_or_list(s, "--eps"), "Adam/RMSprop epsilon"),
     "--weight-decay": ("weight_decay", float, "coupled L2 weight decay"),
     "--clip": ("clip", float, "max gradient norm (<= 0: off)"),
-    "--clip-mode": ("clip_mode", str, "per_layer or global"),
+    "--clip-mode": ("clip_mode", str, f"{' or '.join(CLIP_MODES)}"),
     "--val-size": ("val_size", int, "training samples held out for validation"),
     "--standardize": ("standardize", str, "none, mnist or dataset"),
     "--target-value": ("target_value", float, "true-class target value (soft targets below 1)"),
@@ -70,6 +82,17 @@ def parse_set(items) -> dict:
     return out
 
 
+def refuse_early(cfg):
+    """One-line errors, before any file is written, for what would fail only once training runs."""
+    if cfg["rule"] in OWN_COMMAND:
+        needs, command = OWN_COMMAND[cfg["rule"]]
+        raise UserError(f"rule {cfg['rule']!r} needs {needs}, which simkit train does not build; "
+                        f"run it with {command}")
+    if cfg["clip_mode"] not in CLIP_MODES:
+        raise UserError(f"unknown clipping mode {cfg['clip_mode']!r}; allowed: "
+                        f"{', '.join(CLIP_MODES)}")
+
+
 def run(args) -> int:
     if args.resume:
         execute({}, args.resume, resume=True, args=args)
@@ -82,5 +105,6 @@ def run(args) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     cfg = resolve_config(overrides)
+    refuse_early(cfg)
     execute(cfg, args.out_dir or default_out_dir(cfg), args=args)
     return 0
