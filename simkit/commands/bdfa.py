@@ -37,14 +37,13 @@ difference). Not supported (one-line error): ``-network conv.lua``, ``-batchnorm
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from simkit import data as simdata
 from simkit.backend import get_backend
-from simkit.commands.runner import fit_and_report, progress_setting, stored_run
+from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.nn import soft_targets
 from simkit.rules.bidirectional import FEEDBACK_LR
@@ -261,7 +260,6 @@ def run(args) -> int:
         return 0
     cfg = bdfa_config(args)
     flags = {k: v for k, v in vars(args).items() if k not in ("func",)}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = args.save or Path("runs") / f"{stamp}_bdfa_{args.gradient}_{cfg['dataset']}_s{args.seed}"
+    out_dir = args.save or default_out_dir(cfg, f"bdfa_{args.gradient}")
     execute_bdfa(cfg, flags, out_dir, args)
     return 0

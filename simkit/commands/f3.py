@@ -13,11 +13,11 @@ Flügel et al. 2023 (arXiv:2304.13372), ``Helmholtz-AI-Energy/f3``; research not
   :mod:`~simkit.rules.f3` with ``--error_info`` and the feedback initialisation flags;
 * data: MNIST standardised with (x - 0.1307)/0.3081; CIFAR-10 per channel with F³'s
   means/stds; SGEMM and Wine Quality (``wine_quality_regression``) as F³ prepares them;
-* results: besides simkit's run directory, the original's CSV
-  ``<output_path>/<YYYY>/<YYYY>-<M>/<YYYY-MM-DD>/<YYYY-MM-DD--HH-MM-SS>-<output_name>-<uuid8>.csv``
-  with a train and a test evaluation row at epoch 0 and after every epoch (loss summed over
-  outputs, AUROC, multilabel F1, correct, accuracy in %, or MAPE/MAE for regression), every flag as
-  a string column, ``init_method`` and ``result_filename``.
+* results: the original's CSV, ``f3_results.csv`` in the run directory, with a train and a test
+  evaluation row at epoch 0 and after every epoch (loss summed over outputs, AUROC, multilabel
+  F1, correct, accuracy in %, or MAPE/MAE for regression), every flag as a string column,
+  ``init_method`` and ``result_filename``; with ``--output_path`` also where the original writes it,
+  ``<output_path>/<YYYY>/<YYYY>-<M>/<YYYY-MM-DD>/<YYYY-MM-DD--HH-MM-SS>-<output_name>-<uuid8>.csv``.
 
 Fixed bugs of the original (none changes a number): it reads ``config.model`` without defining
 ``--model`` (here ``--model`` exists and only its default, none, is accepted); ``--dry_run`` stops
@@ -87,7 +87,7 @@ def add_original_flags(p):
     a("--eval_every_nth_batch", type=int, default=0, help="extra test evaluations inside an epoch")
     a("--error_info", type=str, default="one_hot_target", choices=list(ERROR_INFO))
     a("--no_output", action="store_true", help="do not write the results CSV")
-    a("--output_path", type=pathlib.Path, default="results")
+    a("--output_path", type=pathlib.Path, default=None)
     a("--output_name", type=str, default="")
     a("--model", type=str, default=None, help=argparse.SUPPRESS)
 
@@ -309,12 +309,21 @@ def prepare(bk, cfg):
     return splits, ds, net, rule, opt, loss, streams
 
 
+def csv_paths(csv_path, in_run) -> list:
+    """Where the results CSV goes: ``csv_path`` (the original's place, given by --output_path)
+    first, then ``in_run``, the run directory's copy (the only one by default)."""
+    if csv_path is None or Path(csv_path).resolve() == Path(in_run).resolve():
+        return [in_run]
+    return [Path(csv_path), in_run]
+
+
 def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     run = RunDir(out_dir)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds, net, rule, opt, loss, streams = prepare(bk, cfg)
     in_run = run.path / "f3_results.csv"
-    results = None if flags["no_output"] else ResultsCSV(flags, [csv_path, in_run])
+    paths = csv_paths(csv_path, in_run)
+    results = None if flags["no_output"] else ResultsCSV(flags, paths)
     quiet = bool(getattr(args, "quiet", False))
     trainer = F3Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
                         shuffle_seed=int(streams[1].generate_state(1)[0]),
@@ -323,7 +332,7 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     if flags["eval_every_nth_batch"] and results is not None:
         trainer.on_batch = trainer.eval_every(flags["eval_every_nth_batch"])
     args.resume_hint = f"simkit f3 --epochs {flags['epochs']} --resume {out_dir}"
-    trainer.start(resume, cfg, paper_command="f3", f3_flags=flags, f3_csv=str(csv_path),
+    trainer.start(resume, cfg, paper_command="f3", f3_flags=flags, f3_csv=str(paths[0]),
                   data={"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
                         "n_test": len(splits["test"])})
     if resume and results is not None:
@@ -332,7 +341,7 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
         trainer.log_epoch = lambda e, res, sec: print(", ".join(
             f"{k}: {v}" for r in results.rows[-2:] for k, v in r.items()))
     saving = None if results is None else \
-        (lambda: print(f"Saving results to {Path(csv_path).absolute()}"))
+        (lambda: print(f"Saving results to {paths[0].absolute()}"))
     return fit_and_report(trainer, out_dir, quiet, after_fit=saving)
 
 
@@ -348,7 +357,8 @@ def run(args) -> int:
     flags = {k: getattr(args, k) for k in ORIGINAL_FLAGS}
     flags["output_path"] = str(flags["output_path"])
     print(argparse.Namespace(**flags), file=sys.stderr if args.quiet else sys.stdout)
-    out_dir = args.out_dir or default_out_dir(cfg)
-    csv_path = original_csv_path(args.output_path, args.output_name)
+    out_dir = args.out_dir or default_out_dir(cfg, f"f3_{args.mode}")
+    csv_path = None if args.output_path is None else \
+        original_csv_path(args.output_path, args.output_name)
     execute_f3(cfg, flags, out_dir, args, csv_path)
     return 0

@@ -7,8 +7,9 @@ switches ``--orthogonal_init``, ``--linear``, ``--tower``, ``--load`` (resume). 
 pixels scaled by the training set's maximum, batch = training-set size / 1000 (60) in a fixed
 order, float64, Adam without bias correction (beta1 0.9, beta2 0.99, eps 1e-8 outside the square
 root), GAIT-prop's gamma = 1e-3, a 784-wide output layer whose first 10 units are the classes,
-evaluation of the whole training and test sets every 10 batches, results in
-``./results/<DATASET>_<ALG>_[Linear_][OrthoInit_]<reg>OrthoReg_<seed>Seed_<lr>LR_<n>L|TOWER/``.
+evaluation of the whole training and test sets every 10 batches. The original's results folder
+``./results/<DATASET>_<ALG>_[Linear_][OrthoInit_]<reg>OrthoReg_<seed>Seed_<lr>LR_<n>L|TOWER/``
+becomes the run directory ``runs/gait_<that name>/`` (``--out_dir`` names another).
 
 The original's quirks, and what simkit does with them (research note gait_tp.md §5):
 
@@ -24,7 +25,7 @@ The original's quirks, and what simkit does with them (research note gait_tp.md 
 
 simkit's own options: ``--eval_every N`` (batches between evaluations; 0: at epoch ends only),
 ``--eval_splits``, ``--gamma``, ``--batch_size``, ``--max_batches``, ``--checkpoint_every``,
-``--out_dir``. ``--load`` continues the run with the command line's ``--nb_epochs``,
+``--out_dir`` (or ``--out-dir``). ``--load`` continues the run with the command line's ``--nb_epochs``,
 ``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes from its run.json.
 """
 from __future__ import annotations
@@ -211,12 +212,12 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
 
 
 def run(args) -> int:
-    from simkit.commands.runner import progress_setting
+    from simkit.commands.runner import RUNS, progress_setting
     cfg = config_from_args(args)
     if cfg["tower"] and cfg["nb_layers"] != 1 and not args.quiet:
         print(f"simkit: note: --tower ignores --nb_layers={cfg['nb_layers']} (the tower is "
               f"input-input-{'-'.join(map(str, TOWER))}, as in run.py)", file=sys.stderr)
-    out_dir = Path(args.out_dir) if args.out_dir else Path("results") / original_folder(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else RUNS / f"gait_{original_folder(cfg)}"
     if args.load and not RunDir(out_dir).exists():
         raise UserError(f"--load: no run to resume in {out_dir}; start it without --load")
     if not args.load and RunDir(out_dir).exists():

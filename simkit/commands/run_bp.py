@@ -20,10 +20,15 @@ directory and a checkpoint each epoch.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list, parse_sizes
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    default_out_dir,
+    execute,
+    parse_number_or_list,
+    parse_sizes,
+)
 from simkit.errors import UserError
 from simkit.training.config import resolve_config
 
@@ -141,11 +146,13 @@ def run(args) -> int:
         layers = [-1]
     cfg["rule"] = "bp"
     cfg["rule_opts"] = {} if layers is None else {"layers": layers}
-    out_dir = Path(args.out_dir or Path("out") / time.strftime("run_%Y-%m-%d_%H-%M-%S"))
+    out_dir = Path(args.out_dir) if args.out_dir else None
     if args.resume:
         if not args.out_dir:
             raise UserError("--resume needs --out_dir naming the run to continue")
         execute({}, out_dir, resume=True, args=args)
     else:
-        execute(resolve_config(cfg), out_dir, args=args, extra_info={"paper_command": "run_bp"})
+        cfg = resolve_config(cfg)
+        execute(cfg, out_dir or default_out_dir(cfg, "run_bp"), args=args,
+                extra_info={"paper_command": "run_bp"})
     return 0

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from simkit.commands.run_bp import add_dfc_common, dfc_config
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    default_out_dir,
+    execute,
+    parse_number_or_list,
+)
 from simkit.errors import UserError
 from simkit.rules.dfc_options import DEFAULT, help_text
 from simkit.training.config import resolve_config
@@ -155,7 +159,7 @@ def register(sub, parent):
 
 def run(args, single_phase=False) -> int:
     limit_blas_threads()
-    out_dir = Path(args.out_dir or Path("out") / time.strftime("run_%Y-%m-%d_%H-%M-%S"))
+    out_dir = Path(args.out_dir) if args.out_dir else None
     if args.resume:
         if not args.out_dir:
             raise UserError("--resume needs --out_dir naming the run to continue")
@@ -163,5 +167,6 @@ def run(args, single_phase=False) -> int:
         return 0
     cfg = resolve_config(build_config(args, single_phase))
     name = "run_dfc_single_phase" if single_phase else "run_dfc"
-    execute(cfg, out_dir, args=args, extra_info={"paper_command": name})
+    execute(cfg, out_dir or default_out_dir(cfg, name), args=args,
+            extra_info={"paper_command": name})
     return 0

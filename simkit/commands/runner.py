@@ -12,10 +12,15 @@ from simkit.training.config import build, load_splits, resolve_config
 from simkit.training.epochs import Trainer
 from simkit.training.rundir import RunDir
 
+#: The folder every command writes its run directories into unless ``--out-dir`` names one.
+RUNS = Path("runs")
 
-def default_out_dir(cfg) -> Path:
+
+def default_out_dir(cfg, label=None) -> Path:
+    """``runs/DATE-TIME_LABEL_DATASET_sSEED``: the default run directory of every command; LABEL
+    is the rule for ``simkit train``, the command (and its variant) for a paper's command line."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}_{cfg['rule']}_{cfg['dataset']}_s{cfg['seed']}"
+    return RUNS / f"{stamp}_{label or cfg['rule']}_{cfg['dataset']}_s{cfg['seed']}"
 
 
 def progress_setting(args):
