@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
+from simkit.commands.options import SWITCH, add_table, simkit_group
 from simkit.errors import UserError
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
@@ -53,39 +54,46 @@ ADAM = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "bias_correction": False}
 RESUME_OVERRIDES = ("nb_epochs", "eval_every", "checkpoint_every", "backend", "data_dir", "device")
 
 
+#: run.py's options: flag, default, kind and meaning.
+RUN_PY = (
+    ("--algorithm", "BP", ("BP", "GAIT", "TP"),
+     "the learning rule: BP, GAIT (GAIT-prop) or TP (target propagation)"),
+    ("--seed", 1, int, "seed of the weight initialisation"),
+    ("--orthogonal_reg", 0.0, float, "lambda of the orthogonality penalty"),
+    ("--orthogonal_init", False, SWITCH, "orthogonal initial weights"),
+    ("--device", 0, int, "GPU id (CuPy backend only)"),
+    ("--nb_epochs", 100, int, "training epochs"),
+    ("--nb_layers", 1, int, "hidden layers of the square net"),
+    ("--learning_rate", 0.0001, float, "Adam's learning rate"),
+    ("--dataset", "MNIST", tuple(DATASETS), "the data set"),
+    ("--linear", False, SWITCH, "identity transfer function instead of leaky ReLU"),
+    ("--tower", False, SWITCH, "the 784-784-500-200-10 tower instead of a square net"),
+    ("--load", False, SWITCH, "resume the run in the run directory (or --out_dir)"),
+)
+SIMKIT_FLAGS = (
+    ("--eval_every", 10, int, "evaluate after every N-th batch, as the original (0: epoch ends "
+                              "only)"),
+    ("--eval_splits", "train,test", str, "the splits evaluated: train,test or test"),
+    ("--gait_formulation", "exact", ("exact", "original"),
+     "exact scaled-displacement GAIT-prop or the original's"),
+    ("--gamma", 1e-3, float, "GAIT-prop's gamma"),
+    ("--no_forced_ortho_init", False, SWITCH,
+     "with --orthogonal_reg=0, do not force orthogonal init (the original does)"),
+    ("--distinct_output_seed", False, SWITCH,
+     "seed the output layer on its own (original: the last hidden layer's seed)"),
+    ("--batch_size", None, int, "minibatch size (default: training-set size / 1000, i.e. 60)"),
+    ("--max_batches", 0, int, "cap on batches per epoch (0: none)"),
+    ("--checkpoint_every", 0, int, "also checkpoint every N batches (0: at epoch ends only)"),
+    (("--out_dir", "--out-dir"), None, str,
+     "run directory (default: runs/gait_ and the original's folder name)"),
+)
+
+
 def register(sub, parent):
     p = sub.add_parser("gait", parents=[parent], help="GAIT-prop's run.py, verbatim",
                        description=__doc__.split("\n\n")[0])
-    a = p.add_argument
-    a("--algorithm", default="BP", choices=("BP", "GAIT", "TP"))
-    a("--seed", type=int, default=1, help="seed of the weight initialisation (default 1)")
-    a("--orthogonal_reg", type=float, default=0.0, help="lambda of the orthogonality penalty")
-    a("--orthogonal_init", action="store_true", help="orthogonal initial weights")
-    a("--device", type=int, default=0, help="GPU id (CuPy backend only)")
-    a("--nb_epochs", type=int, default=100)
-    a("--nb_layers", type=int, default=1, help="hidden layers of the square net")
-    a("--learning_rate", type=float, default=0.0001)
-    a("--dataset", default="MNIST", choices=tuple(DATASETS))
-    a("--linear", action="store_true", help="identity transfer function instead of leaky ReLU")
-    a("--tower", action="store_true", help="the 784-784-500-200-10 tower instead of a square net")
-    a("--load", action="store_true", help="resume the run in the results folder (or --out_dir)")
-    g = p.add_argument_group("simkit additions")
-    g.add_argument("--eval_every", type=int, default=10,
-                   help="evaluate after every N-th batch as the original (10); 0: epoch ends only")
-    g.add_argument("--eval_splits", default="train,test", help="train,test (default) or test")
-    g.add_argument("--gait_formulation", default="exact", choices=("exact", "original"),
-                   help="exact scaled-displacement GAIT-prop (default) or the original's")
-    g.add_argument("--gamma", type=float, default=1e-3, help="GAIT-prop's gamma (1e-3)")
-    g.add_argument("--no_forced_ortho_init", action="store_true",
-                   help="with --orthogonal_reg=0, do not force orthogonal init (original does)")
-    g.add_argument("--distinct_output_seed", action="store_true",
-                   help="seed the output layer on its own (original: last hidden layer's seed)")
-    g.add_argument("--batch_size", type=int, default=None,
-                   help="minibatch size (default: training-set size / 1000, i.e. 60)")
-    g.add_argument("--max_batches", type=int, default=0, help="cap on batches per epoch (tests)")
-    g.add_argument("--checkpoint_every", type=int, default=0,
-                   help="also checkpoint every N batches (default: epoch ends)")
-    g.add_argument("--out_dir", default=None, help="run directory (default: the original's folder)")
+    add_table(p, RUN_PY)
+    add_table(simkit_group(p), SIMKIT_FLAGS)
     p.set_defaults(func=run)
 
 

@@ -36,7 +36,8 @@ def add_checkpoint_option(p):
     p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=_minutes, default=10.0,
                    metavar="MIN",
                    help="also checkpoint inside an epoch after this many minutes since the last "
-                        "save, so a Ctrl-C loses at most that much (default 10; 0: epoch ends only)")
+                        "save, so a Ctrl-C loses at most that much (default: %(default)s; 0: epoch "
+                        "ends only)")
 
 
 def _minutes(text: str) -> float:
