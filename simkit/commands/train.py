@@ -62,8 +62,8 @@ def register(sub, parent):
                        help=f"{text} (default: {DEFAULTS[key]})")
     add_checkpoint_option(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any configuration key, e.g. --set rule_opts={'...':1}")
-    p.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE_RULE_DATA_sSEED)")
+                   help="set any configuration key, e.g. --set rule_opts={'...':1} (default: none)")
+    p.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE-TIME_RULE_DATASET_sSEED)")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted run in DIR (its run.json gives the settings)")
     p.set_defaults(func=run)
