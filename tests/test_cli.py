@@ -111,9 +111,9 @@ def test_train_runs_end_to_end_from_the_command_line(capsys, tmp_path):
     (["--rule", "gait"], "run it with simkit gait --algorithm GAIT"),
     (["--rule", "tp"], "run it with simkit gait --algorithm TP"),
     (["--rule", "inv_bp"], "run it with simkit gait --algorithm BP"),
-    (["--rule", "dfc"], "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single_phase"),
+    (["--rule", "dfc"], "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single"),
     (["--set", "rule=gait"], "simkit gait"),
-    (["--clip", "1", "--clip-mode", "norm"], "unknown clipping mode 'norm'; allowed: per_layer, global"),
+    (["--clip", "1", "--clip-mode", "norm"], "unknown clipping mode 'norm'; allowed: per_layer"),
 ])
 def test_train_refuses_before_anything_is_written(capsys, tmp_path, argv, needle):
     """What would fail only once training runs (a rule that needs its own command, a clipping
@@ -132,8 +132,8 @@ def test_every_rule_trains_or_is_refused_before_anything_is_written(capsys, tmp_
     for rule in RULES:
         out_dir = tmp_path / rule
         code, _, err = run_cli(capsys, "train", "--rule", rule, "--epochs", "1", "--max-batches",
-                               "1", "--hidden", "8", "--out-dir", str(out_dir), "--backend", "numpy",
-                               "--quiet")
+                               "1", "--hidden", "8", "--out-dir", str(out_dir), "--backend",
+                               "numpy", "--quiet")
         if rule in OWN_COMMAND:
             assert code == 2 and not out_dir.exists(), (rule, err)
         else:
@@ -145,7 +145,7 @@ def test_every_rule_trains_or_is_refused_before_anything_is_written(capsys, tmp_
     (["run_bp"], "run_bp.execute", 1, "_run_bp_mnist_s42"),
     (["run_dfc"], "run_dfc.execute", 1, "_run_dfc_mnist_s42"),
     (["run_dfc_single_phase"], "run_dfc.execute", 1, "_run_dfc_single_phase_mnist_s42"),
-    (["f3", "--depth", "1", "--width", "4", "--epochs", "1"], "f3.execute_f3", 2, "_f3_f3_mnist_s1"),
+    (["f3", "--depth", "1", "--width", "2", "--epochs", "1"], "f3.execute_f3", 2, "_f3_f3_mnist_s1"),
     (["bdfa", "-gradient", "fa"], "bdfa.execute_bdfa", 2, "_bdfa_fa_mnist_s1"),
 ])
 def test_every_command_writes_into_runs_by_default(monkeypatch, capsys, argv, runner, position,

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 SIMKIT_OPTIONS = "simkit options"      # the help's heading of simkit's own options
-SWITCH = "switch"                      # an option table's kind of a flag without a value (default off)
+SWITCH = "switch"                      # an option table's kind of a flag without value (default off)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -70,7 +70,8 @@ def add_table(p, table):
     of choices, ``more`` further ``add_argument`` keywords (``nargs``, ``required``)."""
     for flags, default, kind, text, *more in table:
         flags = (flags,) if isinstance(flags, str) else tuple(flags)
-        kw = {"dest": flags[0].lstrip("-").replace("-", "_"), "help": text, **(more[0] if more else {})}
+        dest = flags[0].lstrip("-").replace("-", "_")
+        kw = {"dest": dest, "help": text, **(more[0] if more else {})}
         if kind == SWITCH:
             p.add_argument(*flags, action="store_true", **kw)
         elif isinstance(kind, tuple):

@@ -61,9 +61,10 @@ def register(sub, parent):
         p.add_argument(flag, dest=key, type=typ, default=None,
                        help=f"{text} (default: {DEFAULTS[key]})")
     add_checkpoint_option(p)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="set any configuration key, e.g. --set rule_opts={'...':1} (default: none)")
-    p.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE-TIME_RULE_DATASET_sSEED)")
+    p.add_argument("--out-dir", default=None,
+                   help="run directory (default: runs/DATE-TIME_RULE_DATASET_sSEED)")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted run in DIR (its run.json gives the settings)")
     p.set_defaults(func=run)
@@ -99,7 +100,7 @@ def run(args) -> int:
         return 0
     overrides = {key: getattr(args, key) for key, *_ in FLAGS.values()
                  if getattr(args, key) is not None}
-    overrides.update(parse_set(args.set))
+    overrides.update(parse_set(args.set or ()))
     if args.backend:
         overrides["backend"] = args.backend
     if args.data_dir:
