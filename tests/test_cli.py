@@ -114,6 +114,7 @@ def test_train_runs_end_to_end_from_the_command_line(capsys, tmp_path):
     (["--rule", "dfc"], "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single"),
     (["--set", "rule=gait"], "simkit gait"),
     (["--clip", "1", "--clip-mode", "norm"], "unknown clipping mode 'norm'; allowed: per_layer"),
+    (["--set", "rule_opts={'x': 1}"], "unexpected keyword argument 'x'"),
 ])
 def test_train_refuses_before_anything_is_written(capsys, tmp_path, argv, needle):
     """What would fail only once training runs (a rule that needs its own command, a clipping

@@ -11,6 +11,7 @@ from simkit.commands.runner import (
     parse_sizes,
 )
 from simkit.errors import UserError
+from simkit.rules import make_rule
 from simkit.training.config import DEFAULTS, resolve_config
 
 CLIP_MODES = ("per_layer", "global")
@@ -92,6 +93,10 @@ def refuse_early(cfg):
     if cfg["clip_mode"] not in CLIP_MODES:
         raise UserError(f"unknown clipping mode {cfg['clip_mode']!r}; allowed: "
                         f"{', '.join(CLIP_MODES)}")
+    try:
+        make_rule(cfg["rule"], **cfg["rule_opts"])
+    except TypeError as exc:                    # an option the rule does not take
+        raise UserError(f"rule_opts of rule {cfg['rule']!r}: {exc}") from None
 
 
 def run(args) -> int:
