@@ -8,7 +8,7 @@ accuracy against fractional epochs) and, as dashed lines, the original code's cu
 (``*_test_acc.txt``, one value per line: before training, then after the updates of batches 10,
 20, ..., 990 of every epoch), by default from ``$SIMKIT_RESEARCH/gait_tp_ref_curves``.
 
-    python figures/gait_curves.py --runs results/MNIST_BP_... results/MNIST_GAIT_... [--ref-dir DIR]
+    python figures/gait_curves.py --runs runs/gait_MNIST_BP_... runs/gait_... [--ref-dir DIR]
     python figures/gait_curves.py --quick        # computes tiny runs first (~10 s)
     python figures/gait_curves.py --plot-only    # redraw from the saved curves.npz
     python figures/gait_curves.py --full runs/gait_curves --methods BP GAIT [--epochs 100]
@@ -19,7 +19,7 @@ checkpoint every 250 batches besides the epoch ends) into
 ``ROOT/BP``, ``ROOT/GAIT``, ... one after the other, then draws them. The same command after an
 interruption continues each run with ``--load`` (a finished one only if ``--epochs`` grew).
 
-Without ``--runs`` it takes every run directory under ``results/`` (``simkit gait``'s default).
+Without ``--runs`` it takes every ``runs/gait_*`` run directory (``simkit gait``'s default).
 ``--quick`` trains each published command for 30 batches on the first 3,600 MNIST training images
 (random pixels if MNIST is missing), with one hidden layer instead of four and a 1,000-image test
 set, evaluating every 5 batches: it checks the pipeline, not the paper's numbers. Writes
@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.cli import main as simkit_main
+from simkit.commands.runner import RUNS
 from simkit.errors import UserError
 from simkit.tasks.figure import (
     add_full_options,
@@ -130,9 +131,10 @@ def full_runs(args) -> list:
 
 
 def compute(args) -> dict:
-    """Gather the curves: simkit runs (``--runs``, ``results/*`` or ``--quick``) and the original's."""
+    """Gather the curves: simkit runs (``--runs``, ``runs/gait_*`` or ``--quick``) and the
+    original's."""
     paths = run_folders(args, quick_runs, "gait_quick_", full_runs=full_runs,
-                        default=lambda: sorted(q.parent for q in Path("results").glob("*/run.json")))
+                        default=lambda: sorted(q.parent for q in RUNS.glob("gait_*/run.json")))
     runs = [read_run(q) for q in paths if (q / "metrics.csv").exists()]
     if not runs:
         raise UserError("no simkit gait runs found; pass --runs DIR... or --quick")

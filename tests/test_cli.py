@@ -107,6 +107,63 @@ def test_train_runs_end_to_end_from_the_command_line(capsys, tmp_path):
     assert (tmp_path / "r" / "checkpoint.npz").exists()
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["--rule", "gait"], "run it with simkit gait --algorithm GAIT"),
+    (["--rule", "tp"], "run it with simkit gait --algorithm TP"),
+    (["--rule", "inv_bp"], "run it with simkit gait --algorithm BP"),
+    (["--rule", "dfc"], "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single"),
+    (["--set", "rule=gait"], "simkit gait"),
+    (["--clip", "1", "--clip-mode", "norm"], "unknown clipping mode 'norm'; allowed: per_layer"),
+    (["--set", "rule_opts={'x': 1}"], "unexpected keyword argument 'x'"),
+])
+def test_train_refuses_before_anything_is_written(capsys, tmp_path, argv, needle):
+    """What would fail only once training runs (a rule that needs its own command, a clipping
+    mode read at the first step) is refused first: one line, exit 2, no run directory."""
+    code, out, err = run_cli(capsys, "train", *argv, "--epochs", "1", "--max-batches", "1",
+                             "--out-dir", str(tmp_path / "run"), "--backend", "numpy")
+    assert code == 2 and needle in one_error_line(err) and "epoch" not in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_rule_trains_or_is_refused_before_anything_is_written(capsys, tmp_path):
+    """Every rule of ``simkit list rules`` either trains a batch with ``simkit train`` or is
+    refused up front (no rule fails after its run directory is written)."""
+    from simkit.commands.train import OWN_COMMAND
+    from simkit.rules import RULES
+    for rule in RULES:
+        out_dir = tmp_path / rule
+        code, _, err = run_cli(capsys, "train", "--rule", rule, "--epochs", "1", "--max-batches",
+                               "1", "--hidden", "8", "--out-dir", str(out_dir), "--backend",
+                               "numpy", "--quiet")
+        if rule in OWN_COMMAND:
+            assert code == 2 and not out_dir.exists(), (rule, err)
+        else:
+            assert code == 0 and (out_dir / "checkpoint.npz").exists(), (rule, err)
+
+
+@pytest.mark.parametrize("argv, runner, position, label", [
+    (["train"], "train.execute", 1, "_bp_mnist5k_s42"),
+    (["run_bp"], "run_bp.execute", 1, "_run_bp_mnist_s42"),
+    (["run_dfc"], "run_dfc.execute", 1, "_run_dfc_mnist_s42"),
+    (["run_dfc_single_phase"], "run_dfc.execute", 1, "_run_dfc_single_phase_mnist_s42"),
+    (["f3", "--depth", "1", "--width", "2", "--epochs", "1"], "f3.execute_f3", 2, "_f3_f3_mnist_s1"),
+    (["bdfa", "-gradient", "fa"], "bdfa.execute_bdfa", 2, "_bdfa_fa_mnist_s1"),
+])
+def test_every_command_writes_into_runs_by_default(monkeypatch, capsys, argv, runner, position,
+                                                   label):
+    """One default output root for every command: ``runs/DATE-TIME_LABEL_DATASET_sSEED``."""
+    import importlib
+    import re
+    from pathlib import Path
+    module, name = runner.split(".")
+    seen = []
+    monkeypatch.setattr(importlib.import_module(f"simkit.commands.{module}"), name,
+                        lambda *a, **kw: seen.append(Path(a[position])))
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert seen[0].parent == Path("runs") and re.fullmatch(r"\d{8}-\d{6}" + label, seen[0].name)
+
+
 @pytest.mark.skipif(not os.environ.get("SIMKIT_DATA"), reason="needs the real MNIST (SIMKIT_DATA)")
 def test_run_bp_published_command_smoke_test_on_mnist(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "run_bp", *shlex.split(PUBLISHED_BP), "--test",

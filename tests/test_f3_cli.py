@@ -39,7 +39,7 @@ def test_f3_defaults_are_the_originals():
                 "error_info": "one_hot_target", "no_output": False, "output_name": ""}
     for key, value in expected.items():
         assert getattr(a, key) == value, key
-    assert str(a.output_path) == "results"
+    assert a.output_path is None                        # the CSV goes into the run directory
 
 
 def test_f3_flags_map_to_a_simkit_configuration():
@@ -114,7 +114,8 @@ def test_f3_regression_run_writes_the_original_csv_and_a_run_dir(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     argv = ["f3", "--depth", "1", "--width", "16", "--epochs", "2", "--dataset",
             "wine_quality_regression", "--error_info", "delayed_error", "--lr", "1e-3",
-            "--output_name", "wine", "--out-dir", "run", "--quiet", "--backend", "numpy"]
+            "--output_name", "wine", "--output_path", "results", "--out-dir", "run", "--quiet",
+            "--backend", "numpy"]
     rc, out, err = run_cli(argv, capsys)
     assert rc == 0, err
     files = list(Path("results").rglob("*.csv"))
@@ -157,7 +158,10 @@ def test_f3_dry_run_on_mnist_classification_columns(tmp_path, monkeypatch, capsy
     rc, out, err = run_cli(["f3", "--depth", "1", "--width", "10", "--epochs", "5", "--dry_run", "x",
                             "--mode", "llo", "--out-dir", "r", "--quiet"], capsys)
     assert rc == 0, err
-    rows = read_csv(next(Path("results").rglob("*.csv")))
+    assert not Path("results").exists()                 # no --output_path: only the run's CSV
+    assert f"Saving results to {Path('r/f3_results.csv').absolute()}" in out
+    rows = read_csv("r/f3_results.csv")
+    assert rows[0]["result_filename"] == "f3_results.csv"
     assert len(rows) == 4 and rows[2]["processed_samples"] == "50" and rows[0]["dry_run"] == "True"
     for key in ("train_AUROC", "train_MultilabelF1", "train_correct", "train_accuracy"):
         assert rows[0][key] != "" and rows[1][key] == ""

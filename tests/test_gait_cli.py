@@ -42,7 +42,7 @@ def tiny(monkeypatch, tmp_path):
 
 def test_published_command_runs_and_writes_the_original_folder(tiny):
     assert main(GAIT_CMD[:-1] + ["--nb_epochs=2"] + QUICK) == 0
-    out = tiny / "results" / "MNIST_GAIT_OrthoInit_0.1OrthoReg_1Seed_0.0001LR_4L"
+    out = tiny / "runs" / "gait_MNIST_GAIT_OrthoInit_0.1OrthoReg_1Seed_0.0001LR_4L"
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "finished" and info["config"]["gait_formulation"] == "exact"
     assert info["config"]["batch_size"] == 20 and info["paper_command"] == "gait"
@@ -60,7 +60,7 @@ def test_load_resumes_and_a_second_start_is_refused(tiny, capsys):
     assert main(args + ["--nb_epochs=1"]) == 2
     assert "--load" in capsys.readouterr().err
     assert main(args + ["--nb_epochs=2", "--load"]) == 0
-    out = next((tiny / "results").iterdir())
+    out = next((tiny / "runs").iterdir())
     assert int(load_arrays(out / "checkpoint.npz")["meta.epoch"]) == 2
     assert np.loadtxt(out / "test_acc.txt").shape == (5,)
     assert main(["gait", "--load", "--out_dir", str(tiny / "nothing")] + QUICK) == 2
@@ -88,13 +88,13 @@ def test_resume_after_interrupt_matches_uninterrupted(tiny, monkeypatch):
 
 def test_quirks_and_their_flags(tiny):
     assert main(["gait", "--nb_epochs=0"] + QUICK) == 0                  # BP, lambda 0
-    out = tiny / "results" / "MNIST_BP_0.0OrthoReg_1Seed_0.0001LR_1L"
+    out = tiny / "runs" / "gait_MNIST_BP_0.0OrthoReg_1Seed_0.0001LR_1L"
     cfg = json.loads((out / "run.json").read_text())["config"]
     assert cfg["orthogonal_init_used"] and not cfg["orthogonal_init"]    # forced, as run.py
     assert main(["gait", "--nb_epochs=0", "--no_forced_ortho_init", "--distinct_output_seed",
                  "--algorithm=GAIT", "--gait_formulation=original"] + QUICK) == 0
-    out = tiny / "results" / ("MNIST_GAIT_0.0OrthoReg_1Seed_0.0001LR_1L_origGAIT_xavier_"
-                              "distinctOutSeed")
+    out = tiny / "runs" / ("gait_MNIST_GAIT_0.0OrthoReg_1Seed_0.0001LR_1L_origGAIT_xavier_"
+                           "distinctOutSeed")
     cfg = json.loads((out / "run.json").read_text())["config"]
     assert not cfg["orthogonal_init_used"]
 
@@ -107,7 +107,7 @@ def test_tower_ignores_nb_layers_with_a_note(monkeypatch, tmp_path, capsys):
     assert main(flags) == 0
     captured = capsys.readouterr()
     assert "--tower ignores --nb_layers=4" in captured.err
-    out = tmp_path / "results" / "MNIST_GAIT_OrthoInit_0.1OrthoReg_1Seed_0.0001LR_4TOWER"
+    out = tmp_path / "runs" / "gait_MNIST_GAIT_OrthoInit_0.1OrthoReg_1Seed_0.0001LR_4TOWER"
     ck = load_arrays(out / "checkpoint.npz")
     assert [ck[f"net.W{l}"].shape[0] for l in range(1, 5)] == [784, 500, 200, 10]
 

@@ -65,6 +65,31 @@ def test_gait_runs_are_labelled_by_their_own_options(tmp_path, capsys):
     assert float(rows["algorithm=GAIT"]["s_per_epoch"]) == pytest.approx(83.5)   # (83 + 84) / 2
 
 
+def test_copies_of_one_run_are_flagged_not_pooled_silently(tmp_path, capsys):
+    """Four runs of one seed and configuration are copies, not replicates: their "± 0.00" comes
+    with one warning line per row."""
+    for k in range(4):
+        _run(tmp_path / f"bp{k}", "bp", 1, [0.1, 0.9, 0.95])
+    _run(tmp_path / "dfa1", "dfa", 1, [0.1, 0.8, 0.85])
+    _run(tmp_path / "dfa1b", "dfa", 1, [0.1, 0.8, 0.85])
+    _run(tmp_path / "dfa2", "dfa", 2, [0.1, 0.8, 0.86])
+    assert main(["summary", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 2, err
+    bp = next(w for w in warnings if "rule=bp:" in w)
+    assert "4 runs share seed 1" in bp and "not replicates" in bp
+    assert "3 runs share seed 1 " in next(w for w in warnings if "rule=dfa" in w)
+    assert "| rule=bp | 1,1,1,1 |" in out                  # still reported, with the warning
+
+
+def test_distinct_seeds_give_no_warning(tmp_path, capsys):
+    _run(tmp_path / "bp1", "bp", 1, [0.1, 0.90, 0.95])
+    _run(tmp_path / "bp2", "bp", 2, [0.1, 0.97, 0.93])
+    assert main(["summary", str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_summary_of_nothing_is_a_user_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["summary", str(tmp_path / "empty")]) == 2

@@ -37,15 +37,20 @@ difference). Not supported (one-line error): ``-network conv.lua``, ``-batchnorm
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from simkit import data as simdata
 from simkit.backend import get_backend
-from simkit.commands.options import apply_divergence_flag
-from simkit.commands.runner import fit_and_report, progress_setting, stored_run
+from simkit.commands.options import (
+    SWITCH,
+    add_table,
+    apply_divergence_flag,
+    common_options,
+    simkit_group,
+)
+from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.nn import soft_targets
 from simkit.rules.bidirectional import FEEDBACK_LR
@@ -56,62 +61,69 @@ from simkit.training.rundir import RunDir
 PAPER_COMMAND = "bdfa-torch Main.lua (Luo et al. 2017): BP, FA, DFA and bidirectional FA/DFA, MLP"
 DATASETS = {"MNIST": "mnist", "Cifar10": "cifar10"}
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
-SWITCHES = ("-whiten", "-augment", "-validate", "-constBatchSize")
 
 
-def add_original_flags(p):
-    """``Main.lua``'s ``torch.CmdLine`` options with the code's defaults."""
-    a = p.add_argument
-    for flag, default, typ, text in (
-        ("-modelsFolder", "./Models/", str, "accepted; no effect"),
-        ("-network", "mlp.lua", str, "only mlp.lua"),
-        ("-criterion", "bce", str, "bce or ce"),
-        ("-eps", 0.0, float, "adversarial fast-gradient-sign magnitude"),
-        ("-dropout", 0, int, ">= 1: input dropout 0.1; 1: also hidden dropout 0.5"),
-        ("-batchnorm", 0, int, "only 0"),
-        ("-nonlin", "tanh", str, "tanh, sigm or relu"),
-        ("-num_layers", 2, int, "hidden layers"), ("-num_hidden", 800, int, "hidden units"),
-        ("-bias", 1, int, "0: no biases"),
-        ("-rfb_mag", 0.0, float, "feedback magnitude, 0 = auto scale"),
-        ("-LR", 1e-4, float, "learning rate"), ("-LRDecay", 0.0, float, "sgd learning-rate decay"),
-        ("-weightDecay", 0.0, float, "L2 penalty"), ("-momentum", 0.0, float, "sgd momentum"),
-        ("-batchSize", 128, int, "batch size"),
-        ("-optimization", "sgd", str, "sgd, rmsprop or adam"),
-        ("-epoch", 200, int, "number of epochs"),
-        ("-epoch_step", -1, int, "> 0: halve the learning rate every k epochs"),
-        ("-gradient", "dfa", str, "bp, fa, dfa (learned feedback, as the code), bfa, bdfa"),
-        ("-maxInNorm", 400.0, float, "max norm of a unit's outgoing weights (< 400 applies)"),
-        ("-maxOutNorm", 400.0, float, "max norm of a unit's incoming weights (< 400 applies)"),
-        ("-accGradient", 0, int, "with -eps: add the clean BP gradients"),
-        ("-threads", 1, int, "accepted; no effect"), ("-type", "cuda", str, "accepted; no effect"),
-        ("-devid", 1, int, "accepted; no effect"), ("-nGPU", 1, int, "accepted; no effect"),
-        ("-load", "", str, "not supported"), ("-save", None, str, "run directory"),
-        ("-dataset", "MNIST", str, "MNIST or Cifar10"),
-        ("-normalization", "scale", str, "scale, simple or channel"),
-        ("-format", "rgb", str, "only rgb"),
-        ("-preProcDir", "./PreProcData/", str, "accepted; no effect"),
-        ("-datapath", "./Datasets/", str, "accepted; simkit reads --data-dir / SIMKIT_DATA"),
-        ("-visualize", 0, int, "accepted; no effect"),
-    ):
-        a(flag, dest=flag[1:], default=default, type=typ, help=f"{text} (default: {default})")
-    for flag in SWITCHES:
-        a(flag, dest=flag[1:], action="store_true")
+#: ``Main.lua``'s ``torch.CmdLine`` options: flag, the code's default, kind and meaning.
+ORIGINAL_FLAGS = (
+    ("-modelsFolder", "./Models/", str, "folder of the models; accepted, no effect"),
+    ("-network", "mlp.lua", str, "model file; only mlp.lua"),
+    ("-criterion", "bce", str, "bce or ce"),
+    ("-eps", 0.0, float, "adversarial fast-gradient-sign magnitude"),
+    ("-dropout", 0, int, ">= 1: input dropout 0.1; 1: also hidden dropout 0.5"),
+    ("-batchnorm", 0, int, "only 0"),
+    ("-nonlin", "tanh", str, "tanh, sigm or relu"),
+    ("-num_layers", 2, int, "hidden layers"), ("-num_hidden", 800, int, "hidden units"),
+    ("-bias", 1, int, "0: no biases"),
+    ("-rfb_mag", 0.0, float, "feedback magnitude, 0 = auto scale"),
+    ("-LR", 1e-4, float, "learning rate"), ("-LRDecay", 0.0, float, "sgd learning-rate decay"),
+    ("-weightDecay", 0.0, float, "L2 penalty"), ("-momentum", 0.0, float, "sgd momentum"),
+    ("-batchSize", 128, int, "batch size"),
+    ("-optimization", "sgd", str, "sgd, rmsprop or adam"),
+    ("-epoch", 200, int, "number of epochs"),
+    ("-epoch_step", -1, int, "> 0: halve the learning rate every k epochs"),
+    ("-gradient", "dfa", str, "bp, fa, dfa (learned feedback, as the code), bfa, bdfa"),
+    ("-maxInNorm", 400.0, float, "max norm of a unit's outgoing weights (< 400 applies)"),
+    ("-maxOutNorm", 400.0, float, "max norm of a unit's incoming weights (< 400 applies)"),
+    ("-accGradient", 0, int, "with -eps: add the clean BP gradients"),
+    ("-type", "cuda", str, "tensor type; accepted, no effect"),
+    ("-devid", 1, int, "GPU id; accepted, no effect"),
+    ("-nGPU", 1, int, "number of GPUs; accepted, no effect"),
+    ("-load", "", str, "a model to load; not supported (use --resume DIR)"),
+    (("-save", "--out-dir"), None, str,
+     "run directory (default: runs/DATE-TIME_bdfa_GRADIENT_DATASET_sSEED)"),
+    ("-dataset", "MNIST", str, "MNIST or Cifar10"),
+    ("-normalization", "scale", str, "scale, simple or channel"),
+    ("-format", "rgb", str, "colour format; only rgb"),
+    ("-preProcDir", "./PreProcData/", str, "folder of preprocessed data; accepted, no effect"),
+    ("-datapath", "./Datasets/", str, "data folder; accepted, simkit reads --data-dir / "
+                                      "SIMKIT_DATA"),
+    ("-visualize", 0, int, "plot the training; accepted, no effect"),
+    ("-whiten", False, SWITCH, "whitened data; not supported"),
+    ("-augment", False, SWITCH, "data augmentation; not supported"),
+    ("-validate", False, SWITCH, "test on the last 10,000 training images instead of the test "
+                                 "set"),
+    ("-constBatchSize", False, SWITCH, "only full batches; accepted, no effect"),
+)
+SIMKIT_FLAGS = (
+    ("--feedback-lr", FEEDBACK_LR, float,
+     "learning rate of the feedback weights (dfa, bfa, bdfa; 0: fixed feedback)"),
+    ("--cascade-bug", False, SWITCH, "the code's 0.25^k label scaling"),
+    ("--original-epochs", False, SWITCH, "run -epoch minus 1 epochs, as the code"),
+    ("--seed", 1, int, "run seed (the code does not seed)"),
+    ("--dtype", "float64", ("float64", "float32"),
+     "array dtype (the code computes in float32, where a saturated sigmoid makes simkit's BCE "
+     "gradient 0/0)"),
+    ("--resume", None, str, "continue the run in DIR", {"metavar": "DIR"}),
+)
 
 
 def register(sub, parent):
-    p = sub.add_parser("bdfa", parents=[parent], help="bdfa-torch's Main.lua (MLP), verbatim",
+    # -threads (Torch's spelling) is --threads: the common options' parser with that alias
+    p = sub.add_parser("bdfa", parents=[common_options(threads_aliases=("-threads",))],
+                       help="bdfa-torch's Main.lua (MLP), verbatim",
                        description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    add_original_flags(p)
-    g = p.add_argument_group("simkit options")
-    g.add_argument("--feedback-lr", type=float, default=FEEDBACK_LR,
-                   help="learning rate of the feedback weights (dfa, bfa, bdfa; 0: fixed feedback)")
-    g.add_argument("--cascade-bug", action="store_true", help="the code's 0.25^k label scaling")
-    g.add_argument("--original-epochs", action="store_true", help="run -epoch minus 1 epochs, as the code")
-    g.add_argument("--seed", type=int, default=1, help="run seed (the code does not seed)")
-    g.add_argument("--dtype", default="float64", choices=("float64", "float32"),
-                   help="array dtype (default float64; the code computes in float32, where a "
-                        "saturated sigmoid makes simkit's BCE gradient 0/0)")
-    g.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR")
+    add_table(p, ORIGINAL_FLAGS)
+    add_table(simkit_group(p), SIMKIT_FLAGS)
     p.set_defaults(func=run)
 
 
@@ -263,7 +275,6 @@ def run(args) -> int:
         return 0
     cfg = bdfa_config(args)
     flags = {k: v for k, v in vars(args).items() if k not in ("func",)}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = args.save or Path("runs") / f"{stamp}_bdfa_{args.gradient}_{cfg['dataset']}_s{args.seed}"
+    out_dir = args.save or default_out_dir(cfg, f"bdfa_{args.gradient}")
     execute_bdfa(cfg, flags, out_dir, args)
     return 0

@@ -13,11 +13,11 @@ Flügel et al. 2023 (arXiv:2304.13372), ``Helmholtz-AI-Energy/f3``; research not
   :mod:`~simkit.rules.f3` with ``--error_info`` and the feedback initialisation flags;
 * data: MNIST standardised with (x - 0.1307)/0.3081; CIFAR-10 per channel with F³'s
   means/stds; SGEMM and Wine Quality (``wine_quality_regression``) as F³ prepares them;
-* results: besides simkit's run directory, the original's CSV
-  ``<output_path>/<YYYY>/<YYYY>-<M>/<YYYY-MM-DD>/<YYYY-MM-DD--HH-MM-SS>-<output_name>-<uuid8>.csv``
-  with a train and a test evaluation row at epoch 0 and after every epoch (loss summed over
-  outputs, AUROC, multilabel F1, correct, accuracy in %, or MAPE/MAE for regression), every flag as
-  a string column, ``init_method`` and ``result_filename``.
+* results: the original's CSV, ``f3_results.csv`` in the run directory, with a train and a test
+  evaluation row at epoch 0 and after every epoch (loss summed over outputs, AUROC, multilabel
+  F1, correct, accuracy in %, or MAPE/MAE for regression), every flag as a string column,
+  ``init_method`` and ``result_filename``; with ``--output_path`` also where the original writes it,
+  ``<output_path>/<YYYY>/<YYYY>-<M>/<YYYY-MM-DD>/<YYYY-MM-DD--HH-MM-SS>-<output_name>-<uuid8>.csv``.
 
 Fixed bugs of the original (none changes a number): it reads ``config.model`` without defining
 ``--model`` (here ``--model`` exists and only its default, none, is accepted); ``--dry_run`` stops
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
-from simkit.commands.options import apply_divergence_flag
+from simkit.commands.options import SWITCH, add_table, apply_divergence_flag, simkit_group
 from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
 from simkit.errors import UserError
 from simkit.rules.f3 import ERROR_INFO, DelayedBuffer
@@ -63,52 +63,58 @@ CIFAR_STD = np.array([63.0, 62.1, 66.7]) / 255.0
 F3_INIT_METHODS = tuple(m for m in METHODS if m != "rfb_mag")
 
 
-def add_original_flags(p):
-    """``start_training.py``'s options, in its order, with its defaults."""
-    a = p.add_argument
-    a("--depth", type=int, help="The model depth")
-    a("--width", type=int, help="The model width = number of neurons in the FC layers")
-    a("--mode", type=str, default="f3", choices=["f3", "bp", "llo"], help="The training mode.")
-    a("--initialization_method", type=str, default="kaiming_uniform", choices=list(F3_INIT_METHODS),
-      help="The initialization method for the feedback weights")
-    a("--scalar", type=float, default=1.0, help="parameter of the constant-based initialisations")
-    a("--discrete_values", type=float, default=[-1, 0, 1], nargs="+",
-      help="values of discrete_uniform / cartesian_product")
-    a("--device", type=str, default="cuda", help="recorded only; simkit picks the array backend "
-      "from --backend")
-    a("--dataset", type=str, default="mnist", choices=list(DATASETS) + list(UNAVAILABLE))
-    a("--epochs", type=int, required=True, help="The number of epochs to train")
-    a("--batch_size", type=int, default=50)
-    a("--test_batch_size", type=int, default=1000)
-    a("--lr", type=float, default=1.5 * 1e-4)
-    a("--dry_run", type=bool, default=False, help="any non-empty value: stop after the first batch")
-    a("--seed", type=int, default=1)
-    a("--log_interval", type=int, default=0, help="accepted; no effect (as in the original)")
-    a("--print_eval", action="store_true", help="print the evaluation results after each epoch")
-    a("--eval_every_nth_batch", type=int, default=0, help="extra test evaluations inside an epoch")
-    a("--error_info", type=str, default="one_hot_target", choices=list(ERROR_INFO))
-    a("--no_output", action="store_true", help="do not write the results CSV")
-    a("--output_path", type=pathlib.Path, default="results")
-    a("--output_name", type=str, default="")
-    a("--model", type=str, default=None, help=argparse.SUPPRESS)
+REQUIRED = "(default: none: required, except with --resume)"
+#: ``start_training.py``'s options, in its order, with its defaults and meanings.
+F3_FLAGS = (
+    ("--depth", None, int, f"the model depth: number of hidden layers {REQUIRED}"),
+    ("--width", None, int, f"the model width: neurons in each hidden layer {REQUIRED}"),
+    ("--mode", "f3", ("f3", "bp", "llo"),
+     "the training mode: f3 (direct feedback of --error_info), bp, llo (last layer only)"),
+    ("--initialization_method", "kaiming_uniform", F3_INIT_METHODS,
+     "the initialisation of the feedback weights"),
+    ("--scalar", 1.0, float, "the scale of the constant-based feedback initialisations"),
+    ("--discrete_values", [-1, 0, 1], float,
+     "the values of discrete_uniform / cartesian_product", {"nargs": "+"}),
+    ("--device", "cuda", str, "recorded only; simkit picks the array backend from --backend"),
+    ("--dataset", "mnist", (*DATASETS, *UNAVAILABLE),
+     f"the data set ({', '.join(UNAVAILABLE)}: not available in simkit)"),
+    ("--epochs", None, int, "the number of epochs to train", {"required": True}),
+    ("--batch_size", 50, int, "the training minibatch size"),
+    ("--test_batch_size", 1000, int, "the evaluation minibatch size"),
+    ("--lr", 1.5 * 1e-4, float, "Adam's learning rate"),
+    ("--dry_run", False, bool, "any non-empty value: stop after the first batch"),
+    ("--seed", 1, int, "the run's seed"),
+    ("--log_interval", 0, int, "accepted; no effect (as in the original)"),
+    ("--print_eval", False, SWITCH, "print the evaluation results after each epoch"),
+    ("--eval_every_nth_batch", 0, int, "extra test evaluations every n batches inside an epoch "
+                                       "(0: none)"),
+    ("--error_info", "one_hot_target", ERROR_INFO, "what the feedback carries to the hidden "
+                                                   "layers (--mode f3)"),
+    ("--no_output", False, SWITCH, "do not write the results CSV"),
+    ("--output_path", None, pathlib.Path,
+     "also write the results CSV where the original does: OUTPUT_PATH/YYYY/YYYY-M/YYYY-MM-DD/"
+     "DATE--TIME-OUTPUT_NAME-UUID.csv (default: only f3_results.csv in the run directory)"),
+    ("--output_name", "", str, "the name in the file name of --output_path's CSV"),
+    ("--model", None, str, "read by the original without being defined; not supported: give "
+                           "--depth and --width"),
+)
+ORIGINAL_FLAGS = tuple(row[0].lstrip("-") for row in F3_FLAGS if row[0] != "--model")
+SIMKIT_FLAGS = (
+    ("--dtype", "float64", ("float64", "float32"),
+     "array dtype (the original computes in float32)"),
+    ("--out-dir", None, str, "run directory (default: runs/DATE-TIME_f3_MODE_DATASET_sSEED)"),
+    ("--resume", None, str, "continue the run in DIR", {"metavar": "DIR"}),
+)
+USAGE = ("%(prog)s --depth N --width N --epochs N [options]\n"
+         "       %(prog)s --epochs N --resume DIR [options]")
 
 
 def register(sub, parent):
     p = sub.add_parser("f3", parents=[parent], help="F3's start_training.py, verbatim",
-                       description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    add_original_flags(p)
-    g = p.add_argument_group("simkit options")
-    g.add_argument("--dtype", default="float64", choices=("float64", "float32"),
-                   help="array dtype (default float64; the original computes in float32)")
-    g.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE_f3_...)")
-    g.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR")
+                       description=__doc__.split("\n\n")[0], allow_abbrev=False, usage=USAGE)
+    add_table(p, F3_FLAGS)
+    add_table(simkit_group(p), SIMKIT_FLAGS)
     p.set_defaults(func=run)
-
-
-ORIGINAL_FLAGS = ("depth", "width", "mode", "initialization_method", "scalar", "discrete_values",
-                  "device", "dataset", "epochs", "batch_size", "test_batch_size", "lr", "dry_run",
-                  "seed", "log_interval", "print_eval", "eval_every_nth_batch", "error_info",
-                  "no_output", "output_path", "output_name")
 
 
 def f3_config(args) -> dict:
@@ -310,13 +316,22 @@ def prepare(bk, cfg):
     return splits, ds, net, rule, opt, loss, streams
 
 
+def csv_paths(csv_path, in_run) -> list:
+    """Where the results CSV goes: ``csv_path`` (the original's place, given by --output_path)
+    first, then ``in_run``, the run directory's copy (the only one by default)."""
+    if csv_path is None or Path(csv_path).resolve() == Path(in_run).resolve():
+        return [in_run]
+    return [Path(csv_path), in_run]
+
+
 def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     run = RunDir(out_dir)
     apply_divergence_flag(cfg, args)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds, net, rule, opt, loss, streams = prepare(bk, cfg)
     in_run = run.path / "f3_results.csv"
-    results = None if flags["no_output"] else ResultsCSV(flags, [csv_path, in_run])
+    paths = csv_paths(csv_path, in_run)
+    results = None if flags["no_output"] else ResultsCSV(flags, paths)
     quiet = bool(getattr(args, "quiet", False))
     trainer = F3Trainer(bk, cfg, net, rule, opt, loss, splits, run=run,
                         shuffle_seed=int(streams[1].generate_state(1)[0]),
@@ -325,7 +340,7 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
     if flags["eval_every_nth_batch"] and results is not None:
         trainer.on_batch = trainer.eval_every(flags["eval_every_nth_batch"])
     args.resume_hint = f"simkit f3 --epochs {flags['epochs']} --resume {out_dir}"
-    trainer.start(resume, cfg, paper_command="f3", f3_flags=flags, f3_csv=str(csv_path),
+    trainer.start(resume, cfg, paper_command="f3", f3_flags=flags, f3_csv=str(paths[0]),
                   data={"name": ds.name, "task": ds.task, "n_train": len(splits["train"]),
                         "n_test": len(splits["test"])})
     if resume and results is not None:
@@ -334,7 +349,7 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
         trainer.log_epoch = lambda e, res, sec: print(", ".join(
             f"{k}: {v}" for r in results.rows[-2:] for k, v in r.items()))
     saving = None if results is None else \
-        (lambda: print(f"Saving results to {Path(csv_path).absolute()}"))
+        (lambda: print(f"Saving results to {paths[0].absolute()}"))
     return fit_and_report(trainer, out_dir, quiet, after_fit=saving)
 
 
@@ -350,7 +365,8 @@ def run(args) -> int:
     flags = {k: getattr(args, k) for k in ORIGINAL_FLAGS}
     flags["output_path"] = str(flags["output_path"])
     print(argparse.Namespace(**flags), file=sys.stderr if args.quiet else sys.stdout)
-    out_dir = args.out_dir or default_out_dir(cfg)
-    csv_path = original_csv_path(args.output_path, args.output_name)
+    out_dir = args.out_dir or default_out_dir(cfg, f"f3_{args.mode}")
+    csv_path = None if args.output_path is None else \
+        original_csv_path(args.output_path, args.output_name)
     execute_f3(cfg, flags, out_dir, args, csv_path)
     return 0

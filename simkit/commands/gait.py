@@ -7,8 +7,9 @@ switches ``--orthogonal_init``, ``--linear``, ``--tower``, ``--load`` (resume). 
 pixels scaled by the training set's maximum, batch = training-set size / 1000 (60) in a fixed
 order, float64, Adam without bias correction (beta1 0.9, beta2 0.99, eps 1e-8 outside the square
 root), GAIT-prop's gamma = 1e-3, a 784-wide output layer whose first 10 units are the classes,
-evaluation of the whole training and test sets every 10 batches, results in
-``./results/<DATASET>_<ALG>_[Linear_][OrthoInit_]<reg>OrthoReg_<seed>Seed_<lr>LR_<n>L|TOWER/``.
+evaluation of the whole training and test sets every 10 batches. The original's results folder
+``./results/<DATASET>_<ALG>_[Linear_][OrthoInit_]<reg>OrthoReg_<seed>Seed_<lr>LR_<n>L|TOWER/``
+becomes the run directory ``runs/gait_<that name>/`` (``--out_dir`` names another).
 
 The original's quirks, and what simkit does with them (research note gait_tp.md §5):
 
@@ -24,8 +25,9 @@ The original's quirks, and what simkit does with them (research note gait_tp.md 
 
 simkit's own options: ``--eval_every N`` (batches between evaluations; 0: at epoch ends only),
 ``--eval_splits``, ``--gamma``, ``--batch_size``, ``--max_batches``, ``--checkpoint_every``,
-``--out_dir``. ``--load`` continues the run with the command line's ``--nb_epochs``,
-``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes from its run.json.
+``--out_dir`` (or ``--out-dir``). ``--load`` continues the run with the command line's
+``--nb_epochs``, ``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes
+from its run.json.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.backend import get_backend
+from simkit.commands.options import SWITCH, add_table, simkit_group
 from simkit.errors import UserError
 from simkit.nn.invertible import InvertibleNet
 from simkit.optim import Adam
@@ -54,39 +57,46 @@ RESUME_OVERRIDES = ("nb_epochs", "eval_every", "checkpoint_every", "backend", "d
                     "divergence_factor")
 
 
+#: run.py's options: flag, default, kind and meaning.
+RUN_PY = (
+    ("--algorithm", "BP", ("BP", "GAIT", "TP"),
+     "the learning rule: BP, GAIT (GAIT-prop) or TP (target propagation)"),
+    ("--seed", 1, int, "seed of the weight initialisation"),
+    ("--orthogonal_reg", 0.0, float, "lambda of the orthogonality penalty"),
+    ("--orthogonal_init", False, SWITCH, "orthogonal initial weights"),
+    ("--device", 0, int, "GPU id (CuPy backend only)"),
+    ("--nb_epochs", 100, int, "training epochs"),
+    ("--nb_layers", 1, int, "hidden layers of the square net"),
+    ("--learning_rate", 0.0001, float, "Adam's learning rate"),
+    ("--dataset", "MNIST", tuple(DATASETS), "the data set"),
+    ("--linear", False, SWITCH, "identity transfer function instead of leaky ReLU"),
+    ("--tower", False, SWITCH, "the 784-784-500-200-10 tower instead of a square net"),
+    ("--load", False, SWITCH, "resume the run in the run directory (or --out_dir)"),
+)
+SIMKIT_FLAGS = (
+    ("--eval_every", 10, int, "evaluate after every N-th batch, as the original (0: epoch ends "
+                              "only)"),
+    ("--eval_splits", "train,test", str, "the splits evaluated: train,test or test"),
+    ("--gait_formulation", "exact", ("exact", "original"),
+     "exact scaled-displacement GAIT-prop or the original's"),
+    ("--gamma", 1e-3, float, "GAIT-prop's gamma"),
+    ("--no_forced_ortho_init", False, SWITCH,
+     "with --orthogonal_reg=0, do not force orthogonal init (the original does)"),
+    ("--distinct_output_seed", False, SWITCH,
+     "seed the output layer on its own (original: the last hidden layer's seed)"),
+    ("--batch_size", None, int, "minibatch size (default: training-set size / 1000, i.e. 60)"),
+    ("--max_batches", 0, int, "cap on batches per epoch (0: none)"),
+    ("--checkpoint_every", 0, int, "also checkpoint every N batches (0: at epoch ends only)"),
+    (("--out_dir", "--out-dir"), None, str,
+     "run directory (default: runs/gait_ and the original's folder name)"),
+)
+
+
 def register(sub, parent):
     p = sub.add_parser("gait", parents=[parent], help="GAIT-prop's run.py, verbatim",
                        description=__doc__.split("\n\n")[0])
-    a = p.add_argument
-    a("--algorithm", default="BP", choices=("BP", "GAIT", "TP"))
-    a("--seed", type=int, default=1, help="seed of the weight initialisation (default 1)")
-    a("--orthogonal_reg", type=float, default=0.0, help="lambda of the orthogonality penalty")
-    a("--orthogonal_init", action="store_true", help="orthogonal initial weights")
-    a("--device", type=int, default=0, help="GPU id (CuPy backend only)")
-    a("--nb_epochs", type=int, default=100)
-    a("--nb_layers", type=int, default=1, help="hidden layers of the square net")
-    a("--learning_rate", type=float, default=0.0001)
-    a("--dataset", default="MNIST", choices=tuple(DATASETS))
-    a("--linear", action="store_true", help="identity transfer function instead of leaky ReLU")
-    a("--tower", action="store_true", help="the 784-784-500-200-10 tower instead of a square net")
-    a("--load", action="store_true", help="resume the run in the results folder (or --out_dir)")
-    g = p.add_argument_group("simkit additions")
-    g.add_argument("--eval_every", type=int, default=10,
-                   help="evaluate after every N-th batch as the original (10); 0: epoch ends only")
-    g.add_argument("--eval_splits", default="train,test", help="train,test (default) or test")
-    g.add_argument("--gait_formulation", default="exact", choices=("exact", "original"),
-                   help="exact scaled-displacement GAIT-prop (default) or the original's")
-    g.add_argument("--gamma", type=float, default=1e-3, help="GAIT-prop's gamma (1e-3)")
-    g.add_argument("--no_forced_ortho_init", action="store_true",
-                   help="with --orthogonal_reg=0, do not force orthogonal init (original does)")
-    g.add_argument("--distinct_output_seed", action="store_true",
-                   help="seed the output layer on its own (original: last hidden layer's seed)")
-    g.add_argument("--batch_size", type=int, default=None,
-                   help="minibatch size (default: training-set size / 1000, i.e. 60)")
-    g.add_argument("--max_batches", type=int, default=0, help="cap on batches per epoch (tests)")
-    g.add_argument("--checkpoint_every", type=int, default=0,
-                   help="also checkpoint every N batches (default: epoch ends)")
-    g.add_argument("--out_dir", default=None, help="run directory (default: the original's folder)")
+    add_table(p, RUN_PY)
+    add_table(simkit_group(p), SIMKIT_FLAGS)
     p.set_defaults(func=run)
 
 
@@ -216,12 +226,12 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
 
 
 def run(args) -> int:
-    from simkit.commands.runner import progress_setting
+    from simkit.commands.runner import RUNS, progress_setting
     cfg = config_from_args(args)
     if cfg["tower"] and cfg["nb_layers"] != 1 and not args.quiet:
         print(f"simkit: note: --tower ignores --nb_layers={cfg['nb_layers']} (the tower is "
               f"input-input-{'-'.join(map(str, TOWER))}, as in run.py)", file=sys.stderr)
-    out_dir = Path(args.out_dir) if args.out_dir else Path("results") / original_folder(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else RUNS / f"gait_{original_folder(cfg)}"
     if args.load and not RunDir(out_dir).exists():
         raise UserError(f"--load: no run to resume in {out_dir}; start it without --load")
     if not args.load and RunDir(out_dir).exists():

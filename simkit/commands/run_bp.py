@@ -20,10 +20,16 @@ directory and a checkpoint each epoch.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list, parse_sizes
+from simkit.commands.options import SWITCH, add_table, simkit_group
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    default_out_dir,
+    execute,
+    parse_number_or_list,
+    parse_sizes,
+)
 from simkit.errors import UserError
 from simkit.training.config import resolve_config
 
@@ -35,61 +41,84 @@ DATASETS = {  # the original's name -> (simkit data set, standardisation)
     "cifar10": ("cifar10", "none"),
     "student_teacher": ("student_teacher", "none"),
 }
-IGNORED_FLAGS = ("--no_plots", "--loglevel_info", "--deterministic_run", "--save_checkpoints")
+ACTIVATIONS = ("linear", "tanh", "relu", "leakyrelu", "sigmoid")
+INITIALIZATIONS = ("orthogonal", "xavier", "xavier_normal")
+NO_EFFECT = "accepted; no effect in simkit"
+#: The options shared by the strong_dfc scripts (run_bp.py, run_dfc.py, run_dfc_single_phase.py):
+#: the original's flags, defaults and meanings (simkit's notes after a semicolon).
+DFC_COMMON = (
+    (("--out_dir", "--out-dir"), None, str,
+     "run directory (default: runs/DATE-TIME_COMMAND_DATASET_sSEED)"),
+    ("--no_cuda", False, SWITCH, "do not use a GPU (simkit: the numba backend unless --backend)"),
+    ("--random_seed", 42, int, "seed of the weights, the minibatch order and the noise"),
+    ("--double_precision", False, SWITCH, "compute in float64 instead of float32"),
+    ("--test", False, SWITCH, "a quick check: 1 epoch of 2 batches (and at most one feedback "
+                              "epoch of each kind)"),
+    ("--no_plots", False, SWITCH, f"no plots; {NO_EFFECT}"),
+    ("--loglevel_info", False, SWITCH, f"less console output; {NO_EFFECT}"),
+    ("--deterministic_run", False, SWITCH, f"deterministic cuDNN; {NO_EFFECT} (always exact)"),
+    ("--save_checkpoints", False, SWITCH, f"store the networks; {NO_EFFECT} (it checkpoints "
+                                          "every epoch)"),
+    ("--checkpoint_interval", "20", str, f"epochs between stored networks; {NO_EFFECT}"),
+    ("--epoch_summary_interval", -1, int, f"epochs between summary files; {NO_EFFECT}"),
+    ("--pretrained_net_dir", None, str, "a trained network to start from; not supported (use "
+                                        "--resume on a run directory)"),
+    ("--epochs", 2, int, "training epochs"),
+    ("--batch_size", 128, int, "training minibatch size"),
+    ("--clip_grad_norm", -1.0, float, "clip each layer's update [W, b] to this norm (-1: off)"),
+    ("--min_acc", 0.0, float, "stop after epoch 4 if its train accuracy is below this (0: never)"),
+    ("--lr", "0.1", str, "learning rate of the forward weights: a float, or one per layer as "
+                         "[a,b,...] (no spaces)"),
+    ("--optimizer", "SGD", ("SGD", "RMSprop", "Adam"), "optimiser of the forward weights"),
+    ("--momentum", 0.0, float, "momentum of SGD or RMSprop (forward weights)"),
+    ("--weight_decay", 0.0, float, "weight decay of the forward weights"),
+    ("--adam_beta1", 0.99, float, "Adam beta1 (forward weights)"),
+    ("--adam_beta2", 0.99, float, "Adam beta2 (forward weights)"),
+    ("--adam_epsilon", "1e-8", str, "Adam/RMSprop epsilon (forward weights): a float, or one per "
+                                    "layer as [a,b,...]"),
+    ("--dataset", "mnist", tuple(DATASETS), "data set"),
+    ("--no_val_set", False, SWITCH, "no validation split: train on all training samples"),
+    ("--target_class_value", 1.0, float, "target of the true class: 1 is one-hot, below 1 soft "
+                                         "targets ((1-c)/9 elsewhere)"),
+    ("--teacher_num_train", 1000, int, "student_teacher: training samples"),
+    ("--teacher_num_test", 1000, int, "student_teacher: test samples"),
+    ("--teacher_num_val", 1000, int, "student_teacher: validation samples"),
+    ("--teacher_n_in", 10, int, "student_teacher: input dimension"),
+    ("--teacher_n_out", 2, int, "student_teacher: output dimension"),
+    ("--teacher_size_hidden", "5", str, "student_teacher: the teacher's hidden widths, e.g. 10,10"),
+    ("--teacher_linear", False, SWITCH, "student_teacher: a linear teacher"),
+    ("--data_random_seed", 42, int, "seed of the data: validation split, student_teacher data"),
+    ("--size_hidden", "5", str, "hidden widths of the network, e.g. 256,256,256"),
+    ("--hidden_activation", "linear", ACTIVATIONS, "hidden nonlinearity (leakyrelu: slope 0.2)"),
+    ("--no_bias", False, SWITCH, "no biases"),
+    ("--initialization", "xavier_normal", INITIALIZATIONS, "initialisation of the forward "
+                                                           "weights (xavier: xavier_uniform)"),
+)
+RUN_BP = (      # run_bp.py's own options
+    ("--freeze_fw_weights", False, SWITCH, "the weights do not learn (the epochs still run)"),
+    ("--only_train_first_layer", False, SWITCH, "only the first layer learns"),
+    ("--only_train_last_layer", False, SWITCH, "only the last layer learns (a baseline)"),
+)
 
 
 def add_dfc_common(p):
     """Options shared by the strong_dfc scripts (run_bp.py, run_dfc.py, ...), with their defaults."""
-    a = p.add_argument
-    a("--out_dir", default=None, help="run directory (default: ./out/run_DATE)")
-    a("--no_cuda", action="store_true", help="do not use a GPU")
-    a("--random_seed", type=int, default=42)
-    a("--double_precision", action="store_true", help="float64 (default float32)")
-    a("--test", action="store_true", help="1 epoch of 2 batches (a smoke test)")
-    for flag in IGNORED_FLAGS:
-        a(flag, action="store_true", help="accepted; no effect in simkit")
-    a("--checkpoint_interval", default="20", help="accepted; simkit checkpoints every epoch")
-    a("--epoch_summary_interval", type=int, default=-1, help="accepted; no effect")
-    a("--pretrained_net_dir", default=None, help="not supported")
-    a("--epochs", type=int, default=2)
-    a("--batch_size", type=int, default=128)
-    a("--clip_grad_norm", type=float, default=-1.0, help="per-layer gradient clipping (-1: off)")
-    a("--min_acc", type=float, default=0.0,
-      help="stop after epoch 4 if its train accuracy is below this (0: never)")
-    a("--lr", default="0.1", help="float or per-layer list [a,b,...]")
-    a("--optimizer", default="SGD", choices=("SGD", "RMSprop", "Adam"))
-    a("--momentum", type=float, default=0.0)
-    a("--weight_decay", type=float, default=0.0)
-    a("--adam_beta1", type=float, default=0.99)
-    a("--adam_beta2", type=float, default=0.99)
-    a("--adam_epsilon", default="1e-8", help="float or per-layer list")
-    a("--dataset", default="mnist", choices=tuple(DATASETS))
-    a("--no_val_set", action="store_true", help="train on all 60k (no validation split)")
-    a("--target_class_value", type=float, default=1.0)
-    a("--teacher_num_train", type=int, default=1000)
-    a("--teacher_num_test", type=int, default=1000)
-    a("--teacher_num_val", type=int, default=1000)
-    a("--teacher_n_in", type=int, default=10)
-    a("--teacher_n_out", type=int, default=2)
-    a("--teacher_size_hidden", default="5")
-    a("--teacher_linear", action="store_true")
-    a("--data_random_seed", type=int, default=42)
-    a("--size_hidden", default="5")
-    a("--hidden_activation", default="linear",
-          choices=("linear", "tanh", "relu", "leakyrelu", "sigmoid"))
-    a("--no_bias", action="store_true")
-    a("--initialization", default="xavier_normal", choices=("orthogonal", "xavier", "xavier_normal"))
+    add_table(p, DFC_COMMON)
+
+
+def add_simkit_options(p):
+    """simkit's own options of the strong_dfc commands: ``--resume``, ``--checkpoint-minutes``."""
+    g = simkit_group(p)
+    g.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
+    add_checkpoint_option(g)
 
 
 def register(sub, parent):
     p = sub.add_parser("run_bp", parents=[parent], help="strong_dfc's run_bp.py, verbatim",
                        description=__doc__.split("\n\n")[0])
     add_dfc_common(p)
-    p.add_argument("--freeze_fw_weights", action="store_true", help="train nothing (a baseline)")
-    p.add_argument("--only_train_first_layer", action="store_true")
-    p.add_argument("--only_train_last_layer", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
-    add_checkpoint_option(p)
+    add_table(p, RUN_BP)
+    add_simkit_options(p)
     p.set_defaults(func=run)
 
 
@@ -141,11 +170,13 @@ def run(args) -> int:
         layers = [-1]
     cfg["rule"] = "bp"
     cfg["rule_opts"] = {} if layers is None else {"layers": layers}
-    out_dir = Path(args.out_dir or Path("out") / time.strftime("run_%Y-%m-%d_%H-%M-%S"))
+    out_dir = Path(args.out_dir) if args.out_dir else None
     if args.resume:
         if not args.out_dir:
             raise UserError("--resume needs --out_dir naming the run to continue")
         execute({}, out_dir, resume=True, args=args)
     else:
-        execute(resolve_config(cfg), out_dir, args=args, extra_info={"paper_command": "run_bp"})
+        cfg = resolve_config(cfg)
+        execute(cfg, out_dir or default_out_dir(cfg, "run_bp"), args=args,
+                extra_info={"paper_command": "run_bp"})
     return 0

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
-from simkit.commands.run_bp import add_dfc_common, dfc_config
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
+from simkit.commands.options import SWITCH, add_table, simkit_group
+from simkit.commands.run_bp import INITIALIZATIONS, add_dfc_common, add_simkit_options, dfc_config
+from simkit.commands.runner import (
+    default_out_dir,
+    execute,
+    parse_number_or_list,
+)
 from simkit.errors import UserError
 from simkit.rules.dfc_options import DEFAULT, help_text
 from simkit.training.config import resolve_config
@@ -45,42 +49,53 @@ SAVE = ("save_df", "save_fb_statistics_init", "save_bp_angle", "save_H_angle", "
         "save_ratio_ff_fb", "save_condition_fb", "save_ndi_angle", "compare_with_ndi")
 
 
+OPTIMIZERS = ("SGD", "RMSprop", "Adam")
+#: run_dfc.py's options beyond run_bp's that are not a DFCOptions field of the same name and
+#: default (those take their help from :func:`~simkit.rules.dfc_options.help_text`).
+DFC_OWN = (
+    ("--freeze_fw_weights", False, SWITCH, "the forward weights do not learn (the epochs still "
+                                           "run)"),
+    ("--lr_fb", "0.1", str, help_text("lr_fb")),
+    ("--lr_fb_init", None, str, "learning rate of the feedback pre-training (default: --lr_fb)"),
+    ("--optimizer_fb", None, OPTIMIZERS, "optimiser of the feedback weights (default: "
+                                         "--optimizer)"),
+    ("--momentum_fb", None, float, "momentum of SGD or RMSprop on the feedback weights (default: "
+                                   "--momentum)"),
+    ("--adam_epsilon_fb", "1e-8", str, help_text("adam_epsilon_fb")),
+    ("--initialization_fb", "xavier_normal", (*INITIALIZATIONS, "weight_product"),
+     help_text("initialization_fb")),
+    ("--learning_rule", "nonlinear_difference", ("nonlinear_difference", "voltage_difference"),
+     help_text("learning_rule")),
+    ("--normalize_lr", False, SWITCH, "the forward learning rate is lr / target_stepsize"),
+    ("--compute_jacobian_at", "ss", ("ss", "average_ss", "full_trajectory"),
+     "has no effect, as in the original (which stores it and never reads it)"),
+)
+SIMKIT_DFC = (  # simkit's own DFC options
+    ("--noise_stream", DEFAULT.noise_stream, ("counter", "numpy"),
+     "the normals of the noisy phases: counter (5x faster) or numpy (NumPy's generator)"),
+    ("--highpass_start", DEFAULT.highpass_start, ("first", "zero"),
+     "where the single phase's low pass of u starts: first (the original's: at the first "
+     "control) or zero"),
+)
+
+
+def dfc_table(names, kind) -> tuple:
+    """Option-table rows of DFCOptions fields: their defaults and help (:func:`help_text`)."""
+    return tuple((f"--{f}", getattr(DEFAULT, f), kind, help_text(f)) for f in names)
+
+
 def add_dfc_options(p, single_phase=False):
     """The options of run_dfc.py / run_dfc_single_phase.py beyond run_bp's."""
     add_dfc_common(p)
-    a = p.add_argument
-    a("--freeze_fw_weights", action="store_true", help="train only the feedback weights")
-    a("--lr_fb", default="0.1", help="float or per-layer list")
-    a("--lr_fb_init", default=None, help="pre-training lr (default: lr_fb)")
-    a("--optimizer_fb", default=None, choices=("SGD", "RMSprop", "Adam"))
-    a("--momentum_fb", type=float, default=None)
-    a("--adam_epsilon_fb", default="1e-8", help="float or per-layer list")
-    a("--initialization_fb", default="xavier_normal",
-      choices=("orthogonal", "xavier", "xavier_normal", "weight_product"))
-    a("--learning_rule", default="nonlinear_difference",
-      choices=("nonlinear_difference", "voltage_difference"))
-    a("--normalize_lr", action="store_true", help="lr := lr / target_stepsize")
-    a("--compute_jacobian_at", default="ss", choices=("ss", "average_ss", "full_trajectory"),
-      help="has no effect, as in the original (which stores it and never reads it)")
-    a("--noise_stream", default="counter", choices=("counter", "numpy"),
-      help="simkit: the normals of the noisy phases: counter (default, 5x faster) or numpy "
-           "(NumPy's generator)")
-    a("--highpass_start", default="first", choices=("first", "zero"),
-      help="simkit: where the single phase's low pass of u starts: first (default, the "
-           "original's: at the first control) or zero")
-    for f in FLAGS:
-        a(f"--{f}", action="store_true", help=help_text(f))
-    for f in FLOATS:
-        a(f"--{f}", type=float, default=getattr(DEFAULT, f), help=help_text(f))
-    for f in INTS:
-        a(f"--{f}", type=int, default=getattr(DEFAULT, f), help=help_text(f))
+    add_table(p, DFC_OWN)
+    add_table(simkit_group(p), SIMKIT_DFC)
+    add_table(p, dfc_table(FLAGS, SWITCH) + dfc_table(FLOATS, float) + dfc_table(INTS, int))
     if single_phase:              # not an option of run_dfc_single_phase.py: the default (dt_di_fb)
         p.set_defaults(apical_time_constant_fb=DEFAULT.apical_time_constant_fb)
     else:
-        a("--apical_time_constant_fb", type=float, default=DEFAULT.apical_time_constant_fb,
-          help=help_text("apical_time_constant_fb"))
-    for f in SAVE:
-        a(f"--{f}", action="store_true", help="turns on the diagnostics in metrics.csv")
+        add_table(p, dfc_table(("apical_time_constant_fb",), float))
+    add_table(p, tuple((f"--{f}", False, SWITCH, "turns on the diagnostics in metrics.csv")
+                       for f in SAVE))
 
 
 def rule_options(args, cfg, single_phase=False) -> dict:
@@ -148,14 +163,13 @@ def register(sub, parent):
     p = sub.add_parser("run_dfc", parents=[parent], help="strong_dfc's run_dfc.py, verbatim",
                        description=__doc__.split("\n\n")[0])
     add_dfc_options(p)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
-    add_checkpoint_option(p)
+    add_simkit_options(p)
     p.set_defaults(func=lambda args: run(args, single_phase=False))
 
 
 def run(args, single_phase=False) -> int:
     limit_blas_threads()
-    out_dir = Path(args.out_dir or Path("out") / time.strftime("run_%Y-%m-%d_%H-%M-%S"))
+    out_dir = Path(args.out_dir) if args.out_dir else None
     if args.resume:
         if not args.out_dir:
             raise UserError("--resume needs --out_dir naming the run to continue")
@@ -163,5 +177,6 @@ def run(args, single_phase=False) -> int:
         return 0
     cfg = resolve_config(build_config(args, single_phase))
     name = "run_dfc_single_phase" if single_phase else "run_dfc"
-    execute(cfg, out_dir, args=args, extra_info={"paper_command": name})
+    execute(cfg, out_dir or default_out_dir(cfg, name), args=args,
+            extra_info={"paper_command": name})
     return 0

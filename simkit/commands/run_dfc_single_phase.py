@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
+from simkit.commands.run_bp import add_simkit_options
 from simkit.commands.run_dfc import add_dfc_options, run
-from simkit.commands.runner import add_checkpoint_option
 
 PAPER_COMMAND = "strong_dfc run_dfc_single_phase.py (Meulemans et al. 2022): Strong-DFC"
 
@@ -22,8 +22,7 @@ def register(sub, parent):
                        help="strong_dfc's run_dfc_single_phase.py, verbatim",
                        description=__doc__.split("\n\n")[0])
     add_dfc_options(p, single_phase=True)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
-    add_checkpoint_option(p)
+    add_simkit_options(p)
     p.set_defaults(func=_run)
 
 

@@ -13,10 +13,15 @@ from simkit.training.config import build, load_splits, resolve_config
 from simkit.training.epochs import Trainer
 from simkit.training.rundir import RunDir
 
+#: The folder every command writes its run directories into unless ``--out-dir`` names one.
+RUNS = Path("runs")
 
-def default_out_dir(cfg) -> Path:
+
+def default_out_dir(cfg, label=None) -> Path:
+    """``runs/DATE-TIME_LABEL_DATASET_sSEED``: the default run directory of every command; LABEL
+    is the rule for ``simkit train``, the command (and its variant) for a paper's command line."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}_{cfg['rule']}_{cfg['dataset']}_s{cfg['seed']}"
+    return RUNS / f"{stamp}_{label or cfg['rule']}_{cfg['dataset']}_s{cfg['seed']}"
 
 
 def progress_setting(args):
@@ -32,7 +37,8 @@ def add_checkpoint_option(p):
     p.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=_minutes, default=10.0,
                    metavar="MIN",
                    help="also checkpoint inside an epoch after this many minutes since the last "
-                        "save, so a Ctrl-C loses at most that much (default 10; 0: epoch ends only)")
+                        "save, so a Ctrl-C loses at most that much (default: %(default)s; 0: epoch "
+                        "ends only)")
 
 
 def _minutes(text: str) -> float:

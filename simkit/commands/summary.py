@@ -1,10 +1,12 @@
 """``simkit summary RUN ...``: mean and spread over seeds of finished runs, as a table.
 
 Runs whose resolved configurations differ only in the seed (and the data folder or backend) form
-one row (a key a run's configuration lacks, added to simkit after it, reads as its default); each row is labelled by the configuration keys that tell the rows apart. The value of a
-run is its metric on the chosen split after its last epoch ("last") and at its best epoch
-("best": highest accuracy, lowest loss); the table gives mean and sample standard deviation over
-the seeds. Unfinished runs, and folders without a simkit run, are skipped with a note on stderr;
+one row (a key a run's configuration lacks, added to simkit after it, reads as its default); each
+row is labelled by the configuration keys that tell the rows apart. The value of a run is its
+metric on the chosen split after its last epoch ("last") and at its best epoch ("best": highest
+accuracy, lowest loss); the table gives mean and sample standard deviation over the seeds, with a
+warning on stderr when runs of one row share a seed (copies of one run, not replicates).
+Unfinished runs, and folders without a simkit run, are skipped with a note on stderr;
 ``--unfinished`` lists running and interrupted runs too, each in a row of its own (labelled by its
 status, never pooled with finished seeds), so a long run's progress shows next to the others.
 """
@@ -114,6 +116,7 @@ def collect(runs, metric, split, unfinished=False) -> list[dict]:
     for g in groups.values():
         label = ", ".join(f"{k}={g['cfg'][k]}" for k in differ if g["cfg"].get(k) is not None) or \
             f"{g['cfg'].get('rule') or g['cfg'].get('algorithm')} on {g['cfg'].get('dataset')}"
+        warn_copies(label, [s for s, _, _ in g["runs"]])
         vals = [v for _, v, _ in g["runs"]]
         secs = [s for _, _, s in g["runs"] if s]
         rows.append({"run": label, "seeds": sorted(s for s, _, _ in g["runs"]), "metric": vals[0][0],
@@ -121,6 +124,16 @@ def collect(runs, metric, split, unfinished=False) -> list[dict]:
                      "best": _mean_std([v[2] for v in vals]),
                      "s_per_epoch": sum(secs) / len(secs) if secs else math.nan})
     return rows
+
+
+def warn_copies(label: str, seeds: list):
+    """One line on stderr when runs of one configuration share a seed: they are copies of one
+    run, not replicates, so their spread says nothing about the seed-to-seed variation."""
+    shared = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
+    if shared:
+        print(f"simkit summary: warning: {label}: {len(seeds)} runs share seed "
+              f"{', '.join(map(str, shared))} and their configuration (copies, not replicates: "
+              "the ± is not a spread over seeds)", file=sys.stderr)
 
 
 def _fmt(ms, pct):

@@ -11,7 +11,20 @@ from simkit.commands.runner import (
     parse_sizes,
 )
 from simkit.errors import UserError
+from simkit.rules import make_rule
 from simkit.training.config import DEFAULTS, resolve_config
+
+CLIP_MODES = ("per_layer", "global")
+#: Rules that need a network or a schedule of their own: ``simkit train`` refuses them before it
+#: writes anything, naming the command that runs them.
+OWN_COMMAND = {
+    "gait": ("invertible networks", "simkit gait --algorithm GAIT"),
+    "tp": ("invertible networks", "simkit gait --algorithm TP"),
+    "inv_bp": ("invertible networks", "simkit gait --algorithm BP"),
+    "dfc": ("its feedback (sleep) phases and controller dynamics",
+            "simkit run_dfc (DFC, two-phase Strong-DFC) or simkit run_dfc_single_phase "
+            "(Strong-DFC)"),
+}
 
 # flag -> (config key, type, help)
 FLAGS = {
@@ -31,7 +44,7 @@ FLAGS = {
     "--eps": ("eps", lambda s: parse_number_or_list(s, "--eps"), "Adam/RMSprop epsilon"),
     "--weight-decay": ("weight_decay", float, "coupled L2 weight decay"),
     "--clip": ("clip", float, "max gradient norm (<= 0: off)"),
-    "--clip-mode": ("clip_mode", str, "per_layer or global"),
+    "--clip-mode": ("clip_mode", str, f"{' or '.join(CLIP_MODES)}"),
     "--val-size": ("val_size", int, "training samples held out for validation"),
     "--standardize": ("standardize", str, "none, mnist or dataset"),
     "--target-value": ("target_value", float, "true-class target value (soft targets below 1)"),
@@ -49,9 +62,10 @@ def register(sub, parent):
         p.add_argument(flag, dest=key, type=typ, default=None,
                        help=f"{text} (default: {DEFAULTS[key]})")
     add_checkpoint_option(p)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any configuration key, e.g. --set rule_opts={'...':1}")
-    p.add_argument("--out-dir", default=None, help="run directory (default: runs/DATE_RULE_DATA_sSEED)")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="set any configuration key, e.g. --set rule_opts={'...':1} (default: none)")
+    p.add_argument("--out-dir", default=None,
+                   help="run directory (default: runs/DATE-TIME_RULE_DATASET_sSEED)")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted run in DIR (its run.json gives the settings)")
     p.set_defaults(func=run)
@@ -70,17 +84,33 @@ def parse_set(items) -> dict:
     return out
 
 
+def refuse_early(cfg):
+    """One-line errors, before any file is written, for what would fail only once training runs."""
+    if cfg["rule"] in OWN_COMMAND:
+        needs, command = OWN_COMMAND[cfg["rule"]]
+        raise UserError(f"rule {cfg['rule']!r} needs {needs}, which simkit train does not build; "
+                        f"run it with {command}")
+    if cfg["clip_mode"] not in CLIP_MODES:
+        raise UserError(f"unknown clipping mode {cfg['clip_mode']!r}; allowed: "
+                        f"{', '.join(CLIP_MODES)}")
+    try:
+        make_rule(cfg["rule"], **cfg["rule_opts"])
+    except TypeError as exc:                    # an option the rule does not take
+        raise UserError(f"rule_opts of rule {cfg['rule']!r}: {exc}") from None
+
+
 def run(args) -> int:
     if args.resume:
         execute({}, args.resume, resume=True, args=args)
         return 0
     overrides = {key: getattr(args, key) for key, *_ in FLAGS.values()
                  if getattr(args, key) is not None}
-    overrides.update(parse_set(args.set))
+    overrides.update(parse_set(args.set or ()))
     if args.backend:
         overrides["backend"] = args.backend
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     cfg = resolve_config(overrides)
+    refuse_early(cfg)
     execute(cfg, args.out_dir or default_out_dir(cfg), args=args)
     return 0
