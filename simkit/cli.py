@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     except UserError as exc:          # raised by a flag's own type check
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)    # for resume checks
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -210,6 +210,14 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
     return trainer.fit()
 
 
+def check_stored(out_dir, args):
+    """Refuse ``--load`` with flags other than the run's (except :data:`RESUME_OVERRIDES`)."""
+    from simkit.commands.runner import check_resume
+    stored = RunDir(out_dir).read_info()["config"]
+    stored = {**stored, "eval_splits": ",".join(stored["eval_splits"])}
+    check_resume(out_dir, args, stored, "nb_epochs", free=RESUME_OVERRIDES)
+
+
 def run(args) -> int:
     from simkit.commands.runner import progress_setting
     cfg = config_from_args(args)
@@ -219,6 +227,8 @@ def run(args) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else Path("results") / original_folder(cfg)
     if args.load and not RunDir(out_dir).exists():
         raise UserError(f"--load: no run to resume in {out_dir}; start it without --load")
+    if args.load:
+        check_stored(out_dir, args)
     if not args.load and RunDir(out_dir).exists():
         raise UserError(f"{out_dir} already holds a run; pass --load to continue it or choose "
                         "another --out_dir")

@@ -23,7 +23,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list, parse_sizes
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    command_flags,
+    execute,
+    parse_number_or_list,
+    parse_sizes,
+)
 from simkit.errors import UserError
 from simkit.training.config import resolve_config
 
@@ -147,5 +153,6 @@ def run(args) -> int:
             raise UserError("--resume needs --out_dir naming the run to continue")
         execute({}, out_dir, resume=True, args=args)
     else:
-        execute(resolve_config(cfg), out_dir, args=args, extra_info={"paper_command": "run_bp"})
+        execute(resolve_config(cfg), out_dir, args=args,
+                extra_info={"paper_command": "run_bp", "paper_flags": command_flags(args)})
     return 0

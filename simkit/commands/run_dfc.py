@@ -25,7 +25,12 @@ import time
 from pathlib import Path
 
 from simkit.commands.run_bp import add_dfc_common, dfc_config
-from simkit.commands.runner import add_checkpoint_option, execute, parse_number_or_list
+from simkit.commands.runner import (
+    add_checkpoint_option,
+    command_flags,
+    execute,
+    parse_number_or_list,
+)
 from simkit.errors import UserError
 from simkit.rules.dfc_options import DEFAULT, help_text
 from simkit.training.config import resolve_config
@@ -163,5 +168,6 @@ def run(args, single_phase=False) -> int:
         return 0
     cfg = resolve_config(build_config(args, single_phase))
     name = "run_dfc_single_phase" if single_phase else "run_dfc"
-    execute(cfg, out_dir, args=args, extra_info={"paper_command": name})
+    execute(cfg, out_dir, args=args,
+            extra_info={"paper_command": name, "paper_flags": command_flags(args)})
     return 0
