@@ -192,3 +192,38 @@ def test_lock_of_a_live_process_in_a_library_call_is_refused(tmp_path, capsys):
         held.release()
     assert not (tmp_path / "r" / ".lock").exists()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"
+
+
+PAPER_RUNS = {   # command: (new run, resume, a flag with another value, its stored value)
+    "run_bp": (["run_bp", "--dataset", "mnist", "--test", "--no_cuda", "--out_dir", "{d}"],
+               ["run_bp", "--resume", "--out_dir", "{d}"], ["--lr", "0.5"], "--lr 0.5 (run: 0.1)"),
+    "f3": (["f3", "--depth", "1", "--width", "8", "--epochs", "1", "--dry_run", "1", "--no_output",
+            "--backend", "numpy", "--out-dir", "{d}"],
+           ["f3", "--epochs", "1", "--resume", "{d}"], ["--width", "9"], "--width 9 (run: 8)"),
+    "bdfa": (["bdfa", "-epoch", "1", "-num_layers", "1", "-num_hidden", "8", "-batchSize", "6000",
+              "--backend", "numpy", "-save", "{d}"],
+             ["bdfa", "--resume", "{d}"], ["-num_hidden", "9"], "-num_hidden 9 (run: 8)"),
+    "gait": (["gait", "--nb_epochs", "1", "--max_batches", "1", "--eval_every", "0", "--eval_splits", "test",
+              "--backend", "numpy", "--out_dir", "{d}"],
+             ["gait", "--nb_epochs", "1", "--eval_splits", "test", "--load", "--out_dir", "{d}"],
+             ["--seed", "2"],
+             "--seed 2 (run: 1)"),
+}
+
+
+@pytest.mark.parametrize("command", PAPER_RUNS)
+def test_paper_commands_refuse_a_resume_with_other_flags(tmp_path, capsys, command):
+    if not (Path(os.environ.get("SIMKIT_DATA", "data")) / "mnist").exists():
+        pytest.skip("needs MNIST")
+    new, resume, other, shown = PAPER_RUNS[command]
+    fill = [str(a).replace("{d}", str(tmp_path / "r")) for a in new]
+    code, _, err = run_cli(capsys, *fill, "--quiet")
+    assert code == 0, err
+    again = [str(a).replace("{d}", str(tmp_path / "r")) for a in resume]
+    code, _, err = run_cli(capsys, *again, *other, "--quiet")
+    assert code == 2
+    line = error_line(err)
+    assert "cannot resume" in line and shown in line, line
+    assert RunDir(tmp_path / "r").read_info()["status"] == "finished"
+    code, _, err = run_cli(capsys, *again, "--quiet", "--threads", "1")
+    assert code == 0, err

@@ -130,10 +130,11 @@ def check_resume(path, args, stored: dict, epochs_dest: str, free=()) -> int | N
     the run's ``stored`` ones, except :data:`RESUME_FREE`, ``free`` and ``epochs_dest``; returns
     the value given for ``epochs_dest`` (the run goes on to that many epochs), or None."""
     given = given_options(args)
-    differ = [f"{flag} {_show(getattr(args, dest))} (run: {_show(stored.get(dest, '?'))})"
+    run = {dest: _show(stored[dest]) if dest in stored else "not recorded" for dest in given}
+    differ = [f"{flag} {_show(getattr(args, dest))} (run: {run[dest]})"
               for dest, flag in given.items()
               if dest not in RESUME_FREE | set(free) | {epochs_dest}
-              and _show(getattr(args, dest)) != _show(stored.get(dest, "?"))]
+              and _show(getattr(args, dest)) != run[dest]]
     if differ:
         raise UserError(f"cannot resume {path} with other settings: {'; '.join(differ)}; resume "
                         "without them (only the epochs may change), or start a new run")
@@ -143,12 +144,14 @@ def check_resume(path, args, stored: dict, epochs_dest: str, free=()) -> int | N
 def command_flags(args) -> dict:
     """The command's options as ``run.json`` records them (what :func:`check_resume` compares)."""
     skip = ("func", "argv", "command", "resume_hint")
-    return {k: json.loads(_show(v)) for k, v in vars(args).items()
+    return {k: json.loads(json.dumps(v, default=str)) for k, v in vars(args).items()
             if k not in skip and not callable(v)}
 
 
 def _show(value) -> str:
-    return json.dumps(value, default=str)
+    """``value`` as the command line or ``run.json`` writes it (what :func:`check_resume`
+    compares)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def given_options(args) -> dict:

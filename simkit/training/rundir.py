@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
