@@ -179,6 +179,28 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     assert not (tmp_path / "r" / ".lock").exists()
 
 
+def test_lock_left_by_a_killed_run_is_taken_over(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(capsys, run, "--epochs", "1")
+    first = simkit_process("train", "--resume", run, "--epochs", "100000", "--quiet",
+                           "--threads", "1")
+    try:
+        deadline = time.time() + 240
+        while not ((run / ".lock").exists() and (run / ".lock").read_text().strip()):
+            assert first.poll() is None and time.time() < deadline, "the first run never locked"
+            time.sleep(0.1)
+        first.kill()                              # SIGKILL; not reaped yet: a zombie
+        time.sleep(0.5)
+        done = int(load_arrays(run / "checkpoint.npz")["meta.epoch"])
+        code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", done + 1, "--quiet")
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
+    assert code == 0, err
+    assert f"taking over the stale lock of {run} (process {first.pid} on " in err
+    assert not (run / ".lock").exists()
+
+
 def test_lock_of_a_live_process_in_a_library_call_is_refused(tmp_path, capsys):
     from simkit.errors import UserError
     from simkit.training.lock import RunLock

@@ -25,7 +25,8 @@ The original's quirks, and what simkit does with them (research note gait_tp.md 
 simkit's own options: ``--eval_every N`` (batches between evaluations; 0: at epoch ends only),
 ``--eval_splits``, ``--gamma``, ``--batch_size``, ``--max_batches``, ``--checkpoint_every``,
 ``--out_dir``. ``--load`` continues the run with the command line's ``--nb_epochs``,
-``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes from its run.json.
+``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes from its run.json,
+and a flag given with another value than the run's is refused.
 """
 from __future__ import annotations
 

@@ -21,14 +21,18 @@ HELD: set[str] = set()       # the locks this process holds (a second claim in-p
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host."""
+    """Whether process ``pid`` runs on this host (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:       # someone else's process
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:               # no /proc (macOS): os.kill's answer
         return True
-    return True
+    return stat[stat.rindex(")") + 2:][:1] != "Z"
 
 
 class RunLock:
