@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simkit.commands.options import Parser, common_options
+from simkit.commands.options import Parser, common_options, given_options
 from simkit.errors import UserError
 from simkit.training.signals import Terminated, sigterm_as_interrupt
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     except UserError as exc:          # raised by a flag's own type check
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
-    args.argv = list(sys.argv[1:] if argv is None else argv)    # for resume checks
+    args.given_options = lambda: given_options(parser, argv)     # for resume checks
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,7 +1,6 @@
 """Run a resolved configuration in a run directory (shared by every training subcommand)."""
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -143,7 +142,7 @@ def check_resume(path, args, stored: dict, epochs_dest: str, free=()) -> int | N
 
 def command_flags(args) -> dict:
     """The command's options as ``run.json`` records them (what :func:`check_resume` compares)."""
-    skip = ("func", "argv", "command", "resume_hint")
+    skip = ("func", "command", "resume_hint")
     return {k: json.loads(json.dumps(v, default=str)) for k, v in vars(args).items()
             if k not in skip and not callable(v)}
 
@@ -155,23 +154,11 @@ def _show(value) -> str:
 
 
 def given_options(args) -> dict:
-    """``{dest: flag}`` of the options typed on ``args``' command line (``args.argv``, set by
-    :func:`simkit.cli.main`), defaults left out; empty without a command line."""
-    argv = getattr(args, "argv", None)
-    if argv is None:
-        return {}
-    from simkit.cli import build_parser
-    parser = build_parser()
-    subs = {name: p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-            for name, p in a.choices.items()}
-    for p in [parser, *subs.values()]:
-        p._defaults.clear()
-        for action in p._actions:
-            action.default = argparse.SUPPRESS
-    given = vars(parser.parse_args(argv))
-    chosen = subs.get(given.pop("command", None), parser)
-    flags = {a.dest: a.option_strings[0] for a in chosen._actions if a.option_strings}
-    return {dest: flags[dest] for dest in given if dest in flags}
+    """``{dest: flag}`` of the options typed on ``args``' command line, defaults left out
+    (:func:`simkit.commands.options.given_options`, which :func:`simkit.cli.main` hands over as
+    ``args.given_options``); empty without a command line (a library call)."""
+    given = getattr(args, "given_options", None)
+    return given() if given is not None else {}
 
 
 def format_summary(summary: dict, out_dir) -> str:
