@@ -117,7 +117,8 @@ def stored_run(path, command, args, *, flags_key=None, epochs_dest="epochs",
     if command is not None and info.get("paper_command") != command:
         raise UserError(f"{path} is not a 'simkit {command}' run; use simkit train --resume")
     cfg = resolve_config(info["config"])
-    stored = {**info["config"], **(info.get(flags_key) or {} if flags_key else {})}
+    flags = info.get(flags_key) if flags_key else None
+    stored = {**info["config"], **(flags or {})}
     epochs = check_resume(path, args, stored, epochs_dest, free)
     if getattr(args, "backend", None):
         cfg["backend"] = args.backend
