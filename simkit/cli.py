@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from simkit.commands.options import Parser, common_options
+from simkit.commands.options import Parser, common_options, given_options
 from simkit.errors import UserError
 from simkit.training.signals import Terminated, sigterm_as_interrupt
 
@@ -75,6 +75,7 @@ def _run(argv, parsed: list) -> int:
         print(f"simkit: error: {exc}", file=sys.stderr)
         return 2
     parsed.append(args)
+    args.given_options = lambda: given_options(parser, argv)     # for resume checks
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

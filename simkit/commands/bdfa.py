@@ -50,7 +50,13 @@ from simkit.commands.options import (
     common_options,
     simkit_group,
 )
-from simkit.commands.runner import default_out_dir, fit_and_report, progress_setting, stored_run
+from simkit.commands.runner import (
+    command_flags,
+    default_out_dir,
+    fit_and_report,
+    progress_setting,
+    stored_run,
+)
 from simkit.errors import UserError
 from simkit.nn import soft_targets
 from simkit.rules.bidirectional import FEEDBACK_LR
@@ -270,11 +276,16 @@ def execute_bdfa(cfg, flags, out_dir, args, resume=False) -> dict:
 
 def run(args) -> int:
     if args.resume:
-        info, cfg = stored_run(args.resume, "bdfa", args)
-        execute_bdfa(cfg, info["bdfa_flags"], args.resume, args, resume=True)
+        info, cfg, epochs = stored_run(args.resume, "bdfa", args, flags_key="bdfa_flags",
+                                       epochs_dest="epoch", free=("save",))
+        flags = info["bdfa_flags"]
+        if epochs is not None:                  # -epoch N: go on to N epochs
+            flags["epoch"] = epochs
+            cfg["epochs"] = epochs - 1 if flags["original_epochs"] else epochs
+        execute_bdfa(cfg, flags, args.resume, args, resume=True)
         return 0
     cfg = bdfa_config(args)
-    flags = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    flags = command_flags(args)
     out_dir = args.save or default_out_dir(cfg, f"bdfa_{args.gradient}")
     execute_bdfa(cfg, flags, out_dir, args)
     return 0

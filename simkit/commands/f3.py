@@ -355,8 +355,8 @@ def execute_f3(cfg, flags, out_dir, args, csv_path=None, resume=False) -> dict:
 
 def run(args) -> int:
     if args.resume:
-        info, cfg = stored_run(args.resume, "f3", args)
-        cfg["epochs"] = int(args.epochs)
+        info, cfg, _ = stored_run(args.resume, "f3", args, flags_key="f3_flags")
+        cfg["epochs"] = int(args.epochs)                             # required: always given
         flags = {k: info["f3_flags"][k] for k in ORIGINAL_FLAGS}     # in the original's order
         flags["epochs"] = cfg["epochs"]
         execute_f3(cfg, flags, args.resume, args, info.get("f3_csv"), resume=True)

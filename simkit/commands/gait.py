@@ -27,7 +27,7 @@ simkit's own options: ``--eval_every N`` (batches between evaluations; 0: at epo
 ``--eval_splits``, ``--gamma``, ``--batch_size``, ``--max_batches``, ``--checkpoint_every``,
 ``--out_dir`` (or ``--out-dir``). ``--load`` continues the run with the command line's
 ``--nb_epochs``, ``--eval_every`` and ``--checkpoint_every`` (and backend); everything else comes
-from its run.json.
+from its run.json, and a flag given with another value than the run's is refused.
 """
 from __future__ import annotations
 
@@ -225,6 +225,14 @@ def execute(cfg, out_dir, *, resume=False, args=None, on_batch=None, log=print, 
     return trainer.fit()
 
 
+def check_stored(out_dir, args):
+    """Refuse ``--load`` with flags other than the run's (except :data:`RESUME_OVERRIDES`)."""
+    from simkit.commands.runner import check_resume
+    stored = RunDir(out_dir).read_info()["config"]
+    stored = {**stored, "eval_splits": ",".join(stored["eval_splits"])}
+    check_resume(out_dir, args, stored, "nb_epochs", free=RESUME_OVERRIDES)
+
+
 def run(args) -> int:
     from simkit.commands.runner import RUNS, progress_setting
     cfg = config_from_args(args)
@@ -234,6 +242,8 @@ def run(args) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else RUNS / f"gait_{original_folder(cfg)}"
     if args.load and not RunDir(out_dir).exists():
         raise UserError(f"--load: no run to resume in {out_dir}; start it without --load")
+    if args.load:
+        check_stored(out_dir, args)
     if not args.load and RunDir(out_dir).exists():
         raise UserError(f"{out_dir} already holds a run; pass --load to continue it or choose "
                         "another --out_dir")

@@ -5,6 +5,7 @@ command lines)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 
 SIMKIT_OPTIONS = "simkit options"      # the help's heading of simkit's own options
@@ -96,3 +97,20 @@ def add_table(p, table):
             p.add_argument(*flags, default=default, choices=kind, **kw)
         else:
             p.add_argument(*flags, default=default, type=kind, **kw)
+
+
+def given_options(parser: argparse.ArgumentParser, argv) -> dict:
+    """``{dest: flag}`` of the options that ``argv`` gives, leaving out those that keep their
+    default (what a resumed run compares with its stored settings): ``argv`` parsed again by a
+    copy of ``parser`` whose defaults are suppressed."""
+    parser = copy.deepcopy(parser)
+    subs = {name: p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+            for name, p in a.choices.items()}
+    for p in [parser, *subs.values()]:
+        p._defaults.clear()
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(argv))
+    chosen = subs.get(given.pop("command", None), parser)
+    flags = {a.dest: a.option_strings[0] for a in chosen._actions if a.option_strings}
+    return {dest: flags[dest] for dest in given if dest in flags}

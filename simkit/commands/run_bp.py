@@ -25,6 +25,7 @@ from pathlib import Path
 from simkit.commands.options import SWITCH, add_table, simkit_group
 from simkit.commands.runner import (
     add_checkpoint_option,
+    command_flags,
     default_out_dir,
     execute,
     parse_number_or_list,
@@ -178,5 +179,5 @@ def run(args) -> int:
     else:
         cfg = resolve_config(cfg)
         execute(cfg, out_dir or default_out_dir(cfg, "run_bp"), args=args,
-                extra_info={"paper_command": "run_bp"})
+                extra_info={"paper_command": "run_bp", "paper_flags": command_flags(args)})
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 from simkit.commands.options import SWITCH, add_table, simkit_group
 from simkit.commands.run_bp import INITIALIZATIONS, add_dfc_common, add_simkit_options, dfc_config
 from simkit.commands.runner import (
+    command_flags,
     default_out_dir,
     execute,
     parse_number_or_list,
@@ -178,5 +179,5 @@ def run(args, single_phase=False) -> int:
     cfg = resolve_config(build_config(args, single_phase))
     name = "run_dfc_single_phase" if single_phase else "run_dfc"
     execute(cfg, out_dir or default_out_dir(cfg, name), args=args,
-            extra_info={"paper_command": name})
+            extra_info={"paper_command": name, "paper_flags": command_flags(args)})
     return 0

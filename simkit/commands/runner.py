@@ -1,6 +1,7 @@
 """Run a resolved configuration in a run directory (shared by every training subcommand)."""
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -62,13 +63,17 @@ def resume_command(args, out_dir) -> str:
 
 
 def execute(cfg: dict, out_dir, *, resume=False, args=None, on_batch=None, extra_info=None):
-    """Train ``cfg`` in ``out_dir`` (a new run, or ``resume`` the one there); returns the summary."""
+    """Train ``cfg`` in ``out_dir`` (a new run, or ``resume`` the one there: its stored
+    configuration, checked against ``args`` by :func:`stored_run`); returns the summary."""
     run = RunDir(out_dir)
     if resume:
-        info = run.read_info()
-        cfg = resolve_config(info["config"])
-        if args is not None and getattr(args, "backend", None):
-            cfg["backend"] = args.backend
+        command = getattr(args, "command", None)
+        paper = command if command in ("run_bp", "run_dfc", "run_dfc_single_phase") else None
+        _, cfg, epochs = stored_run(out_dir, paper, args, flags_key=paper and "paper_flags")
+        if epochs is not None:
+            cfg["epochs"] = epochs
+    else:
+        run.check_new()
     apply_divergence_flag(cfg, args)
     bk = get_backend(cfg["backend"], cfg["dtype"])
     splits, ds = load_splits(bk, cfg)
@@ -104,16 +109,65 @@ def fit_and_report(trainer, out_dir, quiet: bool, after_fit=None) -> dict:
     return summary
 
 
-def stored_run(path, command: str, args) -> tuple[dict, dict]:
-    """``(run.json, configuration)`` of a ``simkit COMMAND`` run to resume; ``--backend`` may
-    override the stored backend."""
+# options outside a run's configuration: a resume may give them other values
+RESUME_FREE = frozenset({"resume", "load", "out_dir", "backend", "data_dir", "threads", "progress",
+                         "quiet", "checkpoint_minutes", "divergence_factor"})
+
+
+def stored_run(path, command, args, *, flags_key=None, epochs_dest="epochs",
+               free=()) -> tuple[dict, dict, int | None]:
+    """``(run.json, configuration, epochs)`` of the run in ``path`` to resume (``command``: the
+    ``simkit COMMAND`` that must have made it, or None for any): the options given with the
+    resume are checked by :func:`check_resume` against the run's configuration and its
+    ``run.json[flags_key]`` (the command's own flags); ``epochs``: the value of ``epochs_dest``
+    where it was given, else None; ``--backend`` overrides the stored backend."""
     info = RunDir(path).read_info()
-    if info.get("paper_command") != command:
+    if command is not None and info.get("paper_command") != command:
         raise UserError(f"{path} is not a 'simkit {command}' run; use simkit train --resume")
     cfg = resolve_config(info["config"])
+    flags = info.get(flags_key) if flags_key else None
+    stored = {**info["config"], **(flags or {})}
+    epochs = check_resume(path, args, stored, epochs_dest, free)
     if getattr(args, "backend", None):
         cfg["backend"] = args.backend
-    return info, cfg
+    return info, cfg, epochs
+
+
+def check_resume(path, args, stored: dict, epochs_dest: str, free=()) -> int | None:
+    """Refuse (one line listing them) the options given with a resume whose values differ from
+    the run's ``stored`` ones, except :data:`RESUME_FREE`, ``free`` and ``epochs_dest``; returns
+    the value given for ``epochs_dest`` (the run goes on to that many epochs), or None."""
+    given = given_options(args)
+    run = {dest: _show(stored[dest]) if dest in stored else "not recorded" for dest in given}
+    differ = [f"{flag} {_show(getattr(args, dest))} (run: {run[dest]})"
+              for dest, flag in given.items()
+              if dest not in RESUME_FREE | set(free) | {epochs_dest}
+              and _show(getattr(args, dest)) != run[dest]]
+    if differ:
+        raise UserError(f"cannot resume {path} with other settings: {'; '.join(differ)}; resume "
+                        "without them (only the epochs may change), or start a new run")
+    return getattr(args, epochs_dest) if epochs_dest in given else None
+
+
+def command_flags(args) -> dict:
+    """The command's options as ``run.json`` records them (what :func:`check_resume` compares)."""
+    skip = ("func", "command", "resume_hint")
+    return {k: json.loads(json.dumps(v, default=str)) for k, v in vars(args).items()
+            if k not in skip and not callable(v)}
+
+
+def _show(value) -> str:
+    """``value`` as the command line or ``run.json`` writes it (what :func:`check_resume`
+    compares)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def given_options(args) -> dict:
+    """``{dest: flag}`` of the options typed on ``args``' command line, defaults left out
+    (:func:`simkit.commands.options.given_options`, which :func:`simkit.cli.main` hands over as
+    ``args.given_options``); empty without a command line (a library call)."""
+    given = getattr(args, "given_options", None)
+    return given() if given is not None else {}
 
 
 def format_summary(summary: dict, out_dir) -> str:

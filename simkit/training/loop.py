@@ -4,7 +4,10 @@
 the loop evaluates is the schedule's (a subclass's) business; everything around it is here, once:
 
 * **start** -- creates the run directory (``run.json``: configuration, backend, versions, status
-  ``running``) or resumes the run in it.
+  ``running``) or resumes the run in it, and locks it (``.lock``,
+  :mod:`~simkit.training.lock`) until ``fit`` ends, whatever the exit. A resumed run may be given
+  more epochs than it was started with (it goes on to them; ``run.json`` records the new
+  configuration and ``running`` again), never fewer than it has finished.
 * **fit** -- an evaluation before training (skipped by a resumed run), then epochs until the
   schedule's epoch count or a :meth:`Loop.stop_reason`; after every epoch a save and a report.
   The run ends ``finished`` or ``stopped`` (with the reason); a Ctrl-C or a SIGTERM
@@ -24,7 +27,8 @@ the loop evaluates is the schedule's (a subclass's) business; everything around 
 * **resume** -- removes the temporary files of a killed process's writes (saying so), loads
   that file and hands the schedule its ``meta.*`` arrays
   (:meth:`Loop.restore`); a schedule that can stop inside an epoch resumes there, to the same
-  weights an uninterrupted run reaches.
+  weights an uninterrupted run reaches. Trained epochs in ``metrics.csv`` without a readable
+  checkpoint are refused, never restarted from scratch.
 * **non-finite stop** -- :meth:`Loop.check_loss` raises on a NaN or infinite minibatch loss.
 * **divergence stop** -- :meth:`Loop.check_divergence` raises before a save whose losses (the
   epoch's mean train loss, the evaluations' losses) are not finite or exceed
@@ -53,7 +57,7 @@ import sys
 import time
 
 from simkit.backend import versions
-from simkit.errors import NumericalError
+from simkit.errors import NumericalError, UserError
 from simkit.training.progress import PROGRESS_EVERY, PlainProgress
 from simkit.training.rundir import load_state_arrays, recording_status, state_arrays
 from simkit.training.signals import (
@@ -104,6 +108,8 @@ class Loop:
             close = getattr(self.rule, "close", None)
             if close is not None:
                 close()
+            if self.run is not None:
+                self.run.unlock()
 
     def finish(self) -> dict:
         """Mark the run ``stopped`` (with the reason) or write the final files and ``finished``."""
@@ -173,14 +179,22 @@ class Loop:
             self.run.update_info(status=status, summary=self.summary())
 
     def start(self, resume: bool, config: dict, **info) -> bool:
-        """Open the run directory: continue its run (True when it has a checkpoint), or create
-        it, ``run.json`` holding ``config``, the backend, the library versions and ``info``."""
-        if resume:
-            return self.resume()
-        self.run.create({"config": config, "backend": self.bk.describe(), "versions": versions(),
-                         **info})
-        self.remove_temporaries()        # a killed process's, started in this folder before
-        return False
+        """Open and lock the run directory: continue its run (True when it has a checkpoint;
+        ``run.json`` then takes ``config`` and ``info`` and the status ``running``), or create it,
+        ``run.json`` holding ``config``, the backend, the library versions and ``info``."""
+        try:
+            if not resume:
+                self.run.create({"config": config, "backend": self.bk.describe(),
+                                 "versions": versions(), **info})
+                self.remove_temporaries()    # a killed process's, started in this folder before
+                return False
+            self.run.lock()
+            resumed = self.resume()
+            self.run.update_info(config=config, status="running", **info)
+            return resumed
+        except BaseException:
+            self.run.unlock()
+            raise
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
@@ -190,6 +204,9 @@ class Loop:
             return False
         self.load_state(arrays)
         self.restore(arrays)
+        if self.epoch > self.n_epochs:
+            raise UserError(f"{self.run.path} has finished {self.epoch} epochs, more than the "
+                            f"{self.n_epochs} asked for; resume with {self.epoch} or more epochs")
         return True
 
     def remove_temporaries(self):

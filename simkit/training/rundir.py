@@ -11,6 +11,7 @@ A run directory holds
                     curves do)
 ``checkpoint.npz``  everything needed to resume, after the last finished epoch or inside one;
                     read with ``allow_pickle=False`` (its keys: :mod:`simkit.training.loop`)
+``.lock``           while a process trains the run: its pid and host (:meth:`RunDir.lock`)
 
 Each file is written to a temporary name in the same folder and renamed over the old one
 (``os.replace``), with stop signals held until the write has finished
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.errors import NumericalError, UserError
+from simkit.training.lock import RunLock
 from simkit.training.signals import deferred_signals
 
 METRIC_FIELDS = ("epoch", "split", "metric", "layer", "value")
@@ -78,12 +80,19 @@ def save_arrays(path: Path, arrays: dict):
 
 
 def load_arrays(path: Path) -> dict:
-    """Read an ``.npz`` written by :func:`save_arrays` (no pickles admitted)."""
+    """Read an ``.npz`` written by :func:`save_arrays` (no pickles admitted); one line when the
+    file is no ``.npz`` archive or is damaged."""
+    path = Path(path)
+    size = path.stat().st_size
+    what = "restore it, or start a new run in another folder"
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a valid .npz (zip) archive ({size} bytes): it is damaged "
+                        f"or not a checkpoint; {what}")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run or restore the file") from exc
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"cannot read {path} ({size} bytes): {exc}; {what}") from exc
 
 
 def state_arrays(**parts) -> dict:
@@ -118,6 +127,24 @@ def recording_status(run):
         raise
 
 
+def make_folder(path: Path, check_only=False):
+    """Create the run directory ``path`` and its parents (``check_only``: only check that no
+    file is in the way); one line when a file is in the way."""
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "" if blocker == path else f" (in the way of {path})"
+        raise UserError(f"run directory {path}: {blocker} is a file, not a folder{where}; "
+                        "choose another run directory")
+    if check_only:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run directory {path}: {exc.strerror}; choose another "
+                        "run directory") from exc
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
@@ -132,6 +159,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.run_lock = RunLock(self.path)
 
     run_json = property(lambda self: self.path / "run.json")
     metrics_csv = property(lambda self: self.path / "metrics.csv")
@@ -141,15 +169,31 @@ class RunDir:
         return self.run_json.exists()
 
     def create(self, info: dict):
-        """Start a new run here; refuses to overwrite an existing one."""
-        if self.exists():
-            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or "
-                            "choose another --out-dir")
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Start a new run here (and lock it); refuses to overwrite an existing one."""
+        self.check_new()
+        make_folder(self.path)
+        self.lock()
         info = dict(info, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                     command=sys.argv, git_commit=git_commit())
         atomic_write_json(self.run_json, info)
         self.write_metrics([])
+
+    def check_new(self):
+        """Refuse, before anything is written, a path that holds a run or has a file in the way
+        (:meth:`create` checks it again)."""
+        if self.exists():
+            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or "
+                            "choose another --out-dir")
+        make_folder(self.path, check_only=True)
+
+    def lock(self):
+        """Hold ``.lock`` until :meth:`unlock` (:mod:`simkit.training.lock`); refuses a run
+        directory that another live process holds."""
+        if not self.run_lock.held:
+            self.run_lock.acquire()
+
+    def unlock(self):
+        self.run_lock.release()
 
     def read_info(self) -> dict:
         if not self.exists():
@@ -190,4 +234,13 @@ class RunDir:
         return [p.name for p in stale]
 
     def load_checkpoint(self) -> dict | None:
-        return load_arrays(self.checkpoint) if self.checkpoint.exists() else None
+        """The checkpoint's arrays; None where the run has none yet (nothing trained: its
+        metrics hold at most epoch 0). Trained epochs without a checkpoint: :class:`UserError`."""
+        if self.checkpoint.exists():
+            return load_arrays(self.checkpoint)
+        done = [float(r["epoch"]) for r in self.read_metrics() if float(r["epoch"]) > 0]
+        if done:
+            raise UserError(f"cannot resume {self.path}: metrics.csv holds results up to epoch "
+                            f"{max(done):g} but checkpoint.npz is missing; restore "
+                            "checkpoint.npz, or start a new run in another folder")
+        return None
