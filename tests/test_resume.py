@@ -249,3 +249,17 @@ def test_paper_commands_refuse_a_resume_with_other_flags(tmp_path, capsys, comma
     assert RunDir(tmp_path / "r").read_info()["status"] == "finished"
     code, _, err = run_cli(capsys, *again, "--quiet", "--threads", "1")
     assert code == 0, err
+
+
+def test_a_figure_output_folder_below_a_file_is_one_line_before_any_compute(tmp_path, capsys):
+    import argparse
+
+    from simkit.tasks.figure import run_figure
+    (tmp_path / "afile").write_text("x")
+    computed = []
+    args = argparse.Namespace(out=tmp_path / "afile" / "sub", threads=1, plot_only=False)
+    with pytest.raises(SystemExit) as exc:
+        run_figure(args, "fig", lambda a: computed.append(a) or {}, lambda res, out: None)
+    assert exc.value.code == 2 and not computed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "afile is a file, not a folder" in err[0]

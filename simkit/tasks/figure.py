@@ -15,7 +15,7 @@ from pathlib import Path
 
 from simkit.backend import limit_threads
 from simkit.errors import UserError
-from simkit.training.rundir import load_arrays, save_arrays
+from simkit.training.rundir import load_arrays, make_folder, save_arrays
 
 
 def first_paragraph(doc: str) -> str:
@@ -76,11 +76,12 @@ def run_figure(args, name: str, compute, plot, summary=None):
 def _run(args, name, compute, plot, summary):
     limit_threads(args.threads)
     path = args.out / "curves.npz"
+    make_folder(args.out, check_only=True, what="output folder (--out)")   # before any compute
     if args.plot_only:
         res = load_arrays(path)
     else:
         res = compute(args)
-        args.out.mkdir(parents=True, exist_ok=True)
+        make_folder(args.out, what="output folder (--out)")
         save_arrays(path, res)
         for line in (summary(res) if summary else []):
             print(line)

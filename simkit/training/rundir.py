@@ -127,22 +127,22 @@ def recording_status(run):
         raise
 
 
-def make_folder(path: Path, check_only=False):
-    """Create the run directory ``path`` and its parents (``check_only``: only check that no
-    file is in the way); one line when a file is in the way."""
+def make_folder(path: Path, check_only=False, what="run directory"):
+    """Create the folder ``path`` (a ``what``) and its parents (``check_only``: only check that
+    no file is in the way); one line when a file is in the way."""
     path = Path(path)
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         where = "" if blocker == path else f" (in the way of {path})"
-        raise UserError(f"run directory {path}: {blocker} is a file, not a folder{where}; "
-                        "choose another run directory")
+        raise UserError(f"{what} {path}: {blocker} is a file, not a folder{where}; "
+                        f"choose another {what}")
     if check_only:
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create run directory {path}: {exc.strerror}; choose another "
-                        "run directory") from exc
+        raise UserError(f"cannot create {what} {path}: {exc.strerror}; choose another "
+                        f"{what}") from exc
 
 
 def git_commit() -> str | None:
