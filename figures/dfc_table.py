@@ -15,7 +15,7 @@ with the published numbers as dashed lines.
 ``--full ROOT`` runs the published commands verbatim (40 epochs each, float64, seed 42; 6-11 h
 each on one CPU core, epochs of 600-1,000 s) into ``ROOT/DFC``, ``ROOT/Strong-DFC`` and
 ``ROOT/Strong-DFC_2-phase``, one after the other, and then draws the table. Run it again after an interruption: finished runs are
-kept, unfinished ones continue with ``--resume`` (nothing finished is lost, see the README). To use
+kept, unfinished ones continue with ``--resume`` (nothing finished is lost; docs/reproductions/dfc.md). To use
 two cores, start two of them with ``--methods`` in two shells, one thread each.
 
 ``--quick`` runs each published command with ``--test`` (one epoch of 2 minibatches, needs MNIST;
